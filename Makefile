@@ -1,0 +1,50 @@
+# Two commands do all the set-up on a machine with only python3 and make:
+#   make run    create/refresh .venv, install, start the daemon on config/watcher.toml
+#   make test   same install plus test tools, then lint, type-check and the whole suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_VERSION := 26.3
+CONFIG ?= config/watcher.toml
+PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: run test lint check install install-test bench clean lock
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q pip==$(PIP_VERSION)
+
+# The stamps make a second `make` instant and a changed pin reinstall.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/watcher run --config $(CONFIG)
+
+lint: install-test
+	$(BIN)/ruff check watcher tests bench
+	$(BIN)/ruff format --check watcher tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+check: install
+	$(BIN)/watcher check --config $(CONFIG)
+
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q pip==$(PIP_VERSION) && .venv-lock/bin/pip install -q '.[test]'
+	{ head -2 constraints.txt; .venv-lock/bin/pip freeze --exclude-editable | grep -v '^watcher'; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,83 @@
+"""The exception family. Each carries enough context for an operator to act on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WatcherError(Exception):
+    """Base of every error Watcher raises on purpose."""
+
+
+class ConfigError(WatcherError):
+    """A config file is unreadable or invalid.
+
+    The message names the file, the key path (``rules[2].query``) and, where it can be
+    found, the line, so the operator can go straight to the mistake.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Path | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.key = key
+        self.line = line
+        self.column = column
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = str(self.file) if self.file is not None else "<config>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        if self.key:
+            where += f": {self.key}"
+        return f"{where}: {self.message}"
+
+
+class RuleError(WatcherError):
+    """A rule query cannot be compiled: bad syntax, an unknown actor, nothing to match."""
+
+    def __init__(self, message: str, *, rule: str, column: int | None = None) -> None:
+        self.message = message
+        self.rule = rule
+        self.column = column
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        at = f" at column {self.column}" if self.column is not None else ""
+        return f"rule {self.rule!r}{at}: {self.message}"
+
+
+class FetchError(WatcherError):
+    """A feed could not be fetched (network, HTTP status, limits)."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        self.message = message
+        self.url = url
+        self.status = status
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"{self.url}{status}: {self.message}"
+
+
+class ParseError(WatcherError):
+    """A body is not a feed at all (feedparser recovered nothing)."""
+
+
+class StoreError(WatcherError):
+    """The database cannot be used: e.g. it was written by a newer Watcher."""
+
+
+class NotifyError(WatcherError):
+    """An alert could not be delivered."""

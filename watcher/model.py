@@ -1,0 +1,125 @@
+"""Plain frozen data shared by every stage. No behaviour, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# Outbox rows addressed to this chat id are printed on stdout instead of sent: it is the
+# destination the daemon uses when no Telegram token is configured.
+CONSOLE_CHAT = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedDef:
+    """A feed as the operator configured it."""
+
+    name: str
+    url: str
+    interval: int  # seconds between checks
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDef:
+    """A rule as the operator configured it; `query` is compiled by watcher.rules."""
+
+    name: str
+    query: str
+    chats: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One feed item after parsing and normalising: text fields hold displayed text
+    (HTML stripped, entities decoded, whitespace collapsed), not folded text."""
+
+    guid: str | None
+    link: str | None
+    title: str
+    summary: str
+    published: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a rule matched: offsets into the displayed text of one field."""
+
+    field: str  # "title" | "summary"
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    rule: str
+    spans: tuple[Span, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What the fetcher got back. `body` is None for a 304."""
+
+    status: int
+    url: str  # final URL after redirects
+    body: bytes | None
+    etag: str | None = None
+    last_modified: str | None = None
+    content_type: str | None = None
+    content_location: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    entries: tuple[Entry, ...]
+    version: str  # feedparser's format name ("rss20", "atom10", ...); "" if unknown
+    encoding: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """A feed's scheduling and fetch state as stored in SQLite."""
+
+    id: int
+    name: str
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    next_check_at: datetime | None
+    consecutive_errors: int
+    last_status: int | None
+    last_error: str | None
+    last_success_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry the store had not seen before, with the id it was given."""
+
+    id: int
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One message to one chat about one entry."""
+
+    entry_id: int
+    chat_id: int
+    text: str  # Telegram HTML
+    rules: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    chat_id: int
+    text: str
+    attempts: int
