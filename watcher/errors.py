@@ -60,10 +60,18 @@ class RuleError(WatcherError):
 class FetchError(WatcherError):
     """A feed could not be fetched (network, HTTP status, limits)."""
 
-    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.message = message
         self.url = url
         self.status = status
+        self.retry_after = retry_after  # seconds the server asked us to wait, if it did
         super().__init__(str(self))
 
     def __str__(self) -> str:

@@ -1,0 +1,200 @@
+"""The SQLite store, on a real database file."""
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from watcher.errors import StoreError
+from watcher.model import Alert, Entry, FeedDef
+from watcher.store import Store, migrate
+from watcher.store.schema import SCHEMA_VERSION
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+FEEDS = [FeedDef("apa", "https://apa.az/rss", 600), FeedDef("trend", "https://en.trend.az/rss", 600)]
+
+
+def entry(n: int, link: str | None = None, guid: str | None = None) -> Entry:
+    return Entry(
+        guid=guid or f"g{n}",
+        link=link or f"https://apa.az/news/{n}",
+        title=f"Title {n}",
+        summary=f"Summary {n}",
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    async with await Store.open(tmp_path / "w.db") as opened:
+        await opened.sync_feeds(FEEDS, NOW)
+        yield opened
+
+
+async def feed_id(store: Store, name: str) -> int:
+    state = await store.feed(name)
+    assert state is not None
+    return state.id
+
+
+def test_migrate_creates_schema_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "w.db"
+    assert migrate(path) == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert migrate(path) == SCHEMA_VERSION  # idempotent
+
+
+def test_refuses_a_database_from_a_newer_watcher(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer than this Watcher"):
+        migrate(path)
+
+
+async def test_new_feeds_are_due_at_once(store: Store) -> None:
+    due = await store.due_feeds(NOW)
+    assert [f.name for f in due] == ["apa", "trend"]
+    assert all(f.last_success_at is None and f.etag is None for f in due)
+
+
+async def test_insert_returns_only_new_entries(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    async with store.write() as tx:
+        first = await tx.insert_entries(apa, [entry(1), entry(2)], NOW)
+    async with store.write() as tx:
+        second = await tx.insert_entries(apa, [entry(1), entry(2), entry(3)], NOW)
+    assert [n.entry.guid for n in first] == ["g1", "g2"]
+    assert [n.entry.guid for n in second] == ["g3"]
+    assert await store.count_entries() == 3
+
+
+async def test_same_link_under_a_new_guid_is_not_new_in_any_feed(store: Store) -> None:
+    apa, trend = await feed_id(store, "apa"), await feed_id(store, "trend")
+    async with store.write() as tx:
+        await tx.insert_entries(apa, [entry(1, link="https://apa.az/news/1")], NOW)
+    async with store.write() as tx:
+        same_feed = await tx.insert_entries(
+            apa, [entry(9, guid="new-guid", link="http://www.apa.az/news/1/")], NOW
+        )
+        other_feed = await tx.insert_entries(
+            trend, [entry(5, guid="t5", link="https://apa.az/news/1?utm_source=x")], NOW
+        )
+    assert same_feed == [] and other_feed == []
+
+
+async def test_many_entries_in_one_poll_are_chunked(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    async with store.write() as tx:
+        new = await tx.insert_entries(apa, [entry(n) for n in range(1200)], NOW)
+    assert len(new) == 1200
+    assert [n.entry.guid for n in new[:3]] == ["g0", "g1", "g2"]
+
+
+async def test_a_failed_transaction_records_nothing(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    with pytest.raises(RuntimeError):
+        async with store.write() as tx:
+            new = await tx.insert_entries(apa, [entry(1)], NOW)
+            await tx.enqueue([Alert(new[0].id, 42, "<b>x</b>", ("r",))], NOW)
+            raise RuntimeError("crash between insert and commit")
+    assert await store.count_entries() == 0
+    assert await store.outbox_counts() == {}
+
+
+async def test_outbox_lifecycle(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    async with store.write() as tx:
+        new = await tx.insert_entries(apa, [entry(1), entry(2)], NOW)
+        queued = await tx.enqueue(
+            [
+                Alert(new[0].id, 42, "one", ("r",)),
+                Alert(new[0].id, 42, "one again", ("r",)),  # same entry x chat: ignored
+                Alert(new[1].id, 42, "two", ("r",)),
+                Alert(new[1].id, -100, "two", ("r",)),
+            ],
+            NOW,
+        )
+    assert queued == 3
+    due = await store.due_outbox(NOW)
+    assert [(i.chat_id, i.text) for i in due] == [(42, "one"), (42, "two"), (-100, "two")]
+    assert [i.chat_id for i in await store.due_outbox(NOW, chat_ids=[-100])] == [-100]
+
+    await store.mark_sent(due[0].id, 777, NOW)
+    await store.mark_retry(due[1].id, "timeout", NOW + timedelta(minutes=1))
+    await store.mark_dead(due[2].id, "blocked")
+    assert await store.due_outbox(NOW) == []
+    assert await store.next_outbox_attempt() == NOW + timedelta(minutes=1)
+    assert [i.attempts for i in await store.due_outbox(NOW + timedelta(minutes=2))] == [1]
+    assert await store.outbox_counts() == {"sent": 1, "pending": 1, "dead": 1}
+
+
+async def test_delay_and_migrate_chat(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    async with store.write() as tx:
+        new = await tx.insert_entries(apa, [entry(1)], NOW)
+        await tx.enqueue([Alert(new[0].id, -1, "x", ("r",))], NOW)
+    await store.delay_chat(-1, NOW + timedelta(seconds=30))
+    assert await store.due_outbox(NOW) == []
+    assert await store.migrate_chat(-1, -1009) == 1
+    (item,) = await store.due_outbox(NOW + timedelta(seconds=31))
+    assert item.chat_id == -1009
+
+
+async def test_feed_state_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    async with await Store.open(path) as store:
+        await store.sync_feeds(FEEDS, NOW)
+        apa = await feed_id(store, "apa")
+        async with store.write() as tx:
+            await tx.feed_succeeded(
+                apa,
+                now=NOW,
+                status=200,
+                etag='"v1"',
+                last_modified="Sat, 28 Nov 2026 10:00:00 GMT",
+                body_hash="abc",
+                next_check_at=NOW + timedelta(minutes=10),
+            )
+            await tx.feed_failed(
+                apa, now=NOW, status=500, error="boom", next_check_at=NOW + timedelta(hours=1)
+            )
+    async with await Store.open(path) as store:
+        state = await store.feed("apa")
+        assert state is not None
+        assert state.etag == '"v1"' and state.body_hash == "abc"
+        assert state.consecutive_errors == 1 and state.last_error == "boom"
+        assert state.next_check_at == NOW + timedelta(hours=1)
+        assert state.last_success_at == NOW
+        assert [f.name for f in await store.due_feeds(NOW)] == ["trend"]
+
+
+async def test_removed_feed_is_deactivated_and_keeps_its_history(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    async with store.write() as tx:
+        await tx.insert_entries(apa, [entry(1)], NOW)
+    await store.sync_feeds(FEEDS[1:], NOW)
+    assert [f.name for f in await store.feeds()] == ["trend"]
+    await store.sync_feeds(FEEDS, NOW)
+    async with store.write() as tx:
+        assert await tx.insert_entries(apa, [entry(1)], NOW) == []
+
+
+async def test_changing_a_feed_url_forgets_its_validators(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    async with store.write() as tx:
+        await tx.feed_succeeded(
+            apa,
+            now=NOW,
+            status=200,
+            etag='"v1"',
+            last_modified=None,
+            body_hash="h",
+            next_check_at=NOW,
+        )
+    await store.sync_feeds([FeedDef("apa", "https://apa.az/rss/en", 600), FEEDS[1]], NOW)
+    state = await store.feed("apa")
+    assert state is not None
+    assert (state.url, state.etag, state.body_hash) == ("https://apa.az/rss/en", None, None)

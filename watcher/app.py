@@ -1,0 +1,235 @@
+"""Composition root and lifecycle: open the store, the HTTP session, the parser pool and the
+Telegram sender; tick the scheduler; deliver the outbox; stop cleanly on SIGTERM/SIGINT.
+
+This is the only module that knows every part, and it holds no policy of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from watcher import __version__
+from watcher.config import Settings
+from watcher.delivery import Delivery
+from watcher.fetch import Fetcher
+from watcher.logs import RedactingFormatter
+from watcher.model import FeedDef, FeedState
+from watcher.parse import FeedParser
+from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed
+from watcher.rules import compile_rules
+from watcher.schedule import next_check_after_failure
+from watcher.scheduler import Ticker
+from watcher.store import Store
+from watcher.telegram.send import TelegramSender
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+# SIGTERM to exit must stay well under systemd's default 90 s and our promised 10 s.
+POLL_GRACE_S = 5.0
+DELIVERY_GRACE_S = 3.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_ruleset(settings: Settings) -> RuleSet:
+    return RuleSet(
+        matcher=compile_rules(settings.rules, settings.actors),
+        chats_by_rule={rule.name: rule.chats for rule in settings.rules},
+    )
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str],
+        log_formatter: RedactingFormatter | None = None,
+    ) -> None:
+        self.settings = settings
+        self._environ = environ
+        self._log_formatter = log_formatter
+        self._stop = asyncio.Event()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._ruleset = build_ruleset(settings)
+        self._feeds: dict[str, FeedDef] = {feed.name: feed for feed in settings.feeds}
+        self._poll_slots = asyncio.Semaphore(settings.polling.concurrency)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        token = self.settings.telegram.read_token(self._environ)
+        if token and self._log_formatter is not None:
+            self._log_formatter.add_secret(token)
+        self._install_signal_handlers()
+
+        store = await Store.open(self.settings.storage.path)
+        try:
+            await store.sync_feeds(self.settings.feeds, utc_now())
+            async with Fetcher(
+                timeout_s=self.settings.polling.timeout,
+                max_body_bytes=self.settings.polling.max_body_bytes,
+            ) as fetcher:
+                parser = FeedParser()
+                sender = (
+                    TelegramSender(
+                        token,
+                        api_base_url=self.settings.telegram.api_base_url,
+                        disable_link_preview=self.settings.telegram.disable_link_preview,
+                    )
+                    if token
+                    else None
+                )
+                try:
+                    await self._serve(store, fetcher, parser, sender)
+                finally:
+                    if sender is not None:
+                        await sender.close()
+                    parser.close()
+        finally:
+            await store.close()
+        log.info("stopped")
+        return 0
+
+    async def _serve(
+        self,
+        store: Store,
+        fetcher: Fetcher,
+        parser: FeedParser,
+        sender: TelegramSender | None,
+    ) -> None:
+        delivery = Delivery(store, sender, clock=utc_now)
+        context = PollContext(
+            store=store,
+            fetcher=fetcher,
+            parser=parser,
+            rules=lambda: self._ruleset,
+            console=sender is None,
+            clock=utc_now,
+        )
+
+        async def tick() -> None:
+            await self._tick(store, context, delivery)
+
+        ticker = Ticker(tick, every_s=TICK_SECONDS)
+        delivery_task = asyncio.create_task(delivery.run(self._stop), name="delivery")
+        ticker.start()
+        log.info(
+            "started version=%s feeds=%d rules=%d db=%s alerts_to=%s",
+            __version__,
+            len(self._feeds),
+            len(self.settings.rules),
+            self.settings.storage.path,
+            "telegram" if sender is not None else "console",
+        )
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping in_flight_polls=%d", len(self._in_flight))
+            ticker.stop()
+            await self._drain_polls()
+            await _finish(delivery_task, DELIVERY_GRACE_S)
+
+    async def _tick(self, store: Store, context: PollContext, delivery: Delivery) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            due = await store.due_feeds(utc_now())
+        except Exception:
+            log.exception("tick failed: could not read due feeds")
+            return
+        for state in due:
+            feed = self._feeds.get(state.name)
+            if feed is None or state.name in self._in_flight:
+                continue
+            task = asyncio.create_task(self._poll(feed, state, context, delivery))
+            self._in_flight[state.name] = task
+            task.add_done_callback(lambda _t, name=state.name: self._in_flight.pop(name, None))
+
+    async def _poll(
+        self, feed: FeedDef, state: FeedState, context: PollContext, delivery: Delivery
+    ) -> None:
+        async with self._poll_slots:
+            started = time.perf_counter()
+            try:
+                report = await poll_feed(feed, state, context)
+            except Exception as exc:
+                # A bug, not a feed problem: log it, and still reschedule the feed so it is
+                # neither lost nor retried every tick.
+                log.exception("poll crashed feed=%s", feed.name)
+                report = PollReport(feed=feed.name, error=f"internal error: {exc!r}")
+                await self._reschedule_after_crash(context, feed, state, report)
+            _log_poll(report, time.perf_counter() - started)
+            if report.alerts:
+                delivery.wake()
+
+    async def _reschedule_after_crash(
+        self, context: PollContext, feed: FeedDef, state: FeedState, report: PollReport
+    ) -> None:
+        now = utc_now()
+        try:
+            async with context.store.write() as tx:
+                await tx.feed_failed(
+                    state.id,
+                    now=now,
+                    status=None,
+                    error=report.error or "internal error",
+                    next_check_at=next_check_after_failure(
+                        now, feed.interval, state.consecutive_errors + 1
+                    ),
+                )
+        except Exception:
+            log.exception("could not record the failure of feed=%s", feed.name)
+
+    async def _drain_polls(self) -> None:
+        tasks = list(self._in_flight.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=POLL_GRACE_S)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+            log.warning(
+                "stop: cancelled %d polls still running after %.0fs", len(pending), POLL_GRACE_S
+            )
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        log.info("signal %s received: stopping", signal.Signals(signum).name)
+        self._stop.set()
+
+
+async def _finish(task: asyncio.Task[None], grace_s: float) -> None:
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
+    except TimeoutError:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _log_poll(report: PollReport, seconds: float) -> None:
+    fields = (
+        f"feed={report.feed} status={report.status if report.status is not None else '-'} "
+        f"entries={report.entries} new={report.new} hits={report.hits} alerts={report.alerts} "
+        f"ms={seconds * 1000:.0f}"
+    )
+    if report.primed:
+        fields += " primed=1"
+    if report.error:
+        log.warning("poll %s error=%r", fields, report.error)
+    else:
+        log.info("poll %s", fields)

@@ -1,0 +1,140 @@
+"""HTTP adapter: conditional GET of a feed with bounded time and size.
+
+Turns every way a request can go wrong into a FetchError carrying the status and any
+Retry-After, so the caller decides about scheduling without knowing aiohttp.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+
+from watcher import PROJECT_URL, __version__
+from watcher.errors import FetchError
+from watcher.model import FetchResult
+
+USER_AGENT = f"Watcher/{__version__} (+{PROJECT_URL})"
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml, "
+    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+)
+MAX_REDIRECTS = 5
+_CHUNK_BYTES = 64 * 1024
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class Fetcher:
+    """One shared aiohttp session for every feed. Use as an async context manager."""
+
+    def __init__(self, *, timeout_s: float, max_body_bytes: int) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(10.0, timeout_s))
+        self._max_body_bytes = max_body_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout,
+            headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        if self._session is None:
+            raise RuntimeError("Fetcher used outside `async with`")
+        headers: dict[str, str] = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        try:
+            async with self._session.get(
+                url, headers=headers, max_redirects=MAX_REDIRECTS
+            ) as response:
+                return await self._read(url, response)
+        except FetchError:
+            raise
+        except aiohttp.TooManyRedirects as exc:
+            raise FetchError(f"more than {MAX_REDIRECTS} redirects", url=url) from exc
+        except TimeoutError as exc:
+            raise FetchError("timed out", url=url) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise FetchError(exc.message or "bad response", url=url, status=exc.status) from exc
+        except aiohttp.ClientError as exc:
+            raise FetchError(f"{type(exc).__name__}: {exc}", url=url) from exc
+        except ValueError as exc:  # e.g. an invalid URL
+            raise FetchError(str(exc), url=url) from exc
+
+    async def _read(self, url: str, response: aiohttp.ClientResponse) -> FetchResult:
+        final_url = str(response.url)
+        if response.status == 304:
+            return FetchResult(
+                status=304,
+                url=final_url,
+                body=None,
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+            )
+        if not 200 <= response.status < 300:
+            raise FetchError(
+                response.reason or "HTTP error",
+                url=url,
+                status=response.status,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        declared = response.content_length
+        if declared is not None and declared > self._max_body_bytes:
+            raise FetchError(
+                f"body of {declared} bytes exceeds the {self._max_body_bytes}-byte limit",
+                url=url,
+                status=response.status,
+            )
+        # Counted after decompression, so a small gzip bomb is cut off, not inflated.
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+            body += chunk
+            if len(body) > self._max_body_bytes:
+                raise FetchError(
+                    f"body exceeds the {self._max_body_bytes}-byte limit",
+                    url=url,
+                    status=response.status,
+                )
+        return FetchResult(
+            status=response.status,
+            url=final_url,
+            body=bytes(body),
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            content_type=response.headers.get("Content-Type"),
+            content_location=response.headers.get("Content-Location"),
+        )

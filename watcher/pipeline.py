@@ -1,0 +1,173 @@
+"""poll_feed(): the one place that knows the whole sequence for a feed —
+fetch → parse → record new entries → match → outbox — and returns what happened.
+
+Like miniflux's RefreshFeed, it hands back only what is new; the store decides newness in
+the same transaction that writes the outbox, so an alert can never be recorded as seen
+without also being queued (or queued twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from watcher.errors import FetchError, ParseError
+from watcher.fetch import Fetcher
+from watcher.model import CONSOLE_CHAT, Alert, FeedDef, FeedState, FetchResult, Hit, NewEntry
+from watcher.parse import FeedParser
+from watcher.rules import Matcher
+from watcher.schedule import next_check_after_failure, next_check_after_success
+from watcher.store import Store
+from watcher.telegram.format import render_alert
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Compiled rules plus where each rule's hits go."""
+
+    matcher: Matcher
+    chats_by_rule: dict[str, tuple[int, ...]]
+
+
+@dataclass(slots=True)
+class PollReport:
+    feed: str
+    status: int | None = None
+    entries: int = 0
+    new: int = 0
+    hits: int = 0
+    alerts: int = 0
+    primed: bool = False  # first successful poll: recorded without alerting
+    parsed: bool = False
+    error: str | None = None
+    hit_rules: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PollContext:
+    store: Store
+    fetcher: Fetcher
+    parser: FeedParser
+    rules: Callable[[], RuleSet]  # read at each poll, so a reload takes effect at once
+    console: bool  # no Telegram token: every alert goes to the console
+    clock: Callable[[], datetime]
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def plan_alerts(
+    new_entries: Sequence[NewEntry], feed: FeedDef, rules: RuleSet, *, console: bool
+) -> tuple[list[Alert], int]:
+    """PURE: match new entries and decide who gets a message. One message per entry per
+    chat, listing every rule that sent it there. Returns (alerts, number of rule hits)."""
+    alerts: list[Alert] = []
+    hit_count = 0
+    for new in new_entries:
+        hits = rules.matcher.match(new.entry.title, new.entry.summary)
+        hit_count += len(hits)
+        if not hits:
+            continue
+        hits_by_chat: dict[int, list[Hit]] = {}
+        for hit in hits:
+            chats = (CONSOLE_CHAT,) if console else rules.chats_by_rule.get(hit.rule, ())
+            for chat in chats:
+                hits_by_chat.setdefault(chat, []).append(hit)
+        for chat, chat_hits in hits_by_chat.items():
+            alerts.append(
+                Alert(
+                    entry_id=new.id,
+                    chat_id=chat,
+                    text=render_alert(new.entry, feed.name, chat_hits),
+                    rules=tuple(hit.rule for hit in chat_hits),
+                )
+            )
+    return alerts, hit_count
+
+
+async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollReport:
+    report = PollReport(feed=feed.name)
+    try:
+        result = await ctx.fetcher.fetch(
+            state.url, etag=state.etag, last_modified=state.last_modified
+        )
+    except FetchError as exc:
+        await _record_failure(feed, state, ctx, report, exc.status, str(exc), exc.retry_after)
+        return report
+    report.status = result.status
+    body_hash = hashlib.sha256(result.body).hexdigest() if result.body is not None else None
+    if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
+        await _record_unchanged(feed, state, ctx, result)
+        return report
+
+    try:
+        parsed = await ctx.parser.parse(result)
+    except ParseError as exc:
+        await _record_failure(feed, state, ctx, report, result.status, str(exc), None)
+        return report
+    report.parsed = True
+    report.entries = len(parsed.entries)
+
+    now = ctx.clock()
+    rules = ctx.rules()
+    async with ctx.store.write() as tx:
+        new_entries = await tx.insert_entries(state.id, parsed.entries, now)
+        report.new = len(new_entries)
+        if state.last_success_at is None:
+            report.primed = True  # a newly added feed: its backlog is history, not news
+        else:
+            alerts, report.hits = plan_alerts(new_entries, feed, rules, console=ctx.console)
+            report.alerts = await tx.enqueue(alerts, now)
+            report.hit_rules = sorted({rule for alert in alerts for rule in alert.rules})
+        await tx.feed_succeeded(
+            state.id,
+            now=now,
+            status=result.status,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            body_hash=body_hash,
+            next_check_at=next_check_after_success(now, feed.interval, ctx.rng),
+        )
+    return report
+
+
+async def _record_unchanged(
+    feed: FeedDef, state: FeedState, ctx: PollContext, result: FetchResult
+) -> None:
+    now = ctx.clock()
+    async with ctx.store.write() as tx:
+        await tx.feed_succeeded(
+            state.id,
+            now=now,
+            status=result.status,
+            # A 304 may omit the validators; keep the ones we had.
+            etag=result.etag or state.etag,
+            last_modified=result.last_modified or state.last_modified,
+            body_hash=state.body_hash,
+            next_check_at=next_check_after_success(now, feed.interval, ctx.rng),
+        )
+
+
+async def _record_failure(
+    feed: FeedDef,
+    state: FeedState,
+    ctx: PollContext,
+    report: PollReport,
+    status: int | None,
+    error: str,
+    retry_after: float | None,
+) -> None:
+    report.status = status
+    report.error = error
+    now = ctx.clock()
+    next_check = next_check_after_failure(
+        now, feed.interval, state.consecutive_errors + 1, retry_after, ctx.rng
+    )
+    async with ctx.store.write() as tx:
+        await tx.feed_failed(
+            state.id, now=now, status=status, error=error, next_check_at=next_check
+        )

@@ -1,0 +1,39 @@
+"""APScheduler wiring. The schedule itself lives in SQLite (each feed's next_check_at); the
+scheduler only runs a short tick that asks the store which feeds are due, so a restart
+resumes exactly where the last run stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+TICK_JOB_ID = "tick"
+
+
+class Ticker:
+    """Calls `tick` every `every_s` seconds on the running event loop."""
+
+    def __init__(self, tick: Callable[[], Awaitable[None]], *, every_s: float) -> None:
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.add_job(
+            tick,
+            "interval",
+            seconds=every_s,
+            id=TICK_JOB_ID,
+            next_run_time=datetime.now(UTC),  # first tick at once, not after one interval
+            coalesce=True,  # a late tick runs once, not once per missed interval
+            max_instances=1,
+            misfire_grace_time=60,
+        )
+
+    def start(self) -> None:
+        """Needs a running event loop."""
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        # shutdown(wait=True) would not wait for coroutine jobs anyway: the caller drains
+        # its own in-flight polls.
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)

@@ -1,0 +1,92 @@
+"""Schema migrations, numbered. `PRAGMA user_version` holds the number of the last one applied.
+
+Append a function to MIGRATIONS to change the schema; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a script into statements so they run inside the caller's transaction
+    (`executescript` would commit first)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]!r}")
+
+
+def _execute_script(db: sqlite3.Connection, script: str) -> None:
+    for statement in statements(script):
+        db.execute(statement)
+
+
+def _v1_initial(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        CREATE TABLE feeds (
+            id                 INTEGER PRIMARY KEY,
+            name               TEXT NOT NULL UNIQUE,
+            url                TEXT NOT NULL,
+            active             INTEGER NOT NULL DEFAULT 1,
+            etag               TEXT,
+            last_modified      TEXT,
+            body_hash          TEXT,
+            next_check_at      REAL,          -- unix seconds, NULL = due now
+            consecutive_errors INTEGER NOT NULL DEFAULT 0,
+            last_status        INTEGER,
+            last_error         TEXT,
+            last_checked_at    REAL,
+            last_success_at    REAL,
+            created_at         REAL NOT NULL
+        );
+
+        -- One row per entry ever seen. Either unique key marks a newcomer as already seen,
+        -- so INSERT OR IGNORE ... RETURNING yields exactly the new entries.
+        CREATE TABLE entries (
+            id            INTEGER PRIMARY KEY,
+            feed_id       INTEGER NOT NULL REFERENCES feeds(id),
+            guid_key      TEXT NOT NULL UNIQUE,
+            link_key      TEXT UNIQUE,
+            guid          TEXT,
+            link          TEXT,
+            title         TEXT NOT NULL,
+            summary       TEXT NOT NULL,
+            published_at  REAL,
+            first_seen_at REAL NOT NULL
+        );
+        CREATE INDEX entries_feed ON entries(feed_id);
+
+        -- One row per alert x chat, written in the transaction that records the entry.
+        CREATE TABLE outbox (
+            id              INTEGER PRIMARY KEY,
+            entry_id        INTEGER REFERENCES entries(id),
+            chat_id         INTEGER NOT NULL,
+            text            TEXT NOT NULL,
+            rules           TEXT NOT NULL,     -- space-separated rule names
+            status          TEXT NOT NULL DEFAULT 'pending'
+                            CHECK (status IN ('pending', 'sent', 'dead')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            created_at      REAL NOT NULL,
+            sent_at         REAL,
+            message_id      INTEGER,
+            last_error      TEXT,
+            UNIQUE (entry_id, chat_id)
+        );
+        CREATE INDEX outbox_pending ON outbox(next_attempt_at, id) WHERE status = 'pending';
+        """,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+SCHEMA_VERSION = len(MIGRATIONS)

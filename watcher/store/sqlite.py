@@ -1,0 +1,366 @@
+"""The SQLite store: feeds with their fetch state, entries, and the outbox.
+
+One aiosqlite connection serves the daemon. SQLite allows one writer, and a transaction on a
+shared connection must not interleave with another task's statements, so every write goes
+through `write()`, which holds an asyncio lock for the length of the transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, closing
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+
+from watcher.errors import StoreError
+from watcher.identity import entry_keys
+from watcher.model import Alert, Entry, FeedDef, FeedState, NewEntry, OutboxItem
+from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+# SQLite's default limit on bound parameters is 32766; stay far below it per statement.
+_ENTRY_ROWS_PER_STATEMENT = 500
+_BUSY_TIMEOUT_MS = 5000
+
+
+def _ts(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def _dt(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def migrate(path: Path) -> int:
+    """Bring the database at `path` to the current schema; return the version it was at.
+
+    Runs on a plain sqlite3 connection (call it off the event loop). Refuses a database
+    written by a newer Watcher rather than guess at a schema it does not know.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        found = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path}: database schema version {found} is newer than this Watcher "
+                f"understands ({SCHEMA_VERSION}); upgrade Watcher or restore an older backup"
+            )
+        for number in range(found, SCHEMA_VERSION):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                MIGRATIONS[number](db)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return found
+
+
+class Store:
+    """Async access to the database. Open with `await Store.open(path)` or `async with`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        await asyncio.to_thread(migrate, path)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[WriteTransaction]:
+        """One write transaction; commits on normal exit, rolls back on any exception."""
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield WriteTransaction(self._db)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    # -- feeds -------------------------------------------------------------------------
+
+    async def sync_feeds(self, feeds: Sequence[FeedDef], now: datetime) -> None:
+        """Make the feeds table agree with the config: add new feeds (due now), follow URL
+        changes, and deactivate feeds no longer configured (their history is kept, so a
+        feed that comes back does not re-alert)."""
+        async with self.write() as tx:
+            await tx.db.execute("UPDATE feeds SET active = 0")
+            for feed in feeds:
+                await tx.db.execute(
+                    """
+                    INSERT INTO feeds (name, url, active, created_at) VALUES (?, ?, 1, ?)
+                    ON CONFLICT (name) DO UPDATE SET
+                        active = 1,
+                        url = excluded.url,
+                        -- a new URL is a new resource: forget validators for the old one
+                        etag = CASE WHEN url = excluded.url THEN etag END,
+                        last_modified = CASE WHEN url = excluded.url THEN last_modified END,
+                        body_hash = CASE WHEN url = excluded.url THEN body_hash END
+                    """,
+                    (feed.name, feed.url, _ts(now)),
+                )
+
+    async def due_feeds(self, now: datetime, limit: int = 1000) -> list[FeedState]:
+        rows = await self._fetchall(
+            f"""SELECT {_FEED_COLUMNS} FROM feeds
+                WHERE active = 1 AND (next_check_at IS NULL OR next_check_at <= ?)
+                ORDER BY next_check_at IS NOT NULL, next_check_at, id LIMIT ?""",
+            (_ts(now), limit),
+        )
+        return [_feed_state(row) for row in rows]
+
+    async def feeds(self) -> list[FeedState]:
+        rows = await self._fetchall(
+            f"SELECT {_FEED_COLUMNS} FROM feeds WHERE active = 1 ORDER BY name", ()
+        )
+        return [_feed_state(row) for row in rows]
+
+    async def feed(self, name: str) -> FeedState | None:
+        rows = await self._fetchall(f"SELECT {_FEED_COLUMNS} FROM feeds WHERE name = ?", (name,))
+        return _feed_state(rows[0]) if rows else None
+
+    async def count_entries(self, feed_id: int | None = None) -> int:
+        if feed_id is None:
+            rows = await self._fetchall("SELECT count(*) FROM entries", ())
+        else:
+            rows = await self._fetchall(
+                "SELECT count(*) FROM entries WHERE feed_id = ?", (feed_id,)
+            )
+        return int(rows[0][0])
+
+    # -- outbox ------------------------------------------------------------------------
+
+    async def due_outbox(
+        self, now: datetime, limit: int = 100, *, chat_ids: Sequence[int] | None = None
+    ) -> list[OutboxItem]:
+        """Pending rows whose time has come, oldest first; only for `chat_ids` if given."""
+        only = ""
+        params: list[Any] = [_ts(now)]
+        if chat_ids is not None:
+            only = f"AND chat_id IN ({','.join('?' * len(chat_ids))})"
+            params.extend(chat_ids)
+        rows = await self._fetchall(
+            f"""SELECT id, chat_id, text, attempts FROM outbox
+               WHERE status = 'pending' AND next_attempt_at <= ? {only}
+               ORDER BY id LIMIT ?""",
+            (*params, limit),
+        )
+        return [OutboxItem(id=r[0], chat_id=r[1], text=r[2], attempts=r[3]) for r in rows]
+
+    async def next_outbox_attempt(self) -> datetime | None:
+        rows = await self._fetchall(
+            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'", ()
+        )
+        return _dt(rows[0][0])
+
+    async def outbox_counts(self) -> dict[str, int]:
+        rows = await self._fetchall("SELECT status, count(*) FROM outbox GROUP BY status", ())
+        return {str(status): int(count) for status, count in rows}
+
+    async def mark_sent(self, item_id: int, message_id: int | None, now: datetime) -> None:
+        async with self.write() as tx:
+            await tx.db.execute(
+                """UPDATE outbox SET status = 'sent', sent_at = ?, message_id = ?,
+                   attempts = attempts + 1, last_error = NULL WHERE id = ?""",
+                (_ts(now), message_id, item_id),
+            )
+
+    async def mark_retry(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
+        async with self.write() as tx:
+            await tx.db.execute(
+                """UPDATE outbox SET attempts = attempts + 1, last_error = ?,
+                   next_attempt_at = ? WHERE id = ?""",
+                (error, _ts(next_attempt_at), item_id),
+            )
+
+    async def delay_chat(self, chat_id: int, until: datetime) -> None:
+        """Hold every pending row of a chat until `until` (Telegram said to wait)."""
+        async with self.write() as tx:
+            await tx.db.execute(
+                """UPDATE outbox SET next_attempt_at = max(next_attempt_at, ?)
+                   WHERE status = 'pending' AND chat_id = ?""",
+                (_ts(until), chat_id),
+            )
+
+    async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> int:
+        """Readdress pending rows of a chat that Telegram moved (group → supergroup)."""
+        async with self.write() as tx:
+            cursor = await tx.db.execute(
+                """UPDATE OR IGNORE outbox SET chat_id = ?
+                   WHERE status = 'pending' AND chat_id = ?""",
+                (new_chat_id, old_chat_id),
+            )
+            return max(cursor.rowcount, 0)
+
+    async def mark_dead(self, item_id: int, error: str) -> None:
+        async with self.write() as tx:
+            await tx.db.execute(
+                """UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?
+                   WHERE id = ?""",
+                (error, item_id),
+            )
+
+    async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+
+_FEED_COLUMNS = """id, name, url, etag, last_modified, body_hash, next_check_at,
+    consecutive_errors, last_status, last_error, last_success_at"""
+
+
+def _feed_state(row: sqlite3.Row) -> FeedState:
+    return FeedState(
+        id=row[0],
+        name=row[1],
+        url=row[2],
+        etag=row[3],
+        last_modified=row[4],
+        body_hash=row[5],
+        next_check_at=_dt(row[6]),
+        consecutive_errors=row[7],
+        last_status=row[8],
+        last_error=row[9],
+        last_success_at=_dt(row[10]),
+    )
+
+
+class WriteTransaction:
+    """The statements a poll needs inside one transaction. Obtain from `Store.write()`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def insert_entries(
+        self, feed_id: int, entries: Sequence[Entry], now: datetime
+    ) -> list[NewEntry]:
+        """Record entries; return only those never seen before (by guid in this feed or by
+        link anywhere), in feed order. One statement per chunk of rows."""
+        keys = entry_keys(feed_id, entries)
+        by_guid_key: dict[str, Entry] = {}
+        rows: list[tuple[Any, ...]] = []
+        for entry, key in zip(entries, keys, strict=True):
+            if key.guid_key in by_guid_key:
+                continue  # the same item twice in one document: the first one wins
+            by_guid_key[key.guid_key] = entry
+            rows.append(
+                (
+                    feed_id,
+                    key.guid_key,
+                    key.link_key,
+                    entry.guid,
+                    entry.link,
+                    entry.title,
+                    entry.summary,
+                    _ts(entry.published),
+                    _ts(now),
+                )
+            )
+        inserted: dict[str, int] = {}
+        for start in range(0, len(rows), _ENTRY_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _ENTRY_ROWS_PER_STATEMENT]
+            placeholders = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            params = [value for row in chunk for value in row]
+            async with self.db.execute(
+                f"""INSERT OR IGNORE INTO entries (feed_id, guid_key, link_key, guid, link,
+                    title, summary, published_at, first_seen_at)
+                    VALUES {placeholders} RETURNING id, guid_key""",
+                params,
+            ) as cursor:
+                for entry_id, guid_key in await cursor.fetchall():
+                    inserted[guid_key] = entry_id
+        return [
+            NewEntry(id=inserted[key], entry=entry)
+            for key, entry in by_guid_key.items()
+            if key in inserted
+        ]
+
+    async def enqueue(self, alerts: Sequence[Alert], now: datetime) -> int:
+        """Add alerts to the outbox (one row per entry x chat); return how many were new."""
+        if not alerts:
+            return 0
+        cursor = await self.db.executemany(
+            """INSERT OR IGNORE INTO outbox (entry_id, chat_id, text, rules, next_attempt_at,
+               created_at) VALUES (?, ?, ?, ?, ?, ?)""",
+            [
+                (a.entry_id, a.chat_id, a.text, " ".join(a.rules), _ts(now), _ts(now))
+                for a in alerts
+            ],
+        )
+        return max(cursor.rowcount, 0)
+
+    async def feed_succeeded(
+        self,
+        feed_id: int,
+        *,
+        now: datetime,
+        status: int,
+        etag: str | None,
+        last_modified: str | None,
+        body_hash: str | None,
+        next_check_at: datetime,
+    ) -> None:
+        await self.db.execute(
+            """UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?, next_check_at = ?,
+               consecutive_errors = 0, last_status = ?, last_error = NULL,
+               last_checked_at = ?, last_success_at = ? WHERE id = ?""",
+            (
+                etag,
+                last_modified,
+                body_hash,
+                _ts(next_check_at),
+                status,
+                _ts(now),
+                _ts(now),
+                feed_id,
+            ),
+        )
+
+    async def feed_failed(
+        self,
+        feed_id: int,
+        *,
+        now: datetime,
+        status: int | None,
+        error: str,
+        next_check_at: datetime,
+    ) -> None:
+        await self.db.execute(
+            """UPDATE feeds SET consecutive_errors = consecutive_errors + 1, last_status = ?,
+               last_error = ?, next_check_at = ?, last_checked_at = ? WHERE id = ?""",
+            (status, error, _ts(next_check_at), _ts(now), feed_id),
+        )

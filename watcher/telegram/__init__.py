@@ -1,0 +1,1 @@
+"""Telegram adapter: message formatting (pure) and sending through python-telegram-bot."""

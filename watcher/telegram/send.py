@@ -1,0 +1,145 @@
+"""Sending one message through python-telegram-bot, with every Telegram error mapped to an
+outcome the delivery loop knows how to act on. Nothing here touches the outbox."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.request import HTTPXRequest
+
+from watcher.telegram.format import html_to_console
+
+log = logging.getLogger(__name__)
+
+# A token Telegram rejects will not fix itself; retry rarely until the operator fixes it.
+_INVALID_TOKEN_RETRY_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """A transient failure. `after_s` is Telegram's own retry_after when it gave one."""
+
+    reason: str
+    after_s: float | None = None
+    whole_bot: bool = False  # the wait applies to every chat, not just this one
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Telegram will never accept this message for this chat (blocked, bad request)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Migrated:
+    new_chat_id: int
+
+
+SendOutcome = Sent | RetryLater | Rejected | Migrated
+
+
+def _seconds(value: int | float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class TelegramSender:
+    """Owns one `telegram.Bot` pointed at `api_base_url` (Telegram or a self-hosted server)."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        api_base_url: str,
+        disable_link_preview: bool = True,
+        timeout_s: float = 10.0,
+    ) -> None:
+        # Opt in to PTB's timedelta retry_after now; otherwise every 429 logs a warning.
+        os.environ.setdefault("PTB_TIMEDELTA", "1")
+        request = HTTPXRequest(
+            connect_timeout=timeout_s, read_timeout=timeout_s, write_timeout=timeout_s
+        )
+        self._bot = Bot(
+            token,
+            base_url=api_base_url.rstrip("/") + "/bot",
+            request=request,
+            get_updates_request=HTTPXRequest(read_timeout=timeout_s),
+        )
+        self._link_preview = LinkPreviewOptions(is_disabled=disable_link_preview)
+        self._ready = False
+
+    async def close(self) -> None:
+        if self._ready:
+            await self._bot.shutdown()
+            self._ready = False
+
+    async def send(self, chat_id: int, html_text: str) -> SendOutcome:
+        try:
+            if not self._ready:
+                # initialize() calls getMe: it checks the token before the first send.
+                await self._bot.initialize()
+                self._ready = True
+            return await self._send(chat_id, html_text, parse_mode=ParseMode.HTML)
+        except BadRequest as exc:
+            if "can't parse entities" in str(exc).lower():
+                # Our formatter escapes everything, so this is our bug: log it and still
+                # deliver the alert, as plain text.
+                log.error("telegram rejected our HTML chat=%s error=%s", chat_id, exc)
+                return await self._send_plain(chat_id, html_text)
+            return self._classify(exc)
+        except TelegramError as exc:
+            return self._classify(exc)
+
+    async def _send(self, chat_id: int, text: str, *, parse_mode: str | None) -> SendOutcome:
+        message = await self._bot.send_message(
+            chat_id=chat_id,
+            text=text,
+            parse_mode=parse_mode,
+            link_preview_options=self._link_preview,
+        )
+        return Sent(message_id=message.message_id)
+
+    async def _send_plain(self, chat_id: int, html_text: str) -> SendOutcome:
+        try:
+            return await self._send(chat_id, html_to_console(html_text), parse_mode=None)
+        except TelegramError as exc:
+            return self._classify(exc)
+
+    @staticmethod
+    def _classify(exc: TelegramError) -> SendOutcome:
+        # Order matters: BadRequest and TimedOut are NetworkErrors, and must not be retried
+        # as if the network had failed.
+        if isinstance(exc, RetryAfter):
+            return RetryLater(reason=str(exc), after_s=_seconds(exc.retry_after))
+        if isinstance(exc, ChatMigrated):
+            return Migrated(new_chat_id=int(exc.new_chat_id))
+        if isinstance(exc, InvalidToken):
+            return RetryLater(
+                reason="the bot token was rejected by the Bot API server",
+                after_s=_INVALID_TOKEN_RETRY_S,
+                whole_bot=True,
+            )
+        if isinstance(exc, Forbidden | BadRequest):
+            return Rejected(reason=str(exc))
+        if isinstance(exc, NetworkError):
+            return RetryLater(reason=f"{type(exc).__name__}: {exc}")
+        return RetryLater(reason=f"{type(exc).__name__}: {exc}")
