@@ -21,9 +21,7 @@ def test_jitter_spreads_feeds_with_the_same_interval() -> None:
 
 def test_failures_back_off_exponentially_up_to_a_ceiling() -> None:
     rng = random.Random(3)
-    delays = [
-        next_check_after_failure(NOW, 60, errors, rng=rng) - NOW for errors in range(1, 15)
-    ]
+    delays = [next_check_after_failure(NOW, 60, errors, rng=rng) - NOW for errors in range(1, 15)]
     assert delays[0] < timedelta(seconds=70)
     assert timedelta(seconds=120) <= delays[1] < timedelta(seconds=130)
     assert timedelta(seconds=240) <= delays[2] < timedelta(seconds=250)

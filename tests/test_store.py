@@ -12,7 +12,10 @@ from watcher.store import Store, migrate
 from watcher.store.schema import SCHEMA_VERSION
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-FEEDS = [FeedDef("apa", "https://apa.az/rss", 600), FeedDef("trend", "https://en.trend.az/rss", 600)]
+FEEDS = [
+    FeedDef("apa", "https://apa.az/rss", 600),
+    FeedDef("trend", "https://en.trend.az/rss", 600),
+]
 
 
 def entry(n: int, link: str | None = None, guid: str | None = None) -> Entry:

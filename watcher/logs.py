@@ -54,4 +54,7 @@ def setup_logging(
     root.setLevel(level.upper())
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # PTB logs a failed request (with the server's whole error page) before raising; the
+    # delivery loop logs the same failure as one line with what it will do about it.
+    logging.getLogger("telegram.request").setLevel(logging.CRITICAL)
     return formatter

@@ -1,0 +1,108 @@
+"""The import rules of DESIGN.md, checked by walking every module's imports with `ast`.
+
+- each third-party I/O library lives in one module (or package);
+- the pure core imports nothing that does I/O;
+- adapters never import each other;
+- imports run one way: cli → app → orchestration → adapters and pure core → model/errors.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "watcher"
+
+PURE = {
+    "watcher.text",
+    "watcher.rules",
+    "watcher.schedule",
+    "watcher.identity",
+    "watcher.telegram.format",
+    "watcher.model",
+    "watcher.errors",
+}
+ADAPTERS = {"watcher.fetch", "watcher.parse", "watcher.store", "watcher.telegram"}
+ORCHESTRATION = {"watcher.pipeline", "watcher.delivery", "watcher.scheduler", "watcher.logs"}
+LIBRARY_HOME = {
+    "aiohttp": {"watcher.fetch"},
+    "feedparser": {"watcher.parse"},
+    "aiosqlite": {"watcher.store"},
+    "telegram": {"watcher.telegram"},
+    "apscheduler": {"watcher.scheduler"},
+}
+IO_MODULES = {
+    "asyncio",
+    "socket",
+    "sqlite3",
+    "subprocess",
+    "urllib.request",
+    "http.client",
+    "os",
+    "shutil",
+    "io",
+} | set(LIBRARY_HOME)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def within(name: str, groups: set[str]) -> bool:
+    return any(name == g or name.startswith(g + ".") for g in groups)
+
+
+MODULES = {module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_module_was_found() -> None:
+    assert {"watcher.app", "watcher.pipeline", "watcher.store.sqlite", "watcher.rules"} <= set(
+        MODULES
+    )
+
+
+@pytest.mark.parametrize("library", sorted(LIBRARY_HOME))
+def test_each_library_lives_in_one_place(library: str) -> None:
+    users = {m for m, imported in MODULES.items() if any(within(i, {library}) for i in imported)}
+    assert users, f"{library} is not used at all"
+    assert all(within(m, LIBRARY_HOME[library]) for m in users), users
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if within(m, PURE)))
+def test_pure_core_does_no_io(module: str) -> None:
+    io = {i for i in MODULES[module] if within(i, IO_MODULES)}
+    internal = {i for i in MODULES[module] if i.startswith("watcher.") and not within(i, PURE)}
+    assert not io, f"{module} imports I/O modules {io}"
+    assert not internal, f"{module} imports non-pure watcher modules {internal}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if within(m, ADAPTERS)))
+def test_adapters_never_import_each_other(module: str) -> None:
+    own = next(a for a in ADAPTERS if within(module, {a}))
+    others = {i for i in MODULES[module] if within(i, ADAPTERS - {own})}
+    assert not others, f"{module} imports other adapters {others}"
+    upward = {
+        i for i in MODULES[module] if within(i, ORCHESTRATION | {"watcher.app", "watcher.cli"})
+    }
+    assert not upward, f"{module} imports upward {upward}"
+
+
+def test_imports_run_one_way() -> None:
+    for module, imported in MODULES.items():
+        if module != "watcher.cli" and module != "watcher.__main__":
+            assert "watcher.cli" not in imported, module
+        if module not in {"watcher.cli"}:
+            assert "watcher.app" not in imported, module
+        if within(module, ORCHESTRATION):
+            assert not any(within(i, {"watcher.app", "watcher.cli"}) for i in imported), module

@@ -1,0 +1,145 @@
+"""Outbox delivery through python-telegram-bot to our fake Bot API server, on a real SQLite
+file. PTB is used as shipped: only its base URL points at the fake."""
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.telegram_api import FakeTelegram
+from watcher.delivery import Delivery
+from watcher.model import CONSOLE_CHAT, Alert, Entry, FeedDef, Hit
+from watcher.store import Store
+from watcher.telegram.format import render_alert
+from watcher.telegram.send import TelegramSender
+
+TOKEN = "123456:TEST-token-for-the-fake-bot-api-server"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.open(tmp_path / "w.db") as opened:
+        await opened.sync_feeds([FeedDef("apa", "https://apa.az/rss", 600)], now())
+        yield opened
+
+
+@pytest.fixture
+async def sender(fake: FakeTelegram) -> AsyncIterator[TelegramSender]:
+    telegram = TelegramSender(TOKEN, api_base_url=fake.base_url, timeout_s=3)
+    yield telegram
+    await telegram.close()
+
+
+async def queue(store: Store, *chats: int, title: str = "Karabakh <news> & more") -> None:
+    state = await store.feed("apa")
+    assert state is not None
+    async with store.write() as tx:
+        n = await store.count_entries()
+        entry = Entry(guid=f"g{n}", link=f"https://apa.az/{n}", title=title, summary="text")
+        (new,) = await tx.insert_entries(state.id, [entry], now())
+        text = render_alert(entry, "apa", [Hit("karabakh")])
+        await tx.enqueue([Alert(new.id, chat, text, ("karabakh",)) for chat in chats], now())
+
+
+async def test_alert_arrives_as_accepted_html(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    await queue(store, 42)
+    delivered = await Delivery(store, sender, clock=now).drain()
+    assert delivered == 1
+    (message,) = fake.sent
+    assert message.chat_id == 42 and message.parse_mode == "HTML"
+    assert message.visible_text.startswith("Karabakh <news> & more")
+    assert message.link_preview_disabled
+    assert await store.outbox_counts() == {"sent": 1}
+
+
+async def test_blocked_chat_is_dropped_not_retried(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    fake.block_chat(42)
+    await queue(store, 42, 7)
+    await Delivery(store, sender, clock=now).drain()
+    assert [m.chat_id for m in fake.sent] == [7]
+    assert await store.outbox_counts() == {"dead": 1, "sent": 1}
+
+
+async def test_migrated_group_gets_the_message_at_its_new_id(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    fake.migrate_chat(-100, -1009)
+    await queue(store, -100)
+    delivery = Delivery(store, sender, clock=now)
+    await delivery.drain()
+    await delivery.drain()
+    assert [m.chat_id for m in fake.sent] == [-1009]
+
+
+async def test_retry_after_is_obeyed(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    fake.fail_next(1, 429, methods=["sendMessage"])
+    await queue(store, 42)
+    delivery = Delivery(store, sender, clock=now)
+    assert await delivery.drain() == 0
+    assert await delivery.drain() == 0  # still inside retry_after: no second 429
+    assert fake.count_429 == 1
+    await asyncio.sleep(1.1)
+    assert await delivery.drain() == 1
+    assert len(fake.sent) == 1
+
+
+async def test_downtime_keeps_the_row_and_delivers_later(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    fake.start_downtime(502)
+    await queue(store, 42)
+    delivery = Delivery(store, sender, clock=now)
+    assert await delivery.drain() == 0
+    assert await store.outbox_counts() == {"pending": 1}
+    fake.end_downtime()
+    later = Delivery(store, sender, clock=lambda: now().replace(year=2100))
+    assert await later.drain() == 1
+    assert len(fake.sent) == 1
+
+
+async def test_messages_to_one_chat_keep_their_order_and_pace(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    for n in range(3):
+        await queue(store, 42, title=f"Karabakh {n}")
+    delivery = Delivery(store, sender, clock=now)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(delivery.run(stop))
+    await fake.wait_for_messages(3, timeout=6)
+    stop.set()
+    await runner
+    assert [m.visible_text.split("\n")[0] for m in fake.sent] == [
+        "Karabakh 0",
+        "Karabakh 1",
+        "Karabakh 2",
+    ]
+    gaps = [b.time - a.time for a, b in zip(fake.sent, fake.sent[1:], strict=False)]
+    assert all(gap >= 0.95 for gap in gaps), gaps
+    assert fake.count_429 == 0
+
+
+async def test_console_rows_are_printed_without_telegram(store: Store) -> None:
+    await queue(store, CONSOLE_CHAT)
+    out = io.StringIO()
+    assert await Delivery(store, None, clock=now, console=out).drain() == 1
+    assert "Karabakh <news> & more <https://apa.az/0>" in out.getvalue()
+    assert await store.outbox_counts() == {"sent": 1}

@@ -1,0 +1,144 @@
+"""The fetcher against a real aiohttp feed server on 127.0.0.1."""
+
+import gzip
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from aiohttp import web
+
+from tests.fakes.feed_server import FeedServer
+from watcher.errors import FetchError
+from watcher.fetch import USER_AGENT, Fetcher, parse_retry_after
+
+FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FeedServer]:
+    async with FeedServer() as running:
+        yield running
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[Fetcher]:
+    async with Fetcher(timeout_s=2, max_body_bytes=100_000) as running:
+        yield running
+
+
+async def test_200_returns_body_validators_and_content_type(
+    server: FeedServer, fetcher: Fetcher
+) -> None:
+    url = server.serve("/rss", FEED, content_type="application/rss+xml; charset=windows-1251")
+    result = await fetcher.fetch(url)
+    assert result.status == 200 and result.body == FEED
+    assert result.etag and result.last_modified == "Sat, 28 Nov 2026 10:00:00 GMT"
+    assert result.content_type == "application/rss+xml; charset=windows-1251"
+    assert server.requests[0].headers["User-Agent"] == USER_AGENT
+
+
+async def test_conditional_get_sends_validators_and_gets_304(
+    server: FeedServer, fetcher: Fetcher
+) -> None:
+    url = server.serve("/rss", FEED)
+    first = await fetcher.fetch(url)
+    second = await fetcher.fetch(url, etag=first.etag, last_modified=first.last_modified)
+    assert second.not_modified and second.body is None
+    sent = server.requests[1].headers
+    assert sent["If-None-Match"] == first.etag
+    assert sent["If-Modified-Since"] == first.last_modified
+
+
+@pytest.mark.parametrize("status", [404, 410, 500, 503])
+async def test_error_statuses_raise_with_the_status(
+    server: FeedServer, fetcher: Fetcher, status: int
+) -> None:
+    url = server.serve("/rss", FEED, status=status)
+    with pytest.raises(FetchError) as caught:
+        await fetcher.fetch(url)
+    assert caught.value.status == status
+
+
+async def test_429_carries_retry_after(server: FeedServer, fetcher: Fetcher) -> None:
+    url = server.serve("/rss", FEED, status=429, headers={"Retry-After": "120"})
+    with pytest.raises(FetchError) as caught:
+        await fetcher.fetch(url)
+    assert (caught.value.status, caught.value.retry_after) == (429, 120.0)
+
+
+def test_retry_after_as_http_date() -> None:
+    now = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    assert parse_retry_after("Sat, 28 Nov 2026 10:05:00 GMT", now) == 300.0
+    assert parse_retry_after("Sat, 28 Nov 2026 09:00:00 GMT", now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+async def test_slow_server_times_out(server: FeedServer) -> None:
+    url = server.serve("/rss", FEED, delay_s=3)
+    async with Fetcher(timeout_s=0.5, max_body_bytes=1000) as fetcher:
+        with pytest.raises(FetchError, match="timed out"):
+            await fetcher.fetch(url)
+
+
+async def test_truncated_body_is_an_error(server: FeedServer, fetcher: Fetcher) -> None:
+    url = server.serve("/rss", FEED * 10, truncate_to=50)
+    with pytest.raises(FetchError):
+        await fetcher.fetch(url)
+
+
+async def test_body_over_the_limit_is_cut_off(server: FeedServer) -> None:
+    url = server.serve("/rss", b"x" * 5000)
+    async with Fetcher(timeout_s=2, max_body_bytes=1000) as fetcher:
+        with pytest.raises(FetchError, match="1000-byte limit"):
+            await fetcher.fetch(url)
+
+
+async def test_gzip_bomb_is_limited_by_its_decompressed_size() -> None:
+    bomb = gzip.compress(b"\0" * 5_000_000)  # ~5 KB on the wire
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/bomb", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with Fetcher(timeout_s=5, max_body_bytes=100_000) as fetcher:
+            with pytest.raises(FetchError, match="limit"):
+                await fetcher.fetch(f"http://127.0.0.1:{port}/bomb")
+    finally:
+        await runner.cleanup()
+
+
+async def test_redirects_are_followed_and_the_final_url_reported(
+    server: FeedServer, fetcher: Fetcher
+) -> None:
+    target = server.serve("/new", FEED)
+    url = server.serve("/old", b"", redirect_to=target, redirect_status=301)
+    result = await fetcher.fetch(url)
+    assert result.body == FEED and result.url == target
+
+
+async def test_redirect_loop_is_an_error(server: FeedServer, fetcher: Fetcher) -> None:
+    url = server.serve("/loop", b"", redirect_to="/loop")
+    with pytest.raises(FetchError, match="redirects"):
+        await fetcher.fetch(url)
+
+
+async def test_connection_refused_is_an_error(fetcher: Fetcher) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(FetchError):
+        await fetcher.fetch(f"http://127.0.0.1:{port}/rss")
+
+
+async def test_invalid_url_is_an_error(fetcher: Fetcher) -> None:
+    with pytest.raises(FetchError):
+        await fetcher.fetch("not a url")

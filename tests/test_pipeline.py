@@ -1,0 +1,171 @@
+"""poll_feed() on real parts: a feed server on 127.0.0.1, a SQLite file, the real matcher."""
+
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.feed_server import FeedServer
+from watcher.fetch import Fetcher
+from watcher.model import CONSOLE_CHAT, FeedDef, FeedState, RuleDef
+from watcher.parse import FeedParser
+from watcher.pipeline import PollContext, RuleSet, poll_feed
+from watcher.rules import compile_rules
+from watcher.store import Store
+
+RULES = [
+    RuleDef("peacekeepers", '"peacekeeping contingent" OR @russian_peacekeepers', (-100,)),
+    RuleDef("karabakh", "Karabakh", (-100, 42)),
+]
+ACTORS = {"russian_peacekeepers": ["Russian peacekeepers", "Russian peacekeeping contingent"]}
+
+
+def item(n: int, title: str, summary: str = "", link: str | None = None) -> str:
+    return (
+        f"<item><title>{title}</title><guid>id-{n}</guid>"
+        f"<link>{link or f'https://news.example/{n}'}</link>"
+        f"<description>{summary}</description></item>"
+    )
+
+
+def rss(*items: str) -> str:
+    return f"<rss version='2.0'><channel><title>t</title>{''.join(items)}</channel></rss>"
+
+
+Parts = tuple[FeedServer, PollContext, "Clock"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
+    clock = Clock()
+    parser = FeedParser()
+    async with (
+        FeedServer() as server,
+        await Store.open(tmp_path / "w.db") as store,
+        Fetcher(timeout_s=2, max_body_bytes=1_000_000) as fetcher,
+    ):
+        ruleset = RuleSet(compile_rules(RULES, ACTORS), {r.name: r.chats for r in RULES})
+        context = PollContext(
+            store=store,
+            fetcher=fetcher,
+            parser=parser,
+            rules=lambda: ruleset,
+            console=False,
+            clock=clock,
+            rng=random.Random(7),
+        )
+        yield server, context, clock
+    parser.close()
+
+
+async def state_of(context: PollContext, feed: FeedDef) -> FeedState:
+    state = await context.store.feed(feed.name)
+    assert state is not None
+    return state
+
+
+async def setup_feed(context: PollContext, server: FeedServer, body: str) -> FeedDef:
+    feed = FeedDef("news", server.serve("/rss", body), 300)
+    await context.store.sync_feeds([feed], context.clock())
+    return feed
+
+
+async def test_first_poll_records_without_alerting_then_new_entries_alert(parts: Parts) -> None:
+    server, context, clock = parts
+    feed = await setup_feed(context, server, rss(item(1, "Russian peacekeepers in Karabakh")))
+
+    first = await poll_feed(feed, await state_of(context, feed), context)
+    assert (first.status, first.new, first.primed, first.alerts) == (200, 1, True, 0)
+    assert await context.store.outbox_counts() == {}
+
+    server.serve(
+        "/rss",
+        rss(
+            item(2, "Russian peacekeeping contingent leaves Karabakh", "Tripartite &amp; more"),
+            item(3, "Weather in Baku"),
+            item(1, "Russian peacekeepers in Karabakh"),
+        ),
+    )
+    clock.now += timedelta(minutes=10)
+    second = await poll_feed(feed, await state_of(context, feed), context)
+    assert (second.new, second.hits, second.alerts, second.primed) == (2, 2, 2, False)
+    due = await context.store.due_outbox(clock.now)
+    # One message per entry per chat, naming every rule that sent it there.
+    assert sorted(i.chat_id for i in due) == [-100, 42]
+    to_group = next(i for i in due if i.chat_id == -100)
+    assert "#peacekeepers #karabakh" in to_group.text
+    assert "Russian peacekeeping contingent leaves Karabakh" in to_group.text
+    to_private = next(i for i in due if i.chat_id == 42)
+    assert "#karabakh" in to_private.text and "#peacekeepers" not in to_private.text
+
+
+async def test_unchanged_feed_costs_no_parse_and_no_alerts(parts: Parts) -> None:
+    server, context, clock = parts
+    feed = await setup_feed(context, server, rss(item(1, "Karabakh")))
+    await poll_feed(feed, await state_of(context, feed), context)
+
+    clock.now += timedelta(minutes=10)
+    conditional = await poll_feed(feed, await state_of(context, feed), context)
+    assert (conditional.status, conditional.parsed) == (304, False)
+    assert server.requests[-1].headers.get("If-None-Match")
+
+    server.serve("/rss", rss(item(1, "Karabakh")), validators=False)
+    same_body = await poll_feed(feed, await state_of(context, feed), context)
+    assert (same_body.status, same_body.parsed, same_body.new) == (200, False, 0)
+    state = await state_of(context, feed)
+    assert state.next_check_at is not None and state.next_check_at > clock.now
+
+
+async def test_console_mode_sends_every_hit_to_the_console(parts: Parts) -> None:
+    server, context, _clock = parts
+    context.console = True
+    feed = await setup_feed(context, server, rss(item(1, "old")))
+    await poll_feed(feed, await state_of(context, feed), context)
+    server.serve("/rss", rss(item(2, "Karabakh news"), item(1, "old")))
+    report = await poll_feed(feed, await state_of(context, feed), context)
+    assert report.alerts == 1
+    (queued,) = await context.store.due_outbox(context.clock())
+    assert queued.chat_id == CONSOLE_CHAT
+
+
+async def test_republished_link_under_new_guid_is_not_alerted(parts: Parts) -> None:
+    server, context, _clock = parts
+    feed = await setup_feed(context, server, rss(item(1, "old")))
+    await poll_feed(feed, await state_of(context, feed), context)
+    server.serve("/rss", rss(item(2, "Karabakh", link="https://news.example/k"), item(1, "old")))
+    assert (await poll_feed(feed, await state_of(context, feed), context)).alerts == 2
+    server.serve("/rss", rss(item(3, "Karabakh (updated)", link="https://news.example/k/")))
+    again = await poll_feed(feed, await state_of(context, feed), context)
+    assert (again.new, again.alerts) == (0, 0)
+
+
+async def test_failures_are_recorded_and_backed_off(parts: Parts) -> None:
+    server, context, clock = parts
+    feed = await setup_feed(context, server, "")
+    server.serve("/rss", "", status=503, headers={"Retry-After": "900"})
+    report = await poll_feed(feed, await state_of(context, feed), context)
+    assert report.status == 503 and report.error
+    state = await state_of(context, feed)
+    assert state.consecutive_errors == 1 and state.last_status == 503
+    assert state.next_check_at is not None
+    assert state.next_check_at - clock.now >= timedelta(seconds=900)
+
+    server.serve("/rss", "<html><body>maintenance</body></html>", content_type="text/html")
+    report = await poll_feed(feed, await state_of(context, feed), context)
+    assert report.error is not None and "not a feed" in report.error
+    assert (await state_of(context, feed)).consecutive_errors == 2
+
+    server.serve("/rss", rss(item(1, "back")))
+    report = await poll_feed(feed, await state_of(context, feed), context)
+    assert report.error is None and report.primed
+    assert (await state_of(context, feed)).consecutive_errors == 0
