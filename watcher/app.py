@@ -7,6 +7,7 @@ This is the only module that knows every part, and it holds no policy of its own
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import time
@@ -153,7 +154,10 @@ class Daemon:
                 continue
             task = asyncio.create_task(self._poll(feed, state, context, delivery))
             self._in_flight[state.name] = task
-            task.add_done_callback(lambda _t, name=state.name: self._in_flight.pop(name, None))
+            task.add_done_callback(functools.partial(self._forget_poll, state.name))
+
+    def _forget_poll(self, name: str, _task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(name, None)
 
     async def _poll(
         self, feed: FeedDef, state: FeedState, context: PollContext, delivery: Delivery

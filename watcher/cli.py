@@ -36,7 +36,11 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     with_config(run)
-    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="overrides [logging] level of the config (default: INFO)",
+    )
     check = commands.add_parser("check", help="validate the config; exit 0 if valid, 2 if not")
     with_config(check)
     return parser
@@ -62,7 +66,7 @@ def _check(path: Path) -> int:
     return EXIT_OK
 
 
-def _run(path: Path, log_level: str) -> int:
+def _run(path: Path, log_level: str | None) -> int:
     # Imported here so `watcher check` and `--version` stay quick and light.
     from watcher.app import Daemon
     from watcher.logs import setup_logging
@@ -70,7 +74,7 @@ def _run(path: Path, log_level: str) -> int:
     settings = _load(path)
     if settings is None:
         return EXIT_INVALID_CONFIG
-    formatter = setup_logging(log_level)
+    formatter = setup_logging(log_level or settings.logging.level)
     daemon = Daemon(settings, environ=os.environ, log_formatter=formatter)
     try:
         return asyncio.run(daemon.run())
