@@ -88,9 +88,9 @@ class TelegramSender:
         self._ready = False
 
     async def close(self) -> None:
-        if self._ready:
-            await self._bot.shutdown()
-            self._ready = False
+        # Also after a failed initialize(): its HTTP client may already be open.
+        await self._bot.shutdown()
+        self._ready = False
 
     async def send(self, chat_id: int, html_text: str) -> SendOutcome:
         try:
