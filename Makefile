@@ -30,8 +30,8 @@ run: install
 	$(BIN)/watcher run --config $(CONFIG)
 
 lint: install-test
-	$(BIN)/ruff check watcher tests bench
-	$(BIN)/ruff format --check watcher tests bench
+	$(BIN)/ruff check watcher tests $(wildcard bench)
+	$(BIN)/ruff format --check watcher tests $(wildcard bench)
 	$(BIN)/mypy
 
 test: lint
