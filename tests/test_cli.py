@@ -1,0 +1,63 @@
+"""The `watcher` command's contract: exit codes and messages."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from watcher import __version__
+from watcher.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_check_accepts_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(ROOT / "config" / "watcher.toml")]) == 0
+    assert capsys.readouterr().out.startswith("config OK: 18 feeds")
+
+
+def test_check_rejects_a_bad_config_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "watcher.toml"
+    config.write_text('[polling]\ninterval = "5x"\n', encoding="utf-8")
+    assert main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}:2" in err and "polling.interval" in err and '"5x"' in err
+
+
+def test_run_refuses_a_bad_config_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "watcher.toml"
+    config.write_text("[[rules]]\nname = 'x'\nquery = '@nobody'\n", encoding="utf-8")
+    assert main(["run", "--config", str(config)]) == 2
+    assert "rules[0].query" in capsys.readouterr().err
+
+
+def test_missing_config_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml" in capsys.readouterr().err
+
+
+def test_version_via_python_dash_m() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"watcher {__version__}"
+
+
+def test_default_config_path_is_config_watcher_toml() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher", "check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
