@@ -4,7 +4,7 @@ API server, both on 127.0.0.1. Only what crosses a process boundary is asserted.
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -92,67 +92,76 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
-async def test_alert_lifecycle_across_restarts(
+@pytest.fixture
+def two_runs(
     tmp_path: Path, feeds: FeedServer, telegram: FakeTelegram
-) -> None:
+) -> Iterator[tuple[DaemonProcess, DaemonProcess]]:
+    """Two runs of the daemon, one after the other, on the same config and database."""
     config = write_config(tmp_path, feeds, telegram.base_url)
     env = {"WATCHER_E2E_TOKEN": TOKEN}
-    first = DaemonProcess(config, env, tmp_path, "first")
-    second = DaemonProcess(config, env, tmp_path, "second")
-    try:
-        first.start()
-        # Entries present at the first poll are history: the seed article matches the rule,
-        # but nothing is sent for it.
-        await first.wait_for_log("poll feed=turan status=200")
-        await first.wait_for_log("poll feed=apa status=200")
-        await wait_for_polls(feeds, "/turan.xml", 2)
-        assert telegram.sent == []
+    runs = (
+        DaemonProcess(config, env, tmp_path, "first"),
+        DaemonProcess(config, env, tmp_path, "second"),
+    )
+    yield runs
+    for run in runs:
+        run.kill()
 
-        # A new entry whose title carries markup, '<', '&' and quotes: exactly one message to
-        # the rule's chat, accepted by the HTML parser, showing the title as written.
-        feeds.serve(
-            "/apa.xml",
-            atom(atom_entry(2, MARKUP_TITLE_XML, "https://apa.example/2"), OLD_APA),
-            content_type="application/atom+xml",
-        )
-        (message,) = await telegram.wait_for_messages(1, timeout=15)
-        assert message.chat_id == GROUP and message.parse_mode == "HTML"
-        assert message.visible_text.startswith(MARKUP_TITLE)
-        assert "#peacekeepers" in message.visible_text and "apa" in message.visible_text
 
-        # The same link under a new guid (and a trivially different spelling): nothing.
-        feeds.serve(
-            "/apa.xml",
-            atom(atom_entry(3, "Peacekeepers leave (updated)", "http://www.apa.example/2/")),
-            content_type="application/atom+xml",
-        )
-        await wait_for_polls(feeds, "/apa.xml", 2)
-        assert len(telegram.sent) == 1
+async def test_alert_lifecycle_across_restarts(
+    feeds: FeedServer, telegram: FakeTelegram, two_runs: tuple[DaemonProcess, DaemonProcess]
+) -> None:
+    first, second = two_runs
+    first.start()
+    # Entries present at the first poll are history: the seed article matches the rule,
+    # but nothing is sent for it.
+    await first.wait_for_log("poll feed=turan status=200")
+    await first.wait_for_log("poll feed=apa status=200")
+    await wait_for_polls(feeds, "/turan.xml", 2)
+    assert telegram.sent == []
 
-        code, seconds = await first.stop(signal.SIGTERM)
-        assert code == 0, first.output
-        assert seconds < 10
+    # A new entry whose title carries markup, '<', '&' and quotes: exactly one message to
+    # the rule's chat, accepted by the HTML parser, showing the title as written.
+    feeds.serve(
+        "/apa.xml",
+        atom(atom_entry(2, MARKUP_TITLE_XML, "https://apa.example/2"), OLD_APA),
+        content_type="application/atom+xml",
+    )
+    (message,) = await telegram.wait_for_messages(1, timeout=15)
+    assert message.chat_id == GROUP and message.parse_mode == "HTML"
+    assert message.visible_text.startswith(MARKUP_TITLE)
+    assert "#peacekeepers" in message.visible_text and "apa" in message.visible_text
 
-        # Restart: nothing is resent, and new entries still alert.
-        second.start()
-        await wait_for_polls(feeds, "/apa.xml", 2)
-        assert len(telegram.sent) == 1
-        feeds.serve(
-            "/turan.xml",
-            SEED_FEED.replace(
-                "<item>",
-                "<item><title>Russian peacekeeping contingent rotates</title>"
-                "<link>https://turan.example/rotation</link><guid>turan-new</guid></item><item>",
-                1,
-            ),
-        )
-        messages = await telegram.wait_for_messages(2, timeout=15)
-        assert "Russian peacekeeping contingent rotates" in messages[1].visible_text
-        code, _ = await second.stop(signal.SIGINT)
-        assert code == 0, second.output
-    finally:
-        first.kill()
-        second.kill()
+    # The same link under a new guid (and a trivially different spelling): nothing.
+    feeds.serve(
+        "/apa.xml",
+        atom(atom_entry(3, "Peacekeepers leave (updated)", "http://www.apa.example/2/")),
+        content_type="application/atom+xml",
+    )
+    await wait_for_polls(feeds, "/apa.xml", 2)
+    assert len(telegram.sent) == 1
+
+    code, seconds = await first.stop(signal.SIGTERM)
+    assert code == 0, first.output
+    assert seconds < 10
+
+    # Restart: nothing is resent, and new entries still alert.
+    second.start()
+    await wait_for_polls(feeds, "/apa.xml", 2)
+    assert len(telegram.sent) == 1
+    feeds.serve(
+        "/turan.xml",
+        SEED_FEED.replace(
+            "<item>",
+            "<item><title>Russian peacekeeping contingent rotates</title>"
+            "<link>https://turan.example/rotation</link><guid>turan-new</guid></item><item>",
+            1,
+        ),
+    )
+    messages = await telegram.wait_for_messages(2, timeout=15)
+    assert "Russian peacekeeping contingent rotates" in messages[1].visible_text
+    code, _ = await second.stop(signal.SIGINT)
+    assert code == 0, second.output
 
     for run in (first, second):
         assert TOKEN not in run.output
@@ -161,35 +170,28 @@ async def test_alert_lifecycle_across_restarts(
 
 
 async def test_alert_queued_before_a_kill_is_delivered_after_restart(
-    tmp_path: Path, feeds: FeedServer, telegram: FakeTelegram
+    feeds: FeedServer, telegram: FakeTelegram, two_runs: tuple[DaemonProcess, DaemonProcess]
 ) -> None:
-    config = write_config(tmp_path, feeds, telegram.base_url)
-    env = {"WATCHER_E2E_TOKEN": TOKEN}
-    first = DaemonProcess(config, env, tmp_path, "first")
-    second = DaemonProcess(config, env, tmp_path, "second")
-    try:
-        telegram.start_downtime(502, methods=["sendMessage"])
-        first.start()
-        await first.wait_for_log("poll feed=apa status=200")
-        feeds.serve(
-            "/apa.xml",
-            atom(atom_entry(2, "Russian peacekeepers leave", "https://apa.example/2"), OLD_APA),
-            content_type="application/atom+xml",
-        )
-        await first.wait_for_log("alerts=1")
-        await telegram.wait_for_calls("sendMessage", 1, timeout=10)  # tried, and failed
-        first.kill()  # SIGKILL: no chance to clean up
-        assert telegram.sent == []
+    first, second = two_runs
+    telegram.start_downtime(502, methods=["sendMessage"])
+    first.start()
+    await first.wait_for_log("poll feed=apa status=200")
+    feeds.serve(
+        "/apa.xml",
+        atom(atom_entry(2, "Russian peacekeepers leave", "https://apa.example/2"), OLD_APA),
+        content_type="application/atom+xml",
+    )
+    await first.wait_for_log("alerts=1")
+    await telegram.wait_for_calls("sendMessage", 1, timeout=10)  # tried, and failed
+    first.kill()  # SIGKILL: no chance to clean up
+    assert telegram.sent == []
 
-        telegram.end_downtime()
-        second.start()
-        (message,) = await telegram.wait_for_messages(1, timeout=20)
-        assert message.visible_text.startswith("Russian peacekeepers leave")
-        code, _ = await second.stop()
-        assert code == 0
-    finally:
-        first.kill()
-        second.kill()
+    telegram.end_downtime()
+    second.start()
+    (message,) = await telegram.wait_for_messages(1, timeout=20)
+    assert message.visible_text.startswith("Russian peacekeepers leave")
+    code, _ = await second.stop()
+    assert code == 0
 
 
 async def test_without_a_token_alerts_print_to_the_console(
