@@ -27,6 +27,9 @@ class RuleDef:
     name: str
     query: str
     chats: tuple[int, ...] = ()
+    feeds: tuple[str, ...] = ()  # only entries of these feeds (empty: every feed)
+    languages: tuple[str, ...] = ()  # only entries of feeds in these languages (empty: all)
+    priority: int = 0  # higher first when several rules hit one entry
 
 
 @dataclass(frozen=True, slots=True)
