@@ -346,7 +346,7 @@ def test_a_syntax_error_at_the_end_of_the_file(tmp_path: Path) -> None:
             "rules[1].querry",
             "querry",
             'unknown key "querry" in a [[rules]] entry; did you mean "query"? allowed: '
-            "chats, name, query",
+            "chats, feeds, languages, name, priority, query",
         ),
     ],
 )
@@ -1081,3 +1081,57 @@ def test_every_key_of_the_shipped_files_is_located(name: str) -> None:
         line = located.found[path].line
         # The line holds the key itself, the [table] header it belongs to, or an element.
         assert last_key in lines[line - 1] or isinstance(path[-1], int), (path, line)
+
+
+# --------------------------------------------------------------------------- rule filters
+
+
+def test_rule_filters_and_priority_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "watcher.toml",
+        """
+        [[feeds]]
+        name = "apa"
+        url = "https://apa.az/rss"
+
+        [[rules]]
+        name = "x"
+        query = "Karabakh"
+        feeds = ["apa", "apa"]
+        languages = ["RU", "az"]
+        priority = 5
+        """,
+    )
+    (rule,) = load_config(path).rules
+    assert (rule.feeds, rule.languages, rule.priority) == (("apa",), ("ru", "az"), 5)
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "message"),
+    [
+        ('feeds = ["apa", "trend"]', "rules[0].feeds[1]", 'no feed is named "trend"'),
+        ('feeds = ["ap"]', "rules[0].feeds[0]", 'did you mean "apa"?'),
+        ('languages = ["Russian"]', "rules[0].languages[0]", "expected a language code"),
+        ('priority = "high"', "rules[0].priority", 'expected an integer, got "high"'),
+    ],
+)
+def test_bad_rule_filters(tmp_path: Path, value: str, key: str, message: str) -> None:
+    path = write(
+        tmp_path,
+        "watcher.toml",
+        f"""
+        [[feeds]]
+        name = "apa"
+        url = "https://apa.az/rss"
+
+        [[rules]]
+        name = "x"
+        query = "Karabakh"
+        {value}
+        """,
+    )
+    error = config_error(path)
+    assert error.key == key
+    assert message in error.message
+    assert error.line == line_of(path, value.split(" =")[0] + " =")

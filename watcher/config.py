@@ -282,7 +282,7 @@ _POLLING_KEYS = ("interval", "timeout", "max_body_bytes", "concurrency")
 _LOGGING_KEYS = ("level",)
 _FEED_KEYS = ("name", "url", "interval", "language")
 _ACTOR_KEYS = ("names",)
-_RULE_KEYS = ("name", "query", "chats")
+_RULE_KEYS = ("name", "query", "chats", "feeds", "languages", "priority")
 
 # A bot token is "<bot id>:<35 characters>". Seen anywhere in a config file it is a leak.
 _TOKEN_SHAPE = re.compile(r"\d{5,}:[A-Za-z0-9_-]{30,}")
@@ -312,7 +312,7 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
     logging = _logging(tables.get("logging"))
     feeds = _feeds(sources, polling.interval)
     actors = _actors(sources)
-    rules, rule_places = _rules(sources)
+    rules, rule_places = _rules(sources, {feed.name for feed in feeds})
     _compile(rules, rule_places, actors)
     return Settings(
         path=main,
@@ -490,7 +490,7 @@ def _actors(sources: list[_Source]) -> dict[str, tuple[str, ...]]:
     return actors
 
 
-def _rules(sources: list[_Source]) -> tuple[list[RuleDef], list[_At]]:
+def _rules(sources: list[_Source], feed_names: set[str]) -> tuple[list[RuleDef], list[_At]]:
     rules: list[RuleDef] = []
     places: list[_At] = []
     names: dict[str, tuple[str, _At]] = {}
@@ -505,7 +505,33 @@ def _rules(sources: list[_Source]) -> tuple[list[RuleDef], list[_At]]:
             chats = tuple(
                 dict.fromkeys(_list_of(table["chats"], at.key("chats"), _integer, "chat ids"))
             )
-        rules.append(RuleDef(name=name, query=query, chats=chats))
+        feeds: tuple[str, ...] = ()
+        if "feeds" in table:
+            feeds = tuple(
+                dict.fromkeys(
+                    _list_of(table["feeds"], at.key("feeds"), _feed_reference(feed_names), "feeds")
+                )
+            )
+        languages: tuple[str, ...] = ()
+        if "languages" in table:
+            languages = tuple(
+                dict.fromkeys(
+                    _list_of(table["languages"], at.key("languages"), _language, "languages")
+                )
+            )
+        priority = 0
+        if "priority" in table:
+            priority = _integer(table["priority"], at.key("priority"))
+        rules.append(
+            RuleDef(
+                name=name,
+                query=query,
+                chats=chats,
+                feeds=feeds,
+                languages=languages,
+                priority=priority,
+            )
+        )
         places.append(at)
     return rules, places
 
@@ -689,6 +715,20 @@ def _language(value: object, at: _At) -> str:
             f'expected a language code like "en", "ru", "az", "hy", "ka", got {_show(value)}'
         )
     return language
+
+
+def _feed_reference(feed_names: set[str]) -> Callable[[object, _At], str]:
+    """A check for a feed name in a rule's `feeds`: it must name a configured feed."""
+
+    def check(value: object, at: _At) -> str:
+        name = _text(value, at)
+        if name not in feed_names:
+            close = difflib.get_close_matches(name, sorted(feed_names), n=1, cutoff=0.6)
+            hint = f"; did you mean {_show(close[0])}?" if close else ""
+            raise at.error(f"no feed is named {_show(name)}{hint}")
+        return name
+
+    return check
 
 
 def _file_path(value: object, at: _At) -> Path:
