@@ -23,7 +23,15 @@ PURE = {
     "watcher.errors",
 }
 ADAPTERS = {"watcher.fetch", "watcher.parse", "watcher.store", "watcher.telegram"}
-ORCHESTRATION = {"watcher.pipeline", "watcher.delivery", "watcher.scheduler", "watcher.logs"}
+ORCHESTRATION = {
+    "watcher.pipeline",
+    "watcher.delivery",
+    "watcher.scheduler",
+    "watcher.logs",
+    "watcher.match_command",
+    "watcher.status_command",
+    "watcher.config_watch",
+}
 LIBRARY_HOME = {
     "aiohttp": {"watcher.fetch"},
     "feedparser": {"watcher.parse"},

@@ -147,6 +147,8 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         timeout = 15
         max_body_bytes = 1048576
         concurrency = 3
+        per_host = 1
+        failing_after = 3
         [logging]
         level = "debug"
         [[feeds]]
@@ -177,7 +179,12 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         disable_link_preview=True,
     )
     assert settings.polling == PollingSettings(
-        interval=120, timeout=15, max_body_bytes=1_048_576, concurrency=3
+        interval=120,
+        timeout=15,
+        max_body_bytes=1_048_576,
+        concurrency=3,
+        per_host=1,
+        failing_after=3,
     )
     assert settings.logging.level == "DEBUG"
     assert settings.feeds == (
@@ -320,8 +327,8 @@ def test_a_syntax_error_at_the_end_of_the_file(tmp_path: Path) -> None:
             '[polling]\ninterval = "5m"\nworkers = 4\n',
             "polling.workers",
             "workers",
-            'unknown key "workers" in [polling]; allowed: concurrency, interval, '
-            "max_body_bytes, timeout",
+            'unknown key "workers" in [polling]; allowed: concurrency, failing_after, '
+            "interval, max_body_bytes, per_host, timeout",
         ),
         (
             '[storage]\npath = "x.db"\nwal = true\n',

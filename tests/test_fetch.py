@@ -1,5 +1,6 @@
 """The fetcher against a real aiohttp feed server on 127.0.0.1."""
 
+import asyncio
 import gzip
 import socket
 from collections.abc import AsyncIterator
@@ -142,3 +143,11 @@ async def test_connection_refused_is_an_error(fetcher: Fetcher) -> None:
 async def test_invalid_url_is_an_error(fetcher: Fetcher) -> None:
     with pytest.raises(FetchError):
         await fetcher.fetch("not a url")
+
+
+async def test_no_more_than_per_host_fetches_at_once(server: FeedServer) -> None:
+    urls = [server.serve(f"/feed{n}", FEED, delay_s=0.3) for n in range(5)]
+    async with Fetcher(timeout_s=5, max_body_bytes=10_000, per_host=2) as fetcher:
+        results = await asyncio.gather(*(fetcher.fetch(url) for url in urls))
+    assert all(r.body == FEED for r in results)
+    assert server.peak_in_flight == 2

@@ -169,3 +169,63 @@ async def test_failures_are_recorded_and_backed_off(parts: Parts) -> None:
     report = await poll_feed(feed, await state_of(context, feed), context)
     assert report.error is None and report.primed
     assert (await state_of(context, feed)).consecutive_errors == 0
+
+
+async def test_permanent_redirect_moves_the_feed(parts: Parts) -> None:
+    server, context, clock = parts
+    feed = await setup_feed(context, server, "")
+    target = server.serve("/new.xml", rss(item(1, "x")))
+    server.serve("/rss", "", redirect_to=target, redirect_status=301)
+    report = await poll_feed(feed, await state_of(context, feed), context)
+    assert report.moved_to == target
+    state = await state_of(context, feed)
+    assert (state.url, state.config_url) == (target, feed.url)
+    clock.now += timedelta(minutes=10)
+    await poll_feed(feed, state, context)
+    assert server.requests[-1].path == "/new.xml"  # asks the new URL directly
+
+    # An edited config URL wins over the redirect.
+    edited = FeedDef("news", server.serve("/edited.xml", rss(item(1, "x"))), 300)
+    await context.store.sync_feeds([edited], clock.now)
+    assert (await state_of(context, edited)).url == edited.url
+
+
+async def test_temporary_redirect_does_not_move_the_feed(parts: Parts) -> None:
+    server, context, _clock = parts
+    feed = await setup_feed(context, server, "")
+    target = server.serve("/new.xml", rss(item(1, "x")))
+    server.serve("/rss", "", redirect_to=target, redirect_status=302)
+    report = await poll_feed(feed, await state_of(context, feed), context)
+    assert report.moved_to is None and report.error is None
+    assert (await state_of(context, feed)).url == feed.url
+
+
+async def test_410_gone_disables_the_feed_until_its_url_changes(parts: Parts) -> None:
+    server, context, clock = parts
+    feed = await setup_feed(context, server, "")
+    server.serve("/rss", "", status=410)
+    report = await poll_feed(feed, await state_of(context, feed), context)
+    assert report.disabled
+    assert [s.name for s in await context.store.due_feeds(clock.now + timedelta(days=30))] == []
+    moved = FeedDef("news", server.serve("/v2.xml", rss(item(1, "x"))), 300)
+    await context.store.sync_feeds([moved], clock.now)
+    assert [s.name for s in await context.store.due_feeds(clock.now)] == ["news"]
+
+
+async def test_failing_is_reported_once_and_recovery_once(parts: Parts) -> None:
+    server, context, clock = parts
+    context.failing_after = 3
+    feed = await setup_feed(context, server, "")
+    server.serve("/rss", "", status=500)
+    reports = []
+    for _ in range(5):
+        reports.append(await poll_feed(feed, await state_of(context, feed), context))
+        clock.now += timedelta(hours=7)
+    assert [r.became_failing for r in reports] == [False, False, True, False, False]
+    assert not any(r.recovered for r in reports)
+
+    server.serve("/rss", rss(item(1, "back")))
+    back = await poll_feed(feed, await state_of(context, feed), context)
+    assert back.recovered and not back.became_failing
+    again = await poll_feed(feed, await state_of(context, feed), context)
+    assert not again.recovered

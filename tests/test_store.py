@@ -201,3 +201,19 @@ async def test_changing_a_feed_url_forgets_its_validators(store: Store) -> None:
     state = await store.feed("apa")
     assert state is not None
     assert (state.url, state.etag, state.body_hash) == ("https://apa.az/rss/en", None, None)
+
+
+def test_a_version_1_database_is_migrated_keeping_its_feeds(tmp_path: Path) -> None:
+    from watcher.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        MIGRATIONS[0](db)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO feeds (name, url, created_at) VALUES ('apa', 'https://apa.az/rss', 0)"
+        )
+    assert migrate(path) == 1
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT url, config_url, disabled_at FROM feeds").fetchone()
+    assert row == ("https://apa.az/rss", "https://apa.az/rss", None)

@@ -7,6 +7,7 @@ This is the only module that knows every part, and it holds no policy of its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import signal
@@ -15,22 +16,26 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from watcher import __version__
-from watcher.config import Settings
+from watcher.config import Settings, load_config
+from watcher.config_watch import FileStamps
 from watcher.delivery import Delivery
+from watcher.errors import ConfigError
 from watcher.fetch import Fetcher
 from watcher.logs import RedactingFormatter
-from watcher.model import FeedDef, FeedState
+from watcher.model import Alert, FeedDef, FeedState
 from watcher.parse import FeedParser
 from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed
 from watcher.rules import compile_rules
 from watcher.schedule import next_check_after_failure
 from watcher.scheduler import Ticker
 from watcher.store import Store
+from watcher.telegram.format import render_notice
 from watcher.telegram.send import TelegramSender
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+CONFIG_CHECK_SECONDS = 1.0  # edits to config files apply within a couple of seconds
 # SIGTERM to exit must stay well under systemd's default 90 s and our promised 10 s.
 POLL_GRACE_S = 5.0
 DELIVERY_GRACE_S = 3.0
@@ -59,6 +64,8 @@ class Daemon:
         self._environ = environ
         self._log_formatter = log_formatter
         self._stop = asyncio.Event()
+        self._reload_requested = asyncio.Event()
+        self._last_reload_error: str | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._ruleset = build_ruleset(settings)
         self._feeds: dict[str, FeedDef] = {feed.name: feed for feed in settings.feeds}
@@ -79,6 +86,7 @@ class Daemon:
             async with Fetcher(
                 timeout_s=self.settings.polling.timeout,
                 max_body_bytes=self.settings.polling.max_body_bytes,
+                per_host=self.settings.polling.per_host,
             ) as fetcher:
                 parser = FeedParser()
                 sender = (
@@ -116,6 +124,7 @@ class Daemon:
             rules=lambda: self._ruleset,
             console=sender is None,
             clock=utc_now,
+            failing_after=self.settings.polling.failing_after,
         )
 
         async def tick() -> None:
@@ -123,6 +132,9 @@ class Daemon:
 
         ticker = Ticker(tick, every_s=TICK_SECONDS)
         delivery_task = asyncio.create_task(delivery.run(self._stop), name="delivery")
+        watch_task = asyncio.create_task(
+            self._watch_config(store, delivery, console=sender is None), name="config-watch"
+        )
         ticker.start()
         log.info(
             "started version=%s feeds=%d rules=%d db=%s alerts_to=%s",
@@ -137,6 +149,8 @@ class Daemon:
         finally:
             log.info("stopping in_flight_polls=%d", len(self._in_flight))
             ticker.stop()
+            watch_task.cancel()
+            await asyncio.gather(watch_task, return_exceptions=True)
             await self._drain_polls()
             await _finish(delivery_task, DELIVERY_GRACE_S)
 
@@ -175,6 +189,36 @@ class Daemon:
             _log_poll(report, time.perf_counter() - started)
             if report.alerts:
                 delivery.wake()
+            await self._report_feed_health(report, feed, context, delivery)
+
+    async def _report_feed_health(
+        self, report: PollReport, feed: FeedDef, context: PollContext, delivery: Delivery
+    ) -> None:
+        """Tell the operator about a feed once when it changes state, never on every poll."""
+        notice = None
+        if report.became_failing:
+            notice = (
+                f"Feed {feed.name} is failing: {context.failing_after} failures in a row; "
+                f"last error: {report.error}. Watcher keeps retrying with backoff."
+            )
+            log.warning("feed failing feed=%s last_error=%r", feed.name, report.error)
+        elif report.recovered:
+            notice = f"Feed {feed.name} has recovered (HTTP {report.status})."
+            log.info("feed recovered feed=%s status=%s", feed.name, report.status)
+        elif report.disabled:
+            notice = (
+                f"Feed {feed.name} is gone (HTTP 410) and is no longer polled; "
+                "change or remove its url in the config."
+            )
+            log.warning("feed disabled feed=%s reason=%r", feed.name, report.error)
+        if report.moved_to is not None:
+            log.warning(
+                "feed moved permanently feed=%s new_url=%s: update its url in the config",
+                feed.name,
+                report.moved_to,
+            )
+        if notice is not None:
+            await self._notify_admins(context.store, delivery, notice, console=context.console)
 
     async def _reschedule_after_crash(
         self, context: PollContext, feed: FeedDef, state: FeedState, report: PollReport
@@ -211,10 +255,99 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        log.info("signal SIGHUP received: reloading the config")
+        self._reload_requested.set()
+
+    # -- hot reload ----------------------------------------------------------------------
+
+    async def _watch_config(self, store: Store, delivery: Delivery, *, console: bool) -> None:
+        """Reload when a config file changes or on SIGHUP. Stamps are taken before loading,
+        so an edit made while a reload runs is seen on the next round."""
+        stamps = FileStamps(self.settings.files)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload_requested.wait(), CONFIG_CHECK_SECONDS)
+            requested = self._reload_requested.is_set()
+            self._reload_requested.clear()
+            if not requested and not stamps.changed():
+                continue
+            stamps = FileStamps(self.settings.files)
+            if await self.reload(store, delivery, console=console):
+                stamps = FileStamps(self.settings.files)  # the new set of included files
+
+    async def reload(self, store: Store, delivery: Delivery, *, console: bool) -> bool:
+        """Apply the config files as they are now; on any error keep running on the last
+        good config, log the error and tell the admins. Returns whether it applied."""
+        try:
+            new = await asyncio.to_thread(load_config, self.settings.path)
+        except ConfigError as exc:
+            message = str(exc)
+            log.error("config reload failed, still running the last good config: %s", message)
+            if message != self._last_reload_error:  # tell the admins once per distinct error
+                self._last_reload_error = message
+                await self._notify_admins(
+                    store,
+                    delivery,
+                    f"Config reload failed; still running the last good config.\n{message}",
+                    console=console,
+                )
+            return False
+        self._last_reload_error = None
+        old = self.settings
+        self._ruleset = build_ruleset(new)
+        self._feeds = {feed.name: feed for feed in new.feeds}
+        await store.sync_feeds(new.feeds, utc_now())
+        self.settings = new
+        added = sorted(set(self._feeds) - {feed.name for feed in old.feeds})
+        removed = sorted({feed.name for feed in old.feeds} - set(self._feeds))
+        log.info(
+            "config reloaded feeds=%d rules=%d added_feeds=%s removed_feeds=%s",
+            len(new.feeds),
+            len(new.rules),
+            ",".join(added) or "-",
+            ",".join(removed) or "-",
+        )
+        needs_restart = [
+            section
+            for section, before, after in (
+                ("storage", old.storage, new.storage),
+                ("telegram", old.telegram, new.telegram),
+                ("polling", _fixed_polling(old), _fixed_polling(new)),
+                ("logging", old.logging, new.logging),
+            )
+            if before != after
+        ]
+        if needs_restart:
+            log.warning("changes to [%s] take effect after a restart", "], [".join(needs_restart))
+        return True
+
+    async def _notify_admins(
+        self, store: Store, delivery: Delivery, text: str, *, console: bool
+    ) -> None:
+        admins = self.settings.telegram.admins
+        if console or not admins:
+            return
+        notice = render_notice(text)
+        try:
+            async with store.write() as tx:
+                await tx.enqueue([Alert(None, admin, notice) for admin in admins], utc_now())
+        except Exception:
+            log.exception("could not queue a notice to the admins")
+            return
+        delivery.wake()
 
     def _on_signal(self, signum: int) -> None:
         log.info("signal %s received: stopping", signal.Signals(signum).name)
         self._stop.set()
+
+
+def _fixed_polling(settings: Settings) -> tuple[int, int, int]:
+    """Polling settings fixed at start (the interval is per feed and applies at once)."""
+    polling = settings.polling
+    return (polling.timeout, polling.max_body_bytes, polling.concurrency)
 
 
 async def _finish(task: asyncio.Task[None], grace_s: float) -> None:

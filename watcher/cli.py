@@ -43,6 +43,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = commands.add_parser("check", help="validate the config; exit 0 if valid, 2 if not")
     with_config(check)
+    match = commands.add_parser(
+        "match",
+        help="show which rules hit a feed file, a URL or a text, and where",
+        description="SOURCE is a feed file (RSS/Atom), an http(s) URL, or a text file or - "
+        "(stdin): one entry, the first line its title and the rest its summary.",
+    )
+    with_config(match)
+    match.add_argument("source", nargs="?", default="-", metavar="SOURCE")
+    match.add_argument("--json", action="store_true", help="print a JSON array, one per entry")
+    match.add_argument(
+        "--feed", help="match as if the entries came from this configured feed (rule filters)"
+    )
+    match.add_argument("--language", help="match as entries of this language (rule filters)")
+    status = commands.add_parser("status", help="every feed with its state")
+    with_config(status)
+    status.add_argument("--json", action="store_true", help="print a JSON array")
     return parser
 
 
@@ -63,6 +79,67 @@ def _check(path: Path) -> int:
         f"config OK: {len(settings.feeds)} feeds, {len(settings.rules)} rules, "
         f"{len(settings.actors)} actors ({files})"
     )
+    return EXIT_OK
+
+
+def _match(args: argparse.Namespace) -> int:
+    from watcher.errors import FetchError
+    from watcher.match_command import (
+        highlight_ansi,
+        highlight_brackets,
+        is_url,
+        match_entries,
+        read_local,
+        read_url,
+        to_json,
+        to_text,
+    )
+    from watcher.rules import compile_rules
+
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_INVALID_CONFIG
+    feeds = {feed.name: feed for feed in settings.feeds}
+    if args.feed is not None and args.feed not in feeds:
+        print(f"watcher: no feed named {args.feed!r} in the config", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    language = args.language or (feeds[args.feed].language if args.feed else None)
+    try:
+        if is_url(args.source):
+            entries = asyncio.run(
+                read_url(
+                    args.source,
+                    timeout_s=settings.polling.timeout,
+                    max_body_bytes=settings.polling.max_body_bytes,
+                )
+            )
+        else:
+            stdin = sys.stdin.buffer.read() if args.source == "-" else None
+            entries = read_local(args.source, stdin=stdin)
+    except (OSError, FetchError) as exc:
+        print(f"watcher: cannot read {args.source}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    matcher = compile_rules(settings.rules, settings.actors)
+    results = match_entries(entries, matcher, feed=args.feed, language=language)
+    if args.json:
+        print(to_json(results))
+    else:
+        print(to_text(results, highlight_ansi if sys.stdout.isatty() else highlight_brackets))
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from watcher.status_command import feed_statuses, to_json, to_table
+
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_INVALID_CONFIG
+    try:
+        rows = asyncio.run(feed_statuses(settings))
+    except StoreError as exc:
+        print(f"watcher: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(to_json(rows) if args.json else to_table(rows))
     return EXIT_OK
 
 
@@ -89,4 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.config)
     if args.command == "run":
         return _run(args.config, args.log_level)
+    if args.command == "match":
+        return _match(args)
+    if args.command == "status":
+        return _status(args)
     raise AssertionError(f"unhandled command {args.command}")

@@ -38,6 +38,8 @@ DEFAULT_INTERVAL = 600
 DEFAULT_TIMEOUT = 30
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_CONCURRENCY = 10
+DEFAULT_PER_HOST = 2
+DEFAULT_FAILING_AFTER = 5
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 T = TypeVar("T")
@@ -88,6 +90,8 @@ class PollingSettings:
     timeout: int = DEFAULT_TIMEOUT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     concurrency: int = DEFAULT_CONCURRENCY
+    per_host: int = DEFAULT_PER_HOST  # fetches at once to one host, across all its feeds
+    failing_after: int = DEFAULT_FAILING_AFTER  # consecutive failures before "failing"
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,14 @@ _TOP_KEYS = ("include", "storage", "telegram", "polling", "logging", "feeds", "a
 _SINGLE_TABLES = ("storage", "telegram", "polling", "logging")
 _STORAGE_KEYS = ("path",)
 _TELEGRAM_KEYS = ("api_base_url", "token_env", "token_file", "admins", "disable_link_preview")
-_POLLING_KEYS = ("interval", "timeout", "max_body_bytes", "concurrency")
+_POLLING_KEYS = (
+    "interval",
+    "timeout",
+    "max_body_bytes",
+    "concurrency",
+    "per_host",
+    "failing_after",
+)
 _LOGGING_KEYS = ("level",)
 _FEED_KEYS = ("name", "url", "interval", "language")
 _ACTOR_KEYS = ("names",)
@@ -416,6 +427,10 @@ def _polling(found: tuple[dict[str, Any], _At] | None) -> PollingSettings:
         ),
         concurrency=_integer(
             table.get("concurrency", defaults.concurrency), at.key("concurrency"), 1
+        ),
+        per_host=_integer(table.get("per_host", defaults.per_host), at.key("per_host"), 1),
+        failing_after=_integer(
+            table.get("failing_after", defaults.failing_after), at.key("failing_after"), 1
         ),
     )
 

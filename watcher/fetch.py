@@ -6,10 +6,12 @@ Retry-After, so the caller decides about scheduling without knowing aiohttp.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -45,9 +47,13 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 class Fetcher:
     """One shared aiohttp session for every feed. Use as an async context manager."""
 
-    def __init__(self, *, timeout_s: float, max_body_bytes: int) -> None:
+    def __init__(self, *, timeout_s: float, max_body_bytes: int, per_host: int = 2) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(10.0, timeout_s))
         self._max_body_bytes = max_body_bytes
+        self._per_host = per_host
+        # Waiting for a host's turn happens before the request, so it does not eat into
+        # the request's own timeout.
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -77,10 +83,21 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        async with self._host_slot(url):
+            return await self._get(self._session, url, headers)
+
+    def _host_slot(self, url: str) -> asyncio.Semaphore:
+        host = (urlsplit(url).hostname or "").lower()
+        slot = self._host_slots.get(host)
+        if slot is None:
+            slot = self._host_slots[host] = asyncio.Semaphore(self._per_host)
+        return slot
+
+    async def _get(
+        self, session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+    ) -> FetchResult:
         try:
-            async with self._session.get(
-                url, headers=headers, max_redirects=MAX_REDIRECTS
-            ) as response:
+            async with session.get(url, headers=headers, max_redirects=MAX_REDIRECTS) as response:
                 return await self._read(url, response)
         except FetchError:
             raise
@@ -97,6 +114,12 @@ class Fetcher:
 
     async def _read(self, url: str, response: aiohttp.ClientResponse) -> FetchResult:
         final_url = str(response.url)
+        # Only a chain of permanent redirects moves a feed; one temporary hop does not.
+        moved_to = (
+            final_url
+            if response.history and all(r.status in (301, 308) for r in response.history)
+            else None
+        )
         if response.status == 304:
             return FetchResult(
                 status=304,
@@ -104,6 +127,7 @@ class Fetcher:
                 body=None,
                 etag=response.headers.get("ETag"),
                 last_modified=response.headers.get("Last-Modified"),
+                moved_to=moved_to,
             )
         if not 200 <= response.status < 300:
             raise FetchError(
@@ -137,4 +161,5 @@ class Fetcher:
             last_modified=response.headers.get("Last-Modified"),
             content_type=response.headers.get("Content-Type"),
             content_location=response.headers.get("Content-Location"),
+            moved_to=moved_to,
         )

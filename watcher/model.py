@@ -71,6 +71,7 @@ class FetchResult:
     last_modified: str | None = None
     content_type: str | None = None
     content_location: str | None = None
+    moved_to: str | None = None  # the new URL when every redirect was permanent (301/308)
 
     @property
     def not_modified(self) -> bool:
@@ -100,6 +101,10 @@ class FeedState:
     last_status: int | None
     last_error: str | None
     last_success_at: datetime | None
+    last_checked_at: datetime | None = None
+    disabled_reason: str | None = None  # set when the feed is no longer polled (410 Gone)
+    failing_since: datetime | None = None  # set once the operator was told it is failing
+    config_url: str | None = None  # as configured; `url` differs after a permanent redirect
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +117,10 @@ class NewEntry:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One message to one chat about one entry."""
+    """One message to one chat about one entry (or, without an entry, a notice to an
+    operator)."""
 
-    entry_id: int
+    entry_id: int | None
     chat_id: int
     text: str  # Telegram HTML
     rules: tuple[str, ...] = field(default=())

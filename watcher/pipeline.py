@@ -47,6 +47,10 @@ class PollReport:
     parsed: bool = False
     error: str | None = None
     hit_rules: list[str] = field(default_factory=list)
+    moved_to: str | None = None  # a permanent redirect moved the feed here
+    disabled: bool = False  # 410 Gone: the feed is no longer polled
+    became_failing: bool = False  # reached the failing threshold with this poll
+    recovered: bool = False  # succeeded after having been reported failing
 
 
 @dataclass(slots=True)
@@ -57,6 +61,7 @@ class PollContext:
     rules: Callable[[], RuleSet]  # read at each poll, so a reload takes effect at once
     console: bool  # no Telegram token: every alert goes to the console
     clock: Callable[[], datetime]
+    failing_after: int = 5  # consecutive failures before a feed is reported failing
     rng: random.Random = field(default_factory=random.Random)
 
 
@@ -96,9 +101,17 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
             state.url, etag=state.etag, last_modified=state.last_modified
         )
     except FetchError as exc:
-        await _record_failure(feed, state, ctx, report, exc.status, str(exc), exc.retry_after)
+        if exc.status == 410:
+            await _record_gone(state, ctx, report, str(exc))
+        else:
+            await _record_failure(feed, state, ctx, report, exc.status, str(exc), exc.retry_after)
         return report
     report.status = result.status
+    report.recovered = state.failing_since is not None
+    if result.moved_to is not None and result.moved_to != state.url:
+        report.moved_to = result.moved_to
+        async with ctx.store.write() as tx:
+            await tx.feed_moved(state.id, result.moved_to)
     body_hash = hashlib.sha256(result.body).hexdigest() if result.body is not None else None
     if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
         await _record_unchanged(feed, state, ctx, result)
@@ -163,11 +176,24 @@ async def _record_failure(
 ) -> None:
     report.status = status
     report.error = error
+    report.recovered = False
     now = ctx.clock()
-    next_check = next_check_after_failure(
-        now, feed.interval, state.consecutive_errors + 1, retry_after, ctx.rng
-    )
+    errors = state.consecutive_errors + 1
+    next_check = next_check_after_failure(now, feed.interval, errors, retry_after, ctx.rng)
     async with ctx.store.write() as tx:
         await tx.feed_failed(
             state.id, now=now, status=status, error=error, next_check_at=next_check
         )
+        if errors >= ctx.failing_after and state.failing_since is None:
+            await tx.feed_marked_failing(state.id, now)
+            report.became_failing = True
+
+
+async def _record_gone(state: FeedState, ctx: PollContext, report: PollReport, error: str) -> None:
+    """410 Gone: the publisher says the feed will not come back. Stop polling it until the
+    operator changes its URL."""
+    report.status = 410
+    report.error = error
+    report.disabled = True
+    async with ctx.store.write() as tx:
+        await tx.feed_disabled(state.id, now=ctx.clock(), status=410, reason=error)

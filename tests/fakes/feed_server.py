@@ -37,6 +37,8 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0  # most requests handled at once
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -78,6 +80,14 @@ class FeedServer:
         await self.stop()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(Request(path=request.path, headers=dict(request.headers)))
         route = self.routes.get(request.path)
         if route is None:

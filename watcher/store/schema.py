@@ -88,5 +88,22 @@ def _v1_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+def _v2_feed_moves_and_health(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- `url` is where the feed is fetched now: a permanent redirect moves it, while
+        -- `config_url` remembers what the operator wrote, so an edit of the config wins.
+        ALTER TABLE feeds ADD COLUMN config_url TEXT;
+        UPDATE feeds SET config_url = url;
+        -- 410 Gone: not polled again until its configured URL changes.
+        ALTER TABLE feeds ADD COLUMN disabled_at REAL;
+        ALTER TABLE feeds ADD COLUMN disabled_reason TEXT;
+        -- Set when the feed reached the failing threshold and the operator was told.
+        ALTER TABLE feeds ADD COLUMN failing_since REAL;
+        """,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_feed_moves_and_health)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -120,24 +120,38 @@ class Store:
         async with self.write() as tx:
             await tx.db.execute("UPDATE feeds SET active = 0")
             for feed in feeds:
+                # A URL edited in the config is a new resource: forget validators, a
+                # redirect's target and a 410 for the old one. An unchanged config URL
+                # keeps the URL a permanent redirect moved the feed to.
                 await tx.db.execute(
                     """
-                    INSERT INTO feeds (name, url, active, created_at) VALUES (?, ?, 1, ?)
+                    INSERT INTO feeds (name, url, config_url, active, created_at)
+                    VALUES (?, ?, ?, 1, ?)
                     ON CONFLICT (name) DO UPDATE SET
                         active = 1,
-                        url = excluded.url,
-                        -- a new URL is a new resource: forget validators for the old one
-                        etag = CASE WHEN url = excluded.url THEN etag END,
-                        last_modified = CASE WHEN url = excluded.url THEN last_modified END,
-                        body_hash = CASE WHEN url = excluded.url THEN body_hash END
+                        url = CASE WHEN config_url = excluded.config_url THEN url
+                                   ELSE excluded.url END,
+                        etag = CASE WHEN config_url = excluded.config_url THEN etag END,
+                        last_modified = CASE WHEN config_url = excluded.config_url
+                                             THEN last_modified END,
+                        body_hash = CASE WHEN config_url = excluded.config_url
+                                         THEN body_hash END,
+                        disabled_at = CASE WHEN config_url = excluded.config_url
+                                           THEN disabled_at END,
+                        disabled_reason = CASE WHEN config_url = excluded.config_url
+                                               THEN disabled_reason END,
+                        next_check_at = CASE WHEN config_url = excluded.config_url
+                                             THEN next_check_at END,
+                        config_url = excluded.config_url
                     """,
-                    (feed.name, feed.url, _ts(now)),
+                    (feed.name, feed.url, feed.url, _ts(now)),
                 )
 
     async def due_feeds(self, now: datetime, limit: int = 1000) -> list[FeedState]:
         rows = await self._fetchall(
             f"""SELECT {_FEED_COLUMNS} FROM feeds
-                WHERE active = 1 AND (next_check_at IS NULL OR next_check_at <= ?)
+                WHERE active = 1 AND disabled_at IS NULL
+                  AND (next_check_at IS NULL OR next_check_at <= ?)
                 ORDER BY next_check_at IS NOT NULL, next_check_at, id LIMIT ?""",
             (_ts(now), limit),
         )
@@ -148,6 +162,11 @@ class Store:
             f"SELECT {_FEED_COLUMNS} FROM feeds WHERE active = 1 ORDER BY name", ()
         )
         return [_feed_state(row) for row in rows]
+
+    async def entry_counts(self) -> dict[int, int]:
+        """Entries recorded per feed id."""
+        rows = await self._fetchall("SELECT feed_id, count(*) FROM entries GROUP BY feed_id", ())
+        return {int(feed_id): int(count) for feed_id, count in rows}
 
     async def feed(self, name: str) -> FeedState | None:
         rows = await self._fetchall(f"SELECT {_FEED_COLUMNS} FROM feeds WHERE name = ?", (name,))
@@ -240,7 +259,8 @@ class Store:
 
 
 _FEED_COLUMNS = """id, name, url, etag, last_modified, body_hash, next_check_at,
-    consecutive_errors, last_status, last_error, last_success_at"""
+    consecutive_errors, last_status, last_error, last_success_at, last_checked_at,
+    disabled_reason, failing_since, config_url"""
 
 
 def _feed_state(row: sqlite3.Row) -> FeedState:
@@ -256,6 +276,10 @@ def _feed_state(row: sqlite3.Row) -> FeedState:
         last_status=row[8],
         last_error=row[9],
         last_success_at=_dt(row[10]),
+        last_checked_at=_dt(row[11]),
+        disabled_reason=row[12],
+        failing_since=_dt(row[13]),
+        config_url=row[14],
     )
 
 
@@ -337,7 +361,8 @@ class WriteTransaction:
         await self.db.execute(
             """UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?, next_check_at = ?,
                consecutive_errors = 0, last_status = ?, last_error = NULL,
-               last_checked_at = ?, last_success_at = ? WHERE id = ?""",
+               failing_since = NULL, last_checked_at = ?, last_success_at = ?
+               WHERE id = ?""",
             (
                 etag,
                 last_modified,
@@ -363,4 +388,22 @@ class WriteTransaction:
             """UPDATE feeds SET consecutive_errors = consecutive_errors + 1, last_status = ?,
                last_error = ?, next_check_at = ?, last_checked_at = ? WHERE id = ?""",
             (status, error, _ts(next_check_at), _ts(now), feed_id),
+        )
+
+    async def feed_marked_failing(self, feed_id: int, now: datetime) -> None:
+        await self.db.execute(
+            "UPDATE feeds SET failing_since = ? WHERE id = ?", (_ts(now), feed_id)
+        )
+
+    async def feed_moved(self, feed_id: int, url: str) -> None:
+        """A permanent redirect: fetch `url` from now on (until the config URL changes)."""
+        await self.db.execute("UPDATE feeds SET url = ? WHERE id = ?", (url, feed_id))
+
+    async def feed_disabled(
+        self, feed_id: int, *, now: datetime, status: int | None, reason: str
+    ) -> None:
+        await self.db.execute(
+            """UPDATE feeds SET disabled_at = ?, disabled_reason = ?, last_status = ?,
+               last_error = ?, last_checked_at = ?, next_check_at = NULL WHERE id = ?""",
+            (_ts(now), reason, status, reason, _ts(now), feed_id),
         )

@@ -127,3 +127,9 @@ def html_to_console(message: str) -> str:
         position = link.end()
     pieces.append(_strip_tags(message[position:]))
     return "".join(pieces)
+
+
+def render_notice(text: str) -> str:
+    """A message to the operators (admins) about Watcher itself."""
+    body = _shorten(text, MESSAGE_LIMIT - 20)
+    return f"⚠️ <b>Watcher</b>\n{escape(body)}"

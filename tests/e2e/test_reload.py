@@ -1,0 +1,148 @@
+"""Hot reload end to end: the running daemon picks up edited rules and feeds within 5 s,
+and an invalid edit keeps the last good config running and tells the admins."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.daemon import DaemonProcess, wait_for_polls
+from tests.fakes.feed_server import FeedServer
+from tests.fakes.telegram_api import FakeTelegram
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED_FEED = (ROOT / "seeds" / "turan-feed.xml").read_text(encoding="utf-8")
+TOKEN = "515151:E2E-reload-token-abcdefghijklmnop"
+GROUP = -1001234567890
+ADMIN = 777
+
+
+def rss(*titles: str) -> str:
+    items = "".join(
+        f"<item><title>{title}</title><guid>{n}-{title}</guid>"
+        f"<link>https://apa.example/{abs(hash(title))}</link></item>"
+        for n, title in enumerate(titles)
+    )
+    return f"<rss version='2.0'><channel><title>APA</title>{items}</channel></rss>"
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write the way editors save: a new file renamed over the old one."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+def config_text(server: FeedServer, api: str, *, extra_feeds: str = "", rules: str = "") -> str:
+    return f"""
+[storage]
+path = "watcher.db"
+
+[telegram]
+api_base_url = "{api}"
+token_env = "WATCHER_E2E_TOKEN"
+admins = [{ADMIN}]
+
+[polling]
+interval = "1s"
+
+[[feeds]]
+name = "apa"
+url = "{server.url("/apa.xml")}"
+{extra_feeds}
+[actors.russian_peacekeepers]
+names = ["Russian peacekeepers"]
+
+[[rules]]
+name = "peacekeepers"
+query = '@russian_peacekeepers'
+chats = [{GROUP}]
+{rules}"""
+
+
+TURAN_FEED = """
+[[feeds]]
+name = "turan"
+url = "{url}"
+"""
+WEATHER_RULE = f"""
+[[rules]]
+name = "weather"
+query = 'Weather'
+chats = [{GROUP}]
+"""
+BROKEN_RULE = f"""
+[[rules]]
+name = "broken"
+query = '@russian_peacekeeper'
+chats = [{GROUP}]
+"""
+
+
+@pytest.fixture
+async def feeds() -> AsyncIterator[FeedServer]:
+    async with FeedServer() as server:
+        server.serve("/apa.xml", rss("Old news"))
+        server.serve("/turan.xml", SEED_FEED)
+        yield server
+
+
+async def test_edits_apply_live_and_bad_edits_are_refused(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    async with FakeTelegram(TOKEN) as telegram:
+        config = tmp_path / "watcher.toml"
+        api = telegram.base_url
+        replace_file(config, config_text(feeds, api))
+        daemon = DaemonProcess(config, {"WATCHER_E2E_TOKEN": TOKEN}, tmp_path)
+        try:
+            daemon.start()
+            await daemon.wait_for_log("poll feed=apa status=200")
+
+            # A new feed and a new rule, saved together: both live within 5 s.
+            turan = TURAN_FEED.format(url=feeds.url("/turan.xml"))
+            edited = time.monotonic()
+            replace_file(config, config_text(feeds, api, extra_feeds=turan, rules=WEATHER_RULE))
+            await daemon.wait_for_log("added_feeds=turan", timeout=5)
+            assert time.monotonic() - edited < 5
+            await daemon.wait_for_log("poll feed=turan status=200", timeout=5)
+            feeds.serve("/apa.xml", rss("Weather: rain in Baku", "Old news"))
+            (message,) = await telegram.wait_for_messages(1, timeout=10)
+            assert message.visible_text.startswith("Weather: rain in Baku")
+            assert "#weather" in message.visible_text
+
+            # An invalid edit: the error is logged with file and key, the admins are told
+            # once, and the last good config keeps running.
+            replace_file(
+                config,
+                config_text(feeds, api, extra_feeds=turan, rules=WEATHER_RULE + BROKEN_RULE),
+            )
+            await daemon.wait_for_log("config reload failed", timeout=5)
+            assert "rules[2].query" in daemon.stderr
+            assert "did you mean @russian_peacekeepers" in daemon.stderr
+            notice = (await telegram.wait_for_messages(2, timeout=10))[1]
+            assert notice.chat_id == ADMIN and "rules[2].query" in notice.visible_text
+            feeds.serve("/apa.xml", rss("Weather: snow", "Weather: rain in Baku", "Old news"))
+            messages = await telegram.wait_for_messages(3, timeout=10)
+            assert messages[2].visible_text.startswith("Weather: snow")
+
+            # Fixed, with the feed removed; SIGHUP applies it at once.
+            replace_file(config, config_text(feeds, api))
+            daemon.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+            await daemon.wait_for_log("removed_feeds=turan", timeout=5)
+            polls_before = len(feeds.hits("/turan.xml"))
+            await wait_for_polls(feeds, "/apa.xml", 3)
+            assert len(feeds.hits("/turan.xml")) == polls_before
+            assert len([m for m in telegram.sent if m.chat_id == ADMIN]) == 1
+
+            code, _ = await daemon.stop()
+            assert code == 0
+        finally:
+            daemon.kill()
+        assert TOKEN not in daemon.output

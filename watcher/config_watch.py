@@ -1,0 +1,31 @@
+"""Noticing that config files changed, by polling their modification stamps.
+
+Polling a handful of small files once a second costs nothing and needs no inotify
+dependency; it also sees edits made by replacing the file (how most editors save).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+Stamp = tuple[int, int, int] | None  # (inode, mtime in ns, size); None when missing
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+class FileStamps:
+    """The stamps of a set of files, to compare against later."""
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self._stamps = {path: _stamp(path) for path in paths}
+
+    def changed(self) -> list[Path]:
+        """Files whose stamp differs from the snapshot (edited, replaced, removed)."""
+        return [path for path, stamp in self._stamps.items() if _stamp(path) != stamp]
