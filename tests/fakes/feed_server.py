@@ -5,6 +5,7 @@ redirects, huge bodies, charsets)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -25,6 +26,9 @@ class Route:
     truncate_to: int | None = None  # announce the full length, send only this many bytes
     redirect_to: str | None = None
     redirect_status: int = 302
+    drip_every_s: float | None = None  # send one byte per period, forever
+    filler_bytes: int = 0  # stream this many bytes of filler instead of `body`
+    gzip: bool = False  # `body` is already gzip-compressed: say so in Content-Encoding
 
 
 @dataclass
@@ -101,6 +105,10 @@ class FeedServer:
                 else (web.HTTPMovedPermanently(route.redirect_to))
             )
         headers = dict(route.headers)
+        if route.drip_every_s is not None or route.filler_bytes:
+            return await self._stream(request, route)
+        if route.gzip:
+            headers["Content-Encoding"] = "gzip"
         if route.status != 200:
             return web.Response(status=route.status, headers=headers, text="error")
         etag = '"' + hashlib.sha256(route.body).hexdigest()[:16] + '"'
@@ -121,3 +129,23 @@ class FeedServer:
             return response
         headers["Content-Type"] = route.content_type
         return web.Response(status=200, body=route.body, headers=headers)
+
+    async def _stream(self, request: web.Request, route: Route) -> web.StreamResponse:
+        """A body that never ends (drip) or is far too big (filler), without holding it."""
+        response = web.StreamResponse(status=200)
+        response.content_type = route.content_type.split(";")[0]
+        await response.prepare(request)
+        await response.write(b"<?xml version='1.0'?><rss version='2.0'><channel>")
+        if route.drip_every_s is not None:
+            with contextlib.suppress(ConnectionResetError):
+                while True:  # ends when the client gives up and closes the connection
+                    await asyncio.sleep(route.drip_every_s)
+                    await response.write(b" ")
+            return response
+        chunk = b"<!-- filler -->" * 4096
+        sent = 0
+        while sent < route.filler_bytes:
+            await response.write(chunk)
+            sent += len(chunk)
+        await response.write_eof()
+        return response
