@@ -2,4 +2,6 @@
 
 from watcher.cli import main
 
-raise SystemExit(main())
+# Guarded: the parser's process pool (forkserver/spawn) may import the main module.
+if __name__ == "__main__":
+    raise SystemExit(main())
