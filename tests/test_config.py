@@ -328,7 +328,7 @@ def test_a_syntax_error_at_the_end_of_the_file(tmp_path: Path) -> None:
             "polling.workers",
             "workers",
             'unknown key "workers" in [polling]; allowed: concurrency, failing_after, '
-            "interval, max_body_bytes, per_host, timeout",
+            "interval, max_body_bytes, max_interval, min_interval, per_host, timeout",
         ),
         (
             '[storage]\npath = "x.db"\nwal = true\n',
@@ -434,7 +434,7 @@ def test_a_bad_duration_names_the_merged_index_in_the_included_file(tmp_path: Pa
     error = config_error(main)
     assert (error.file, error.key, error.line) == (feeds, "feeds[3].interval", 9)
     assert str(error) == (
-        f'{feeds}:9: feeds[3].interval: expected a duration like "5m" or seconds, got "5x"'
+        f'{feeds}:9: feeds[3].interval: expected a duration like "5m", seconds or "auto", got "5x"'
     )
 
 
@@ -496,7 +496,7 @@ def test_a_bad_duration_names_the_merged_index_in_the_included_file(tmp_path: Pa
             "[polling]\ninterval = 2.5\n",
             "polling.interval",
             "interval",
-            'expected a duration like "5m" or seconds, got 2.5',
+            'expected a duration like "5m", seconds or "auto", got 2.5',
         ),
         (
             '[logging]\nlevel = "LOUD"\n',
@@ -925,11 +925,12 @@ def test_a_query_with_escapes_keeps_the_query_column_in_the_message(tmp_path: Pa
     )
 
 
-def test_a_reserved_operator_is_reported(tmp_path: Path) -> None:
-    main = write(tmp_path, "w.toml", "[[rules]]\nname = 'a'\nquery = 'Aliyev NEAR/5 Putin'\n")
+def test_a_query_error_points_at_its_column_in_the_file(tmp_path: Path) -> None:
+    main = write(tmp_path, "w.toml", "[[rules]]\nname = 'a'\nquery = 'Aliyev OR (Putin'\n")
     error = config_error(main)
-    assert (error.key, error.line, error.column) == ("rules[0].query", 3, 17)
-    assert error.message.startswith('"NEAR/5" (proximity) is not supported yet')
+    assert (error.key, error.line) == ("rules[0].query", 3)
+    assert error.column == len("query = '") + 1 + len("Aliyev OR ")  # the unclosed "("
+    assert error.message.endswith("(column 11 of the query)")
 
 
 # --------------------------------------------------------------------------- includes
@@ -1142,3 +1143,41 @@ def test_bad_rule_filters(tmp_path: Path, value: str, key: str, message: str) ->
     assert error.key == key
     assert message in error.message
     assert error.line == line_of(path, value.split(" =")[0] + " =")
+
+
+def test_auto_intervals_and_their_bounds(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "watcher.toml",
+        """
+        [polling]
+        interval = "auto"
+        min_interval = "2m"
+        max_interval = "2h"
+        [[feeds]]
+        name = "a"
+        url = "https://a.example/rss"
+        [[feeds]]
+        name = "b"
+        url = "https://b.example/rss"
+        interval = "15m"
+        [[feeds]]
+        name = "c"
+        url = "https://c.example/rss"
+        interval = "AUTO"
+        """,
+    )
+    settings = load_config(path)
+    assert (settings.polling.min_interval, settings.polling.max_interval) == (120, 7200)
+    assert [(f.name, f.auto_interval, f.interval) for f in settings.feeds] == [
+        ("a", True, 600),
+        ("b", False, 900),
+        ("c", True, 600),
+    ]
+
+
+def test_max_interval_below_min_interval_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "w.toml", '[polling]\nmin_interval = "1h"\nmax_interval = "5m"\n')
+    error = config_error(path)
+    assert (error.key, error.line) == ("polling.max_interval", 3)
+    assert "must not be shorter than min_interval (3600 s)" in error.message

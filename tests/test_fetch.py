@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tests.fakes.feed_server import FeedServer
 from watcher.errors import FetchError
-from watcher.fetch import USER_AGENT, Fetcher, parse_retry_after
+from watcher.fetch import USER_AGENT, Fetcher, freshness_seconds, parse_retry_after
 
 FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
 
@@ -151,3 +151,30 @@ async def test_no_more_than_per_host_fetches_at_once(server: FeedServer) -> None
         results = await asyncio.gather(*(fetcher.fetch(url) for url in urls))
     assert all(r.body == FEED for r in results)
     assert server.peak_in_flight == 2
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "expires", "date", "age", "seconds"),
+    [
+        ("public, max-age=900", None, None, None, 900.0),
+        ('max-age="600"', None, None, "100", 500.0),
+        ("no-cache, max-age=900", None, None, None, None),
+        (None, "Sat, 28 Nov 2026 11:00:00 GMT", "Sat, 28 Nov 2026 10:00:00 GMT", None, 3600.0),
+        ("max-age=60", "Sat, 28 Nov 2026 11:00:00 GMT", "Sat, 28 Nov 2026 10:00:00 GMT", None, 60),
+        (None, "0", None, None, None),
+        (None, None, None, None, None),
+    ],
+)
+def test_freshness_from_cache_headers(
+    cache_control: str | None,
+    expires: str | None,
+    date: str | None,
+    age: str | None,
+    seconds: float | None,
+) -> None:
+    assert freshness_seconds(cache_control, expires, date, age) == seconds
+
+
+async def test_fetch_reports_freshness(server: FeedServer, fetcher: Fetcher) -> None:
+    url = server.serve("/rss", FEED, headers={"Cache-Control": "max-age=1800"})
+    assert (await fetcher.fetch(url)).fresh_for_s == 1800.0

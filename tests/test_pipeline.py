@@ -229,3 +229,51 @@ async def test_failing_is_reported_once_and_recovery_once(parts: Parts) -> None:
     assert back.recovered and not back.became_failing
     again = await poll_feed(feed, await state_of(context, feed), context)
     assert not again.recovered
+
+
+async def test_publisher_freshness_hints_delay_the_next_check(parts: Parts) -> None:
+    server, context, clock = parts
+    feed = await setup_feed(context, server, "")
+    server.serve("/rss", rss(item(1, "x")), headers={"Cache-Control": "max-age=1200"})
+    await poll_feed(feed, await state_of(context, feed), context)
+    state = await state_of(context, feed)
+    assert state.next_check_at is not None
+    assert timedelta(seconds=1200) <= state.next_check_at - clock.now <= timedelta(seconds=1320)
+
+    ttl_feed = rss(item(1, "x")).replace("<title>t</title>", "<title>t</title><ttl>45</ttl>")
+    server.serve("/rss", ttl_feed, validators=True)
+    clock.now += timedelta(hours=1)
+    await poll_feed(feed, await state_of(context, feed), context)
+    state = await state_of(context, feed)
+    assert state.ttl_s == 2700
+    assert state.next_check_at is not None
+    assert timedelta(seconds=2700) <= state.next_check_at - clock.now <= timedelta(seconds=2990)
+
+    # A 304 remembers the ttl; a hint beyond max_interval is capped.
+    clock.now += timedelta(hours=1)
+    context.max_interval_s = 1800
+    report = await poll_feed(feed, await state_of(context, feed), context)
+    assert report.status == 304
+    state = await state_of(context, feed)
+    assert state.next_check_at is not None
+    assert timedelta(seconds=1800) <= state.next_check_at - clock.now <= timedelta(seconds=1980)
+
+
+async def test_auto_interval_follows_publishing(parts: Parts) -> None:
+    server, context, clock = parts
+    context.min_interval_s, context.max_interval_s = 60, 7200
+    feed = FeedDef("news", server.serve("/rss", rss(item(0, "x"))), 600, auto_interval=True)
+    await context.store.sync_feeds([feed], clock.now)
+    await poll_feed(feed, await state_of(context, feed), context)  # 1 entry this week
+    state = await state_of(context, feed)
+    assert state.next_check_at is not None
+    assert timedelta(seconds=7200) <= state.next_check_at - clock.now  # quiet: the maximum
+
+    server.serve("/rss", rss(*(item(n, f"story {n}") for n in range(60))))
+    clock.now += timedelta(hours=2)
+    await poll_feed(feed, await state_of(context, feed), context)  # 60 entries this week
+    state = await state_of(context, feed)
+    assert state.next_check_at is not None
+    expected = 7 * 24 * 3600 // (2 * 60)
+    assert timedelta(seconds=expected) <= state.next_check_at - clock.now
+    assert state.next_check_at - clock.now <= timedelta(seconds=expected + 120)

@@ -125,6 +125,8 @@ class Daemon:
             console=sender is None,
             clock=utc_now,
             failing_after=self.settings.polling.failing_after,
+            min_interval_s=self.settings.polling.min_interval,
+            max_interval_s=self.settings.polling.max_interval,
         )
 
         async def tick() -> None:

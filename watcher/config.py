@@ -87,6 +87,9 @@ class TelegramSettings:
 @dataclass(frozen=True)
 class PollingSettings:
     interval: int = DEFAULT_INTERVAL
+    auto_interval: bool = False  # interval = "auto": adapt each feed to how often it publishes
+    min_interval: int = 60  # bounds of "auto" intervals
+    max_interval: int = 3600  # bounds of "auto", and of waits servers ask for (max-age, ttl)
     timeout: int = DEFAULT_TIMEOUT
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     concurrency: int = DEFAULT_CONCURRENCY
@@ -284,6 +287,8 @@ _STORAGE_KEYS = ("path",)
 _TELEGRAM_KEYS = ("api_base_url", "token_env", "token_file", "admins", "disable_link_preview")
 _POLLING_KEYS = (
     "interval",
+    "min_interval",
+    "max_interval",
     "timeout",
     "max_body_bytes",
     "concurrency",
@@ -321,7 +326,7 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
     telegram = _telegram(tables.get("telegram"))
     polling = _polling(tables.get("polling"))
     logging = _logging(tables.get("logging"))
-    feeds = _feeds(sources, polling.interval)
+    feeds = _feeds(sources, polling)
     actors = _actors(sources)
     rules, rule_places = _rules(sources, {feed.name for feed in feeds})
     _compile(rules, rule_places, actors)
@@ -419,8 +424,24 @@ def _polling(found: tuple[dict[str, Any], _At] | None) -> PollingSettings:
     table, at = found
     _check_keys(table, at, _POLLING_KEYS, "in [polling]")
     defaults = PollingSettings()
+    auto, interval = _interval(table.get("interval", defaults.interval), at.key("interval"))
+    if auto:
+        interval = defaults.interval
+    min_interval = _duration(
+        table.get("min_interval", defaults.min_interval), at.key("min_interval")
+    )
+    max_interval = _duration(
+        table.get("max_interval", defaults.max_interval), at.key("max_interval")
+    )
+    if max_interval < min_interval:
+        raise at.key("max_interval").error(
+            f"must not be shorter than min_interval ({min_interval} s), got {max_interval} s"
+        )
     return PollingSettings(
-        interval=_duration(table.get("interval", defaults.interval), at.key("interval")),
+        interval=interval,
+        auto_interval=auto,
+        min_interval=min_interval,
+        max_interval=max_interval,
         timeout=_duration(table.get("timeout", defaults.timeout), at.key("timeout")),
         max_body_bytes=_integer(
             table.get("max_body_bytes", defaults.max_body_bytes), at.key("max_body_bytes"), 1
@@ -449,7 +470,7 @@ def _logging(found: tuple[dict[str, Any], _At] | None) -> LoggingSettings:
     return LoggingSettings(level=level)
 
 
-def _feeds(sources: list[_Source], default_interval: int) -> list[FeedDef]:
+def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
     feeds: list[FeedDef] = []
     names: dict[str, tuple[str, _At]] = {}
     urls: dict[str, tuple[str, _At]] = {}
@@ -464,13 +485,23 @@ def _feeds(sources: list[_Source], default_interval: int) -> list[FeedDef]:
             first_name, first = urls[url]
             raise url_at.error(f"same URL as {first.shown} {_show(first_name)}, at {first.where()}")
         urls[url] = (name, at)
-        interval = default_interval
+        auto, interval = polling.auto_interval, polling.interval
         if "interval" in table:
-            interval = _duration(table["interval"], at.key("interval"))
+            auto, interval = _interval(table["interval"], at.key("interval"))
+            if auto:
+                interval = polling.interval
         language = None
         if "language" in table:
             language = _language(table["language"], at.key("language"))
-        feeds.append(FeedDef(name=name, url=url, interval=interval, language=language))
+        feeds.append(
+            FeedDef(
+                name=name,
+                url=url,
+                interval=interval,
+                language=language,
+                auto_interval=auto,
+            )
+        )
     return feeds
 
 
@@ -708,6 +739,16 @@ def _duration(value: object, at: _At) -> int:
         return parse_duration(value)
     except ValueError as exc:
         raise at.error(str(exc)) from None
+
+
+def _interval(value: object, at: _At) -> tuple[bool, int]:
+    """A polling interval: a duration, or "auto" (returned as (True, 0))."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return True, 0
+    try:
+        return False, parse_duration(value)
+    except ValueError as exc:
+        raise at.error(str(exc).replace(" or seconds,", ', seconds or "auto",')) from None
 
 
 def _url(value: object, at: _At) -> str:

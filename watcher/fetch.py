@@ -44,6 +44,48 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def freshness_seconds(
+    cache_control: str | None,
+    expires: str | None,
+    date: str | None,
+    age: str | None,
+    now: datetime | None = None,
+) -> float | None:
+    """How long the server says the response stays fresh: Cache-Control max-age (less
+    Age) wins over Expires (against the server's Date, so clock skew does not matter)."""
+    if cache_control:
+        directives = [part.strip().lower() for part in cache_control.split(",")]
+        if "no-cache" in directives or "no-store" in directives:
+            return None
+        for directive in directives:
+            name, _, value = directive.partition("=")
+            if name.strip() == "max-age" and value.strip().strip('"').isdigit():
+                already = float(age) if age and age.strip().isdigit() else 0.0
+                return max(0.0, float(value.strip().strip('"')) - already)
+    if expires:
+        try:
+            until = parsedate_to_datetime(expires)
+            base = parsedate_to_datetime(date) if date else (now or datetime.now(UTC))
+        except (TypeError, ValueError):
+            return None  # "Expires: 0" and other junk mean "already stale"
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+        if base.tzinfo is None:
+            base = base.replace(tzinfo=UTC)
+        return max(0.0, (until - base).total_seconds())
+    return None
+
+
+def _freshness(response: aiohttp.ClientResponse) -> float | None:
+    headers = response.headers
+    return freshness_seconds(
+        headers.get("Cache-Control"),
+        headers.get("Expires"),
+        headers.get("Date"),
+        headers.get("Age"),
+    )
+
+
 class Fetcher:
     """One shared aiohttp session for every feed. Use as an async context manager."""
 
@@ -128,6 +170,7 @@ class Fetcher:
                 etag=response.headers.get("ETag"),
                 last_modified=response.headers.get("Last-Modified"),
                 moved_to=moved_to,
+                fresh_for_s=_freshness(response),
             )
         if not 200 <= response.status < 300:
             raise FetchError(
@@ -162,4 +205,5 @@ class Fetcher:
             content_type=response.headers.get("Content-Type"),
             content_location=response.headers.get("Content-Location"),
             moved_to=moved_to,
+            fresh_for_s=_freshness(response),
         )

@@ -16,8 +16,9 @@ class FeedDef:
 
     name: str
     url: str
-    interval: int  # seconds between checks
+    interval: int  # seconds between checks (with `auto`: the starting point)
     language: str | None = None
+    auto_interval: bool = False  # adapt the interval to how often the feed publishes
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class FetchResult:
     content_type: str | None = None
     content_location: str | None = None
     moved_to: str | None = None  # the new URL when every redirect was permanent (301/308)
+    fresh_for_s: float | None = None  # from Cache-Control max-age or Expires, if given
 
     @property
     def not_modified(self) -> bool:
@@ -84,6 +86,7 @@ class ParsedFeed:
     version: str  # feedparser's format name ("rss20", "atom10", ...); "" if unknown
     encoding: str | None = None
     warnings: tuple[str, ...] = ()
+    ttl_s: int | None = None  # RSS <ttl>: how long the publisher says the feed stays fresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,7 @@ class FeedState:
     disabled_reason: str | None = None  # set when the feed is no longer polled (410 Gone)
     failing_since: datetime | None = None  # set once the operator was told it is failing
     config_url: str | None = None  # as configured; `url` differs after a permanent redirect
+    ttl_s: int | None = None  # the feed's last RSS <ttl>, kept for the 304s that follow
 
 
 @dataclass(frozen=True, slots=True)

@@ -337,7 +337,20 @@ def parse_feed(result: FetchResult, *, now: datetime | None = None) -> ParsedFee
         version=version,
         encoding=document.get("encoding") or None,
         warnings=tuple(warnings),
+        ttl_s=_ttl_seconds(document.get("feed", {}).get("ttl")),
     )
+
+
+_MAX_TTL_S = 7 * 24 * 3600
+
+
+def _ttl_seconds(value: object) -> int | None:
+    """RSS <ttl> is in minutes; nonsense is ignored rather than trusted."""
+    try:
+        minutes = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return min(minutes * 60, _MAX_TTL_S) if minutes > 0 else None
 
 
 # --- off the event loop ---------------------------------------------------------------------

@@ -13,14 +13,18 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from watcher.errors import FetchError, ParseError
 from watcher.fetch import Fetcher
 from watcher.model import CONSOLE_CHAT, Alert, FeedDef, FeedState, FetchResult, Hit, NewEntry
 from watcher.parse import FeedParser
 from watcher.rules import Matcher
-from watcher.schedule import next_check_after_failure, next_check_after_success
+from watcher.schedule import (
+    auto_interval,
+    next_check_after_failure,
+    next_check_after_success,
+)
 from watcher.store import Store
 from watcher.telegram.format import render_alert
 
@@ -62,6 +66,8 @@ class PollContext:
     console: bool  # no Telegram token: every alert goes to the console
     clock: Callable[[], datetime]
     failing_after: int = 5  # consecutive failures before a feed is reported failing
+    min_interval_s: int = 60  # bounds of "auto" intervals
+    max_interval_s: int = 3600  # bounds of "auto", and of waits servers ask for
     rng: random.Random = field(default_factory=random.Random)
 
 
@@ -110,11 +116,9 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
     report.recovered = state.failing_since is not None
     if result.moved_to is not None and result.moved_to != state.url:
         report.moved_to = result.moved_to
-        async with ctx.store.write() as tx:
-            await tx.feed_moved(state.id, result.moved_to)
     body_hash = hashlib.sha256(result.body).hexdigest() if result.body is not None else None
     if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
-        await _record_unchanged(feed, state, ctx, result)
+        await _record_unchanged(feed, state, ctx, result, report)
         return report
 
     try:
@@ -128,6 +132,8 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
     now = ctx.clock()
     rules = ctx.rules()
     async with ctx.store.write() as tx:
+        if report.moved_to is not None:
+            await tx.feed_moved(state.id, report.moved_to)
         new_entries = await tx.insert_entries(state.id, parsed.entries, now)
         report.new = len(new_entries)
         if state.last_success_at is None:
@@ -136,6 +142,7 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
             alerts, report.hits = plan_alerts(new_entries, feed, rules, console=ctx.console)
             report.alerts = await tx.enqueue(alerts, now)
             report.hit_rules = sorted({rule for alert in alerts for rule in alert.rules})
+        interval = await _interval(feed, state, ctx)  # counts this poll's new entries too
         await tx.feed_succeeded(
             state.id,
             now=now,
@@ -143,16 +150,42 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
             etag=result.etag,
             last_modified=result.last_modified,
             body_hash=body_hash,
-            next_check_at=next_check_after_success(now, feed.interval, ctx.rng),
+            next_check_at=_next_check(now, interval, ctx, result, parsed.ttl_s),
+            ttl_s=parsed.ttl_s,
         )
     return report
 
 
+async def _interval(feed: FeedDef, state: FeedState, ctx: PollContext) -> int:
+    if not feed.auto_interval:
+        return feed.interval
+    week_ago = ctx.clock() - timedelta(days=7)
+    recent = await ctx.store.count_entries_since(state.id, week_ago)
+    return auto_interval(recent, min_s=ctx.min_interval_s, max_s=ctx.max_interval_s)
+
+
+def _next_check(
+    now: datetime, interval: int, ctx: PollContext, result: FetchResult, ttl_s: int | None
+) -> datetime:
+    """Publisher hints (Cache-Control max-age, Expires, RSS <ttl>): the longest wins."""
+    hints = [hint for hint in (result.fresh_for_s, ttl_s) if hint is not None]
+    return next_check_after_success(
+        now,
+        interval,
+        ctx.rng,
+        fresh_for_s=max(hints) if hints else None,
+        max_s=ctx.max_interval_s,
+    )
+
+
 async def _record_unchanged(
-    feed: FeedDef, state: FeedState, ctx: PollContext, result: FetchResult
+    feed: FeedDef, state: FeedState, ctx: PollContext, result: FetchResult, report: PollReport
 ) -> None:
+    interval = await _interval(feed, state, ctx)
     now = ctx.clock()
     async with ctx.store.write() as tx:
+        if report.moved_to is not None:
+            await tx.feed_moved(state.id, report.moved_to)
         await tx.feed_succeeded(
             state.id,
             now=now,
@@ -161,7 +194,8 @@ async def _record_unchanged(
             etag=result.etag or state.etag,
             last_modified=result.last_modified or state.last_modified,
             body_hash=state.body_hash,
-            next_check_at=next_check_after_success(now, feed.interval, ctx.rng),
+            next_check_at=_next_check(now, interval, ctx, result, state.ttl_s),
+            ttl_s=state.ttl_s,
         )
 
 

@@ -21,11 +21,40 @@ def _jitter(interval: timedelta, rng: random.Random) -> timedelta:
     return ceiling * rng.random()
 
 
+WEEK_S = 7 * 24 * 3600
+
+
+def auto_interval(new_entries_last_week: int, *, min_s: int, max_s: int) -> int:
+    """`interval = "auto"`: poll about twice as often as the feed published over the last
+    seven days, between the bounds. A silent feed drifts to `max_s`, a busy one to `min_s`."""
+    if new_entries_last_week <= 0:
+        return max_s
+    return max(min_s, min(max_s, WEEK_S // (2 * new_entries_last_week)))
+
+
+def success_delay(interval_s: int, *, fresh_for_s: float | None = None, max_s: int) -> float:
+    """Seconds until the next check: the interval, unless the publisher says (Cache-Control,
+    Expires, RSS <ttl>) that nothing will change for longer — then that, up to `max_s`.
+    A hint never makes us poll more often than configured."""
+    delay = float(interval_s)
+    if fresh_for_s is not None and fresh_for_s > delay:
+        delay = min(fresh_for_s, float(max(max_s, interval_s)))
+    return delay
+
+
 def next_check_after_success(
-    now: datetime, interval_s: int, rng: random.Random | None = None
+    now: datetime,
+    interval_s: int,
+    rng: random.Random | None = None,
+    *,
+    fresh_for_s: float | None = None,
+    max_s: int | None = None,
 ) -> datetime:
-    interval = timedelta(seconds=interval_s)
-    return now + interval + _jitter(interval, rng or random.Random())
+    seconds = success_delay(
+        interval_s, fresh_for_s=fresh_for_s, max_s=max_s if max_s is not None else interval_s
+    )
+    delay = timedelta(seconds=seconds)
+    return now + delay + _jitter(delay, rng or random.Random())
 
 
 def next_check_after_failure(

@@ -105,5 +105,17 @@ def _v2_feed_moves_and_health(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_feed_moves_and_health)
+def _v3_feed_ttl(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- The feed's RSS <ttl> in seconds, remembered for the 304s that follow.
+        ALTER TABLE feeds ADD COLUMN ttl_s INTEGER;
+        -- "auto" intervals count a feed's recent entries.
+        CREATE INDEX entries_feed_seen ON entries(feed_id, first_seen_at);
+        """,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_feed_moves_and_health, _v3_feed_ttl)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -163,6 +163,13 @@ class Store:
         )
         return [_feed_state(row) for row in rows]
 
+    async def count_entries_since(self, feed_id: int, since: datetime) -> int:
+        rows = await self._fetchall(
+            "SELECT count(*) FROM entries WHERE feed_id = ? AND first_seen_at >= ?",
+            (feed_id, _ts(since)),
+        )
+        return int(rows[0][0])
+
     async def entry_counts(self) -> dict[int, int]:
         """Entries recorded per feed id."""
         rows = await self._fetchall("SELECT feed_id, count(*) FROM entries GROUP BY feed_id", ())
@@ -260,7 +267,7 @@ class Store:
 
 _FEED_COLUMNS = """id, name, url, etag, last_modified, body_hash, next_check_at,
     consecutive_errors, last_status, last_error, last_success_at, last_checked_at,
-    disabled_reason, failing_since, config_url"""
+    disabled_reason, failing_since, config_url, ttl_s"""
 
 
 def _feed_state(row: sqlite3.Row) -> FeedState:
@@ -280,6 +287,7 @@ def _feed_state(row: sqlite3.Row) -> FeedState:
         disabled_reason=row[12],
         failing_since=_dt(row[13]),
         config_url=row[14],
+        ttl_s=row[15],
     )
 
 
@@ -357,11 +365,12 @@ class WriteTransaction:
         last_modified: str | None,
         body_hash: str | None,
         next_check_at: datetime,
+        ttl_s: int | None = None,
     ) -> None:
         await self.db.execute(
             """UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?, next_check_at = ?,
                consecutive_errors = 0, last_status = ?, last_error = NULL,
-               failing_since = NULL, last_checked_at = ?, last_success_at = ?
+               failing_since = NULL, last_checked_at = ?, last_success_at = ?, ttl_s = ?
                WHERE id = ?""",
             (
                 etag,
@@ -371,6 +380,7 @@ class WriteTransaction:
                 status,
                 _ts(now),
                 _ts(now),
+                ttl_s,
                 feed_id,
             ),
         )
