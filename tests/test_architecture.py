@@ -30,6 +30,7 @@ ORCHESTRATION = {
     "watcher.logs",
     "watcher.match_command",
     "watcher.status_command",
+    "watcher.check_command",
     "watcher.config_watch",
 }
 LIBRARY_HOME = {

@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = commands.add_parser("check", help="validate the config; exit 0 if valid, 2 if not")
     with_config(check)
+    check.add_argument(
+        "--fetch",
+        action="store_true",
+        help="also fetch and parse every feed once; exit 1 if any failed",
+    )
     match = commands.add_parser(
         "match",
         help="show which rules hit a feed file, a URL or a text, and where",
@@ -70,7 +75,7 @@ def _load(path: Path) -> Settings | None:
         return None
 
 
-def _check(path: Path) -> int:
+def _check(path: Path, fetch: bool) -> int:
     settings = _load(path)
     if settings is None:
         return EXIT_INVALID_CONFIG
@@ -79,7 +84,14 @@ def _check(path: Path) -> int:
         f"config OK: {len(settings.feeds)} feeds, {len(settings.rules)} rules, "
         f"{len(settings.actors)} actors ({files})"
     )
-    return EXIT_OK
+    if not fetch:
+        return EXIT_OK
+    from watcher.check_command import ProgressBar, check_feeds, to_table
+
+    progress = ProgressBar(len(settings.feeds))
+    checks = asyncio.run(check_feeds(settings, progress.advance))
+    print(to_table(checks))
+    return EXIT_OK if all(check.ok for check in checks) else EXIT_FAILURE
 
 
 def _match(args: argparse.Namespace) -> int:
@@ -163,7 +175,7 @@ def _run(path: Path, log_level: str | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return _check(args.config)
+        return _check(args.config, args.fetch)
     if args.command == "run":
         return _run(args.config, args.log_level)
     if args.command == "match":
