@@ -39,6 +39,9 @@ LIBRARY_HOME = {
     "aiosqlite": {"watcher.store"},
     "telegram": {"watcher.telegram"},
     "apscheduler": {"watcher.scheduler"},
+    "aiolimiter": {"watcher.delivery"},
+    "ahocorasick": {"watcher.rules"},
+    "pymorphy3": {"watcher.rules"},
 }
 IO_MODULES = {
     "asyncio",
@@ -50,7 +53,7 @@ IO_MODULES = {
     "os",
     "shutil",
     "io",
-} | set(LIBRARY_HOME)
+} | {"aiohttp", "feedparser", "aiosqlite", "telegram", "apscheduler", "aiolimiter"}
 
 
 def module_name(path: Path) -> str:

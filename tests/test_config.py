@@ -142,6 +142,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         token_file = "secrets/token"
         admins = [123456789, 42, 42]
         disable_link_preview = true
+        retry_for = "2h"
         [polling]
         interval = "2m"
         timeout = 15
@@ -177,6 +178,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         token_file=tmp_path / "secrets" / "token",
         admins=(123456789, 42),
         disable_link_preview=True,
+        retry_for=7200,
     )
     assert settings.polling == PollingSettings(
         interval=120,
@@ -321,7 +323,7 @@ def test_a_syntax_error_at_the_end_of_the_file(tmp_path: Path) -> None:
             "telegram.admin",
             "admin =",
             'unknown key "admin" in [telegram]; did you mean "admins"? allowed: admins, '
-            "api_base_url, disable_link_preview, token_env, token_file",
+            "api_base_url, disable_link_preview, retry_for, token_env, token_file",
         ),
         (
             '[polling]\ninterval = "5m"\nworkers = 4\n',

@@ -4,7 +4,7 @@ file. PTB is used as shipped: only its base URL points at the fake."""
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -143,3 +143,52 @@ async def test_console_rows_are_printed_without_telegram(store: Store) -> None:
     assert await Delivery(store, None, clock=now, console=out).drain() == 1
     assert "Karabakh <news> & more <https://apa.az/0>" in out.getvalue()
     assert await store.outbox_counts() == {"sent": 1}
+
+
+async def test_many_chats_are_served_concurrently_within_the_overall_limit(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    for chat in range(1, 61):
+        await queue(store, chat, title=f"Karabakh {chat}")
+    started = asyncio.get_running_loop().time()
+    assert await Delivery(store, sender, clock=now).drain() == 60
+    elapsed = asyncio.get_running_loop().time() - started
+    assert fake.count_429 == 0
+    assert elapsed >= 1.5  # 5 at once, then 29 a second
+    assert sorted(m.chat_id for m in fake.sent) == list(range(1, 61))
+
+
+async def test_blocked_chat_drops_its_queue_and_tells_the_admins(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    fake.block_chat(-100)
+    for _ in range(3):
+        await queue(store, -100)
+    delivery = Delivery(store, sender, clock=now, admins=[9])
+    await delivery.drain()
+    assert await store.outbox_counts() == {"dead": 3, "pending": 1}
+    await delivery.drain()
+    (notice,) = fake.sent
+    assert notice.chat_id == 9
+    assert "Chat -100 refuses the bot" in notice.visible_text
+    assert "3 alert(s) dropped" in notice.visible_text
+
+
+async def test_gives_up_after_retry_for_and_tells_the_admins(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    await queue(store, 42)
+    fake.start_downtime(502, methods=["sendMessage"])
+    day_later = Delivery(
+        store,
+        sender,
+        clock=lambda: now() + timedelta(hours=25),
+        retry_for=timedelta(hours=24),
+        admins=[9],
+    )
+    assert await day_later.drain() == 0
+    assert (await store.outbox_counts())["dead"] == 1
+    fake.end_downtime()
+    await day_later.drain()
+    (notice,) = fake.sent
+    assert notice.chat_id == 9 and "could not be delivered" in notice.visible_text

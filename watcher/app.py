@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from watcher import __version__
 from watcher.config import Settings, load_config
@@ -22,7 +22,7 @@ from watcher.delivery import Delivery
 from watcher.errors import ConfigError
 from watcher.fetch import Fetcher
 from watcher.logs import RedactingFormatter
-from watcher.model import Alert, FeedDef, FeedState
+from watcher.model import FeedDef, FeedState
 from watcher.parse import FeedParser
 from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed
 from watcher.rules import compile_rules
@@ -116,7 +116,13 @@ class Daemon:
         parser: FeedParser,
         sender: TelegramSender | None,
     ) -> None:
-        delivery = Delivery(store, sender, clock=utc_now)
+        delivery = Delivery(
+            store,
+            sender,
+            clock=utc_now,
+            retry_for=timedelta(seconds=self.settings.telegram.retry_for),
+            admins=self.settings.telegram.admins,
+        )
         context = PollContext(
             store=store,
             fetcher=fetcher,
@@ -332,10 +338,8 @@ class Daemon:
         admins = self.settings.telegram.admins
         if console or not admins:
             return
-        notice = render_notice(text)
         try:
-            async with store.write() as tx:
-                await tx.enqueue([Alert(None, admin, notice) for admin in admins], utc_now())
+            await store.enqueue_notices(admins, render_notice(text), utc_now())
         except Exception:
             log.exception("could not queue a notice to the admins")
             return

@@ -60,6 +60,7 @@ class TelegramSettings:
     token_file: Path | None = None
     admins: tuple[int, ...] = ()
     disable_link_preview: bool = False
+    retry_for: int = 24 * 3600  # seconds an alert is retried before it is given up
 
     def read_token(self, environ: Mapping[str, str]) -> str | None:
         """The bot token: from `token_file` if set, else from the environment variable
@@ -284,7 +285,14 @@ def _syntax_error(exc: tomllib.TOMLDecodeError, path: Path, text: str) -> Config
 _TOP_KEYS = ("include", "storage", "telegram", "polling", "logging", "feeds", "actors", "rules")
 _SINGLE_TABLES = ("storage", "telegram", "polling", "logging")
 _STORAGE_KEYS = ("path",)
-_TELEGRAM_KEYS = ("api_base_url", "token_env", "token_file", "admins", "disable_link_preview")
+_TELEGRAM_KEYS = (
+    "api_base_url",
+    "token_env",
+    "token_file",
+    "admins",
+    "disable_link_preview",
+    "retry_for",
+)
 _POLLING_KEYS = (
     "interval",
     "min_interval",
@@ -403,6 +411,8 @@ def _telegram(found: tuple[dict[str, Any], _At] | None) -> TelegramSettings:
     if "disable_link_preview" in table:
         preview = _boolean(table["disable_link_preview"], at.key("disable_link_preview"))
         settings = replace(settings, disable_link_preview=preview)
+    if "retry_for" in table:
+        settings = replace(settings, retry_for=_duration(table["retry_for"], at.key("retry_for")))
     return settings
 
 

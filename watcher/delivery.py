@@ -1,36 +1,55 @@
 """Draining the outbox: each due row goes to Telegram (or the console) and the outcome is
 written back. Rows are marked sent only after Telegram accepted them: delivery is at least
-once, and only a message in flight when the process dies can arrive twice."""
+once, and only a message in flight when the process dies can arrive twice.
+
+Telegram's limits are kept here rather than discovered through 429s: about one message a
+second to a private chat, 20 a minute to a group or channel (negative ids), 30 a second
+overall. Different chats are served concurrently; one chat's rows go strictly in order,
+one at a time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TextIO
 
+from aiolimiter import AsyncLimiter
+
 from watcher.model import CONSOLE_CHAT, OutboxItem
 from watcher.store import Store
-from watcher.telegram.format import html_to_console
+from watcher.telegram.format import html_to_console, render_notice
 from watcher.telegram.send import Migrated, Rejected, RetryLater, Sent, TelegramSender
 
 log = logging.getLogger(__name__)
 
-# Telegram's published limits: about one message a second to a private chat, 20 a minute
-# to a group or channel (negative ids), 30 a second overall.
-PRIVATE_CHAT_GAP = timedelta(seconds=1)
-GROUP_CHAT_GAP = timedelta(seconds=3)
-GLOBAL_GAP = timedelta(seconds=1 / 30)
-MAX_ATTEMPTS = 30
 MAX_RETRY_DELAY = timedelta(hours=1)
 _IDLE_WAIT_S = 5.0
+_BATCH = 500
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """Exponential backoff for transient failures: 2 s, 4 s, … capped at an hour."""
-    return min(timedelta(seconds=2 ** min(attempts + 1, 20)), MAX_RETRY_DELAY)
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Telegram's limits as leaky buckets, a few percent under the published figures: our
+    bucket drains when a request leaves, Telegram's when it arrives, and network jitter
+    between the two must not turn into 429s."""
+
+    overall_per_s: float = 29.0  # Telegram: 30/s
+    overall_burst: float = 5.0  # a smooth flow: bunched requests are what trips the limit
+    private_per_period: float = 1.0  # Telegram: about 1/s per private chat
+    private_period_s: float = 1.05
+    group_per_period: float = 19.0  # Telegram: 20/min per group or channel
+    group_period_s: float = 60.0
+    max_in_flight: int = 16  # HTTP requests to the Bot API at once
+
+
+def retry_delay(attempts: int, ceiling: timedelta = MAX_RETRY_DELAY) -> timedelta:
+    """Exponential backoff for transient failures: 2 s, 4 s, … up to `ceiling`."""
+    return min(timedelta(seconds=2 ** min(attempts + 1, 20)), ceiling)
 
 
 class Delivery:
@@ -41,35 +60,66 @@ class Delivery:
         *,
         clock: Callable[[], datetime],
         console: TextIO | None = None,
+        limits: Limits | None = None,
+        retry_for: timedelta = timedelta(hours=24),
+        max_retry_delay: timedelta = MAX_RETRY_DELAY,
+        admins: Sequence[int] = (),
     ) -> None:
         self._store = store
         self._telegram = telegram
         self._clock = clock
         self._console = console or sys.stdout
+        self._limits = limits or Limits()
+        self._retry_for = retry_for
+        self._max_retry_delay = max_retry_delay
+        self._admins = tuple(admins)
         self._wake = asyncio.Event()
-        self._next_send_to: dict[int, datetime] = {}
-        self._paused_until: datetime | None = None
-        self._last_send: datetime | None = None
+        self._overall = AsyncLimiter(
+            self._limits.overall_burst, self._limits.overall_burst / self._limits.overall_per_s
+        )
+        self._in_flight = asyncio.Semaphore(self._limits.max_in_flight)
+        self._chat_limiters: dict[int, AsyncLimiter] = {}
+        self._held_until: dict[int, datetime] = {}  # chats Telegram told to wait
+        self._paused_until: datetime | None = None  # every chat waits
+        self._busy_chats: set[int] = set()
+        self._chat_tasks: set[asyncio.Task[int]] = set()
 
     def wake(self) -> None:
         """New rows were queued: look now rather than at the next idle check."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set; the send in progress then finishes."""
-        while not stop.is_set():
-            try:
-                await self.drain()
-            except Exception:
-                log.exception("delivery round failed; retrying")
-            wait = await self._seconds_until_next()
-            self._wake.clear()
-            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            _, pending = await asyncio.wait(
-                waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in pending:
-                waiter.cancel()
+        """Deliver until `stop` is set; the caller bounds how long sends in progress may
+        take to finish (cancelling is safe: a row is marked sent only after Telegram
+        accepted it)."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self._start_round(stop)
+                except Exception:
+                    log.exception("delivery round failed; retrying")
+                wait = await self._seconds_until_next()
+                self._wake.clear()
+                waiters = [
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                ]
+                _, pending = await asyncio.wait(
+                    waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in pending:
+                    waiter.cancel()
+            if self._chat_tasks:
+                await asyncio.wait(self._chat_tasks)
+        finally:
+            for task in self._chat_tasks:
+                task.cancel()
+
+    async def drain(self, stop: asyncio.Event | None = None) -> int:
+        """Send every row that is due now and wait for it; return how many were delivered.
+        (The daemon uses `run`, which does not wait for slow chats.)"""
+        tasks = await self._start_round(stop)
+        return sum(await asyncio.gather(*tasks)) if tasks else 0
 
     async def _seconds_until_next(self) -> float:
         due = await self._store.next_outbox_attempt()
@@ -77,87 +127,89 @@ class Delivery:
         now = self._clock()
         if due is not None:
             candidates.append((due - now).total_seconds())
-        candidates.extend((t - now).total_seconds() for t in self._next_send_to.values())
+        if self._paused_until is not None:
+            candidates.append((self._paused_until - now).total_seconds())
         return max(0.05, min(candidates))
 
-    async def drain(self, stop: asyncio.Event | None = None) -> int:
-        """Send every row that is due now and allowed by the rate limits; return how many
-        were delivered."""
+    async def _start_round(self, stop: asyncio.Event | None) -> list[asyncio.Task[int]]:
+        """Start one task per chat that has due rows and none running yet."""
         now = self._clock()
-        if self._paused_until is not None and now < self._paused_until:
-            return 0
+        if self._paused_until is not None:
+            if now < self._paused_until:
+                return []
+            self._paused_until = None
         only = None if self._telegram is not None else [CONSOLE_CHAT]
-        items = await self._store.due_outbox(now, limit=200, chat_ids=only)
-        held: set[int] = set()  # chats that must wait: keep their later rows in order
-        delivered = 0
+        items = await self._store.due_outbox(now, limit=_BATCH, chat_ids=only)
+        by_chat: dict[int, list[OutboxItem]] = {}
         for item in items:
-            if stop is not None and stop.is_set():
-                break
-            if item.chat_id in held:
+            by_chat.setdefault(item.chat_id, []).append(item)
+        started: list[asyncio.Task[int]] = []
+        for chat, chat_items in by_chat.items():
+            if chat in self._busy_chats or self._held(chat, now):
                 continue
-            if not self._chat_ready(item.chat_id):
-                held.add(item.chat_id)
-                continue
-            await self._respect_global_gap()
-            if await self._deliver(item):
-                delivered += 1
+            self._busy_chats.add(chat)
+            task = asyncio.create_task(self._deliver_chat(chat, chat_items, stop))
+            self._chat_tasks.add(task)
+            task.add_done_callback(self._chat_tasks.discard)
+            started.append(task)
+        return started
+
+    def _held(self, chat_id: int, now: datetime) -> bool:
+        until = self._held_until.get(chat_id)
+        if until is None:
+            return False
+        if now >= until:
+            del self._held_until[chat_id]
+            return False
+        return True
+
+    def _chat_limiter(self, chat_id: int) -> AsyncLimiter:
+        limiter = self._chat_limiters.get(chat_id)
+        if limiter is None:
+            if chat_id < 0:
+                rate, period = self._limits.group_per_period, self._limits.group_period_s
             else:
-                held.add(item.chat_id)
-            if self._paused_until is not None:
-                break
+                rate, period = self._limits.private_per_period, self._limits.private_period_s
+            limiter = self._chat_limiters[chat_id] = AsyncLimiter(rate, period)
+        return limiter
+
+    async def _deliver_chat(
+        self, chat_id: int, items: Sequence[OutboxItem], stop: asyncio.Event | None
+    ) -> int:
+        """One chat's due rows, oldest first, stopping at the first that is not delivered
+        so that nothing overtakes it. Waiting for the chat's own limit happens here, so a
+        slow chat holds only itself."""
+        delivered = 0
+        try:
+            for item in items:
+                if (stop is not None and stop.is_set()) or self._paused_until is not None:
+                    break
+                if chat_id == CONSOLE_CHAT:
+                    self._print(item)
+                    await self._store.mark_sent(item.id, None, self._clock())
+                    delivered += 1
+                    continue
+                async with self._chat_limiter(chat_id), self._overall, self._in_flight:
+                    if not await self._deliver(item):
+                        break
+                delivered += 1
+        finally:
+            self._busy_chats.discard(chat_id)
         return delivered
 
-    def _chat_ready(self, chat_id: int) -> bool:
-        if chat_id == CONSOLE_CHAT:
-            return True
-        ready_at = self._next_send_to.get(chat_id)
-        return ready_at is None or self._clock() >= ready_at
-
-    async def _respect_global_gap(self) -> None:
-        if self._last_send is not None:
-            wait = (self._last_send + GLOBAL_GAP - self._clock()).total_seconds()
-            if wait > 0:
-                await asyncio.sleep(wait)
-
     async def _deliver(self, item: OutboxItem) -> bool:
-        if item.chat_id == CONSOLE_CHAT:
-            self._print(item)
-            await self._store.mark_sent(item.id, None, self._clock())
-            return True
         assert self._telegram is not None
         outcome = await self._telegram.send(item.chat_id, item.text)
         now = self._clock()
-        self._last_send = now
-        gap = GROUP_CHAT_GAP if item.chat_id < 0 else PRIVATE_CHAT_GAP
-        self._next_send_to[item.chat_id] = now + gap
         match outcome:
             case Sent(message_id=message_id):
                 await self._store.mark_sent(item.id, message_id, now)
                 log.info("sent outbox=%d chat=%d message_id=%d", item.id, item.chat_id, message_id)
                 return True
             case RetryLater(reason=reason, after_s=after_s, whole_bot=whole_bot):
-                if after_s is not None:
-                    until = now + timedelta(seconds=after_s)
-                    self._next_send_to[item.chat_id] = until
-                    if whole_bot:
-                        self._paused_until = until
-                    await self._store.delay_chat(item.chat_id, until)
-                    await self._store.mark_retry(item.id, reason, until)
-                elif item.attempts + 1 >= MAX_ATTEMPTS:
-                    await self._store.mark_dead(item.id, reason)
-                    log.error("giving up outbox=%d chat=%d error=%s", item.id, item.chat_id, reason)
-                else:
-                    await self._store.mark_retry(item.id, reason, now + retry_delay(item.attempts))
-                log.warning(
-                    "send deferred outbox=%d chat=%d reason=%s", item.id, item.chat_id, reason
-                )
-                return False
+                await self._retry_later(item, reason, after_s, whole_bot, now)
             case Rejected(reason=reason):
-                await self._store.mark_dead(item.id, reason)
-                log.warning(
-                    "send rejected outbox=%d chat=%d reason=%s", item.id, item.chat_id, reason
-                )
-                return False
+                await self._rejected(item, reason)
             case Migrated(new_chat_id=new_chat_id):
                 moved = await self._store.migrate_chat(item.chat_id, new_chat_id)
                 log.warning(
@@ -166,8 +218,71 @@ class Delivery:
                     new_chat_id,
                     moved,
                 )
-                return False
+                self.wake()  # resend at the new id without waiting for the idle check
         return False
+
+    async def _retry_later(
+        self,
+        item: OutboxItem,
+        reason: str,
+        after_s: float | None,
+        whole_bot: bool,
+        now: datetime,
+    ) -> None:
+        age = now - item.created_at if item.created_at is not None else timedelta(0)
+        if after_s is None and age >= self._retry_for:
+            await self._store.mark_dead(item.id, reason)
+            log.error(
+                "giving up outbox=%d chat=%d after %s error=%s",
+                item.id,
+                item.chat_id,
+                age,
+                reason,
+            )
+            await self._notify_admins(
+                f"An alert to chat {item.chat_id} could not be delivered for {age} and was "
+                f"given up: {reason}",
+                item.chat_id,
+            )
+            return
+        if after_s is not None:
+            until = now + timedelta(seconds=after_s)
+            self._held_until[item.chat_id] = until
+            if whole_bot:
+                self._paused_until = until
+            await self._store.delay_chat(item.chat_id, until)
+            await self._store.mark_retry(item.id, reason, until)
+        else:
+            delay = retry_delay(item.attempts, self._max_retry_delay)
+            await self._store.mark_retry(item.id, reason, now + delay)
+        log.warning("send deferred outbox=%d chat=%d reason=%s", item.id, item.chat_id, reason)
+
+    async def _rejected(self, item: OutboxItem, reason: str) -> None:
+        await self._store.mark_dead(item.id, reason)
+        if "forbidden" in reason.lower():
+            # Blocked or removed: nothing queued for this chat will ever get through.
+            dropped = await self._store.drop_pending(item.chat_id, reason)
+            log.warning(
+                "chat refuses the bot chat=%d dropped=%d reason=%s",
+                item.chat_id,
+                dropped + 1,
+                reason,
+            )
+            await self._notify_admins(
+                f"Chat {item.chat_id} refuses the bot ({reason}); {dropped + 1} alert(s) "
+                "dropped. Remove it from the config or add the bot back.",
+                item.chat_id,
+            )
+        else:
+            log.warning("send rejected outbox=%d chat=%d reason=%s", item.id, item.chat_id, reason)
+
+    async def _notify_admins(self, text: str, about_chat: int) -> None:
+        # Never about an admin's own chat: a notice that cannot be delivered must not
+        # beget another notice.
+        admins = [admin for admin in self._admins if admin != about_chat]
+        if admins:
+            await self._store.enqueue_notices(admins, render_notice(text), self._clock())
+            self.wake()
 
     def _print(self, item: OutboxItem) -> None:
         rule = "─" * 60

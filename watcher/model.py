@@ -136,3 +136,4 @@ class OutboxItem:
     chat_id: int
     text: str
     attempts: int
+    created_at: datetime | None = None

@@ -200,12 +200,15 @@ class Store:
             only = f"AND chat_id IN ({','.join('?' * len(chat_ids))})"
             params.extend(chat_ids)
         rows = await self._fetchall(
-            f"""SELECT id, chat_id, text, attempts FROM outbox
+            f"""SELECT id, chat_id, text, attempts, created_at FROM outbox
                WHERE status = 'pending' AND next_attempt_at <= ? {only}
                ORDER BY id LIMIT ?""",
             (*params, limit),
         )
-        return [OutboxItem(id=r[0], chat_id=r[1], text=r[2], attempts=r[3]) for r in rows]
+        return [
+            OutboxItem(id=r[0], chat_id=r[1], text=r[2], attempts=r[3], created_at=_dt(r[4]))
+            for r in rows
+        ]
 
     async def next_outbox_attempt(self) -> datetime | None:
         rows = await self._fetchall(
@@ -251,6 +254,21 @@ class Store:
                 (new_chat_id, old_chat_id),
             )
             return max(cursor.rowcount, 0)
+
+    async def drop_pending(self, chat_id: int, reason: str) -> int:
+        """Give up every pending row of a chat that will never accept them (blocked)."""
+        async with self.write() as tx:
+            cursor = await tx.db.execute(
+                """UPDATE outbox SET status = 'dead', last_error = ?
+                   WHERE status = 'pending' AND chat_id = ?""",
+                (reason, chat_id),
+            )
+            return max(cursor.rowcount, 0)
+
+    async def enqueue_notices(self, chat_ids: Sequence[int], text: str, now: datetime) -> int:
+        """Queue a message about Watcher itself (not about an entry) to each chat."""
+        async with self.write() as tx:
+            return await tx.enqueue([Alert(None, chat, text) for chat in chat_ids], now)
 
     async def mark_dead(self, item_id: int, error: str) -> None:
         async with self.write() as tx:
