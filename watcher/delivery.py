@@ -122,7 +122,10 @@ class Delivery:
         return sum(await asyncio.gather(*tasks)) if tasks else 0
 
     async def _seconds_until_next(self) -> float:
-        due = await self._store.next_outbox_attempt()
+        # Chats being served are left out: their tasks take their rows in turn, and a
+        # finishing task wakes the loop.
+        only = None if self._telegram is not None else [CONSOLE_CHAT]
+        due = await self._store.next_outbox_attempt(chat_ids=only, exclude_chats=self._busy_chats)
         candidates = [_IDLE_WAIT_S]
         now = self._clock()
         if due is not None:
@@ -139,13 +142,16 @@ class Delivery:
                 return []
             self._paused_until = None
         only = None if self._telegram is not None else [CONSOLE_CHAT]
-        items = await self._store.due_outbox(now, limit=_BATCH, chat_ids=only)
+        # Chats busy when the query starts are skipped even if their task ends while it
+        # runs: the rows read may predate that task's last "sent", and would go twice.
+        busy = set(self._busy_chats)
+        items = await self._store.due_outbox(now, limit=_BATCH, chat_ids=only, exclude_chats=busy)
         by_chat: dict[int, list[OutboxItem]] = {}
         for item in items:
             by_chat.setdefault(item.chat_id, []).append(item)
         started: list[asyncio.Task[int]] = []
         for chat, chat_items in by_chat.items():
-            if chat in self._busy_chats or self._held(chat, now):
+            if chat in busy or chat in self._busy_chats or self._held(chat, now):
                 continue
             self._busy_chats.add(chat)
             task = asyncio.create_task(self._deliver_chat(chat, chat_items, stop))
@@ -195,6 +201,7 @@ class Delivery:
                 delivered += 1
         finally:
             self._busy_chats.discard(chat_id)
+            self.wake()  # its later rows, if any, can go now
         return delivered
 
     async def _deliver(self, item: OutboxItem) -> bool:

@@ -406,9 +406,10 @@ class FeedParser:
     parsing shares one core with it. Measured by bench/parse_pool.py (2 workers, 2 cores,
     100 parses of 17 real news feeds, a 10 ms ticker on the loop): loop lag p99 33-40 ms
     (max 56-72 ms) with threads against 4 ms (max 7 ms) with processes, in half the wall
-    time, for the same CPU. The price: ~30 MB per worker, a pickled body in and a ParsedFeed out (well under
-    a millisecond), and ~300 ms to start the forkserver on first use, waited for off the
-    loop. `pool="thread"` remains for embeddings where child processes are unwelcome.
+    time, for the same CPU. The price: ~30 MB per worker, a pickled body in and a
+    ParsedFeed out (well under a millisecond), and ~300 ms to start the forkserver on first
+    use, waited for off the loop. `pool="thread"` remains for embeddings where child
+    processes are unwelcome.
     """
 
     def __init__(self, workers: int = 2, *, pool: PoolKind = DEFAULT_POOL) -> None:

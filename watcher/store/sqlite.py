@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,28 +191,34 @@ class Store:
     # -- outbox ------------------------------------------------------------------------
 
     async def due_outbox(
-        self, now: datetime, limit: int = 100, *, chat_ids: Sequence[int] | None = None
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        chat_ids: Sequence[int] | None = None,
+        exclude_chats: Collection[int] = (),
     ) -> list[OutboxItem]:
-        """Pending rows whose time has come, oldest first; only for `chat_ids` if given."""
-        only = ""
-        params: list[Any] = [_ts(now)]
-        if chat_ids is not None:
-            only = f"AND chat_id IN ({','.join('?' * len(chat_ids))})"
-            params.extend(chat_ids)
+        """Pending rows whose time has come, oldest first; only for `chat_ids` if given,
+        never for `exclude_chats` (chats already being served)."""
+        conditions, params = _chat_filter(chat_ids, exclude_chats)
         rows = await self._fetchall(
             f"""SELECT id, chat_id, text, attempts, created_at FROM outbox
-               WHERE status = 'pending' AND next_attempt_at <= ? {only}
+               WHERE status = 'pending' AND next_attempt_at <= ? {conditions}
                ORDER BY id LIMIT ?""",
-            (*params, limit),
+            (_ts(now), *params, limit),
         )
         return [
             OutboxItem(id=r[0], chat_id=r[1], text=r[2], attempts=r[3], created_at=_dt(r[4]))
             for r in rows
         ]
 
-    async def next_outbox_attempt(self) -> datetime | None:
+    async def next_outbox_attempt(
+        self, *, chat_ids: Sequence[int] | None = None, exclude_chats: Collection[int] = ()
+    ) -> datetime | None:
+        conditions, params = _chat_filter(chat_ids, exclude_chats)
         rows = await self._fetchall(
-            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'", ()
+            f"SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending' {conditions}",
+            params,
         )
         return _dt(rows[0][0])
 
@@ -281,6 +287,20 @@ class Store:
     async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         async with self._db.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+
+def _chat_filter(
+    chat_ids: Sequence[int] | None, exclude_chats: Collection[int]
+) -> tuple[str, list[Any]]:
+    conditions = ""
+    params: list[Any] = []
+    if chat_ids is not None:
+        conditions += f" AND chat_id IN ({','.join('?' * len(chat_ids))})"
+        params.extend(chat_ids)
+    if exclude_chats:
+        conditions += f" AND chat_id NOT IN ({','.join('?' * len(exclude_chats))})"
+        params.extend(exclude_chats)
+    return conditions, params
 
 
 _FEED_COLUMNS = """id, name, url, etag, last_modified, body_hash, next_check_at,
