@@ -14,6 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "watcher"
 
 PURE = {
+    "watcher.telegram.backend",
     "watcher.text",
     "watcher.rules",
     "watcher.schedule",
@@ -31,6 +32,8 @@ ORCHESTRATION = {
     "watcher.match_command",
     "watcher.status_command",
     "watcher.check_command",
+    "watcher.digests",
+    "watcher.bot_backend",
     "watcher.config_watch",
 }
 LIBRARY_HOME = {

@@ -56,7 +56,8 @@ def test_shipped_config_loads() -> None:
         config / "rules.toml",
     )
     assert settings.storage.path == REPO / "var" / "watcher.db"
-    assert settings.telegram == TelegramSettings()  # the shipped values are the defaults
+    # The shipped values are the defaults, but for the region's time zone.
+    assert settings.telegram == TelegramSettings(timezone="Asia/Baku")
     assert settings.polling == PollingSettings()
     assert len(settings.feeds) == 18
     assert {feed.language for feed in settings.feeds} == {"az", "en", "hy", "ka", "ru"} - {"hy"}
@@ -143,6 +144,9 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         admins = [123456789, 42, 42]
         disable_link_preview = true
         retry_for = "2h"
+        subscribers = "allowlist"
+        allow = [5, -100]
+        timezone = "Asia/Yerevan"
         [polling]
         interval = "2m"
         timeout = 15
@@ -179,6 +183,9 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         admins=(123456789, 42),
         disable_link_preview=True,
         retry_for=7200,
+        subscribers="allowlist",
+        allow=(5, -100),
+        timezone="Asia/Yerevan",
     )
     assert settings.polling == PollingSettings(
         interval=120,
@@ -323,7 +330,8 @@ def test_a_syntax_error_at_the_end_of_the_file(tmp_path: Path) -> None:
             "telegram.admin",
             "admin =",
             'unknown key "admin" in [telegram]; did you mean "admins"? allowed: admins, '
-            "api_base_url, disable_link_preview, retry_for, token_env, token_file",
+            "allow, api_base_url, disable_link_preview, retry_for, subscribers, timezone, "
+            "token_env, token_file",
         ),
         (
             '[polling]\ninterval = "5m"\nworkers = 4\n',

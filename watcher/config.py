@@ -25,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from watcher.errors import ConfigError, RuleError
 from watcher.model import FeedDef, RuleDef
@@ -61,6 +62,9 @@ class TelegramSettings:
     admins: tuple[int, ...] = ()
     disable_link_preview: bool = False
     retry_for: int = 24 * 3600  # seconds an alert is retried before it is given up
+    subscribers: str = "open"  # "open": anyone may follow rules; "allowlist": only `allow`
+    allow: tuple[int, ...] = ()  # chat ids allowed to subscribe under "allowlist"
+    timezone: str = "UTC"  # IANA name: times in alerts and daily digests use it
 
     def read_token(self, environ: Mapping[str, str]) -> str | None:
         """The bot token: from `token_file` if set, else from the environment variable
@@ -292,6 +296,9 @@ _TELEGRAM_KEYS = (
     "admins",
     "disable_link_preview",
     "retry_for",
+    "subscribers",
+    "allow",
+    "timezone",
 )
 _POLLING_KEYS = (
     "interval",
@@ -413,6 +420,25 @@ def _telegram(found: tuple[dict[str, Any], _At] | None) -> TelegramSettings:
         settings = replace(settings, disable_link_preview=preview)
     if "retry_for" in table:
         settings = replace(settings, retry_for=_duration(table["retry_for"], at.key("retry_for")))
+    if "subscribers" in table:
+        key = at.key("subscribers")
+        mode = _string(table["subscribers"], key)
+        if mode not in ("open", "allowlist"):
+            raise key.error(f'expected "open" or "allowlist", got {_show(mode)}')
+        settings = replace(settings, subscribers=mode)
+    if "allow" in table:
+        allow = _list_of(table["allow"], at.key("allow"), _integer, "chat ids")
+        settings = replace(settings, allow=tuple(dict.fromkeys(allow)))
+    if "timezone" in table:
+        key = at.key("timezone")
+        name = _string(table["timezone"], key)
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise key.error(
+                f'expected an IANA time zone like "Asia/Baku" or "UTC", got {_show(name)}'
+            ) from None
+        settings = replace(settings, timezone=name)
     return settings
 
 

@@ -137,3 +137,22 @@ class OutboxItem:
     text: str
     attempts: int
     created_at: datetime | None = None
+
+
+DIGEST_MODES = ("off", "hourly", "daily")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A Telegram chat that talks to the bot and follows rules."""
+
+    chat_id: int
+    active: bool  # False once the chat blocked the bot (403)
+    muted_until: datetime | None  # alerts wait for the next digest until then
+    digest: str  # "off" (alerts as they come), "hourly" or "daily"
+    digest_time: str | None  # "HH:MM" in the operator's time zone, for "daily"
+    rules: tuple[str, ...] = ()  # rule names followed
+
+    def holds_alerts(self, now: datetime) -> bool:
+        """Whether alerts go to the next digest instead of straight to the chat."""
+        return self.digest != "off" or (self.muted_until is not None and self.muted_until > now)

@@ -1,5 +1,6 @@
 """Storage adapter. The daemon talks to `Store`; SQLite is the embedded backend."""
 
 from watcher.store.sqlite import Store, WriteTransaction, migrate
+from watcher.store.subscribers import HeldAlert
 
-__all__ = ["Store", "WriteTransaction", "migrate"]
+__all__ = ["HeldAlert", "Store", "WriteTransaction", "migrate"]

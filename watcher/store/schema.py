@@ -117,5 +117,47 @@ def _v3_feed_ttl(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_feed_moves_and_health, _v3_feed_ttl)
+def _v4_subscribers(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        CREATE TABLE subscribers (
+            chat_id     INTEGER PRIMARY KEY,
+            active      INTEGER NOT NULL DEFAULT 1,   -- 0 after the chat blocked the bot
+            muted_until REAL,
+            digest      TEXT NOT NULL DEFAULT 'off' CHECK (digest IN ('off', 'hourly', 'daily')),
+            digest_time TEXT,                         -- 'HH:MM' for daily digests
+            created_at  REAL NOT NULL
+        );
+        CREATE TABLE subscriptions (
+            chat_id    INTEGER NOT NULL REFERENCES subscribers(chat_id),
+            rule       TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (chat_id, rule)
+        );
+        CREATE INDEX subscriptions_rule ON subscriptions(rule);
+        -- Alerts held for a muted or digest subscriber until the next digest.
+        CREATE TABLE held_alerts (
+            chat_id    INTEGER NOT NULL,
+            entry_id   INTEGER NOT NULL REFERENCES entries(id),
+            rules      TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (chat_id, entry_id)
+        );
+        -- Chats Telegram moved (group -> supergroup): config chat ids are mapped through it.
+        CREATE TABLE chat_migrations (
+            old_chat_id INTEGER PRIMARY KEY,
+            new_chat_id INTEGER NOT NULL,
+            migrated_at REAL NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial,
+    _v2_feed_moves_and_health,
+    _v3_feed_ttl,
+    _v4_subscribers,
+)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,6 +22,7 @@ from watcher.errors import StoreError
 from watcher.identity import entry_keys
 from watcher.model import Alert, Entry, FeedDef, FeedState, NewEntry, OutboxItem
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
+from watcher.store.subscribers import SubscriberQueries
 
 # SQLite's default limit on bound parameters is 32766; stay far below it per statement.
 _ENTRY_ROWS_PER_STATEMENT = 500
@@ -64,7 +65,7 @@ def migrate(path: Path) -> int:
         return found
 
 
-class Store:
+class Store(SubscriberQueries):
     """Async access to the database. Open with `await Store.open(path)` or `async with`."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
@@ -392,6 +393,14 @@ class WriteTransaction:
             ],
         )
         return max(cursor.rowcount, 0)
+
+    async def hold(self, chat_id: int, entry_id: int, rules: Sequence[str], now: datetime) -> None:
+        """Keep an alert for a muted or digest subscriber's next digest."""
+        await self.db.execute(
+            """INSERT OR IGNORE INTO held_alerts (chat_id, entry_id, rules, created_at)
+               VALUES (?, ?, ?, ?)""",
+            (chat_id, entry_id, " ".join(rules), _ts(now)),
+        )
 
     async def feed_succeeded(
         self,

@@ -133,3 +133,36 @@ def render_notice(text: str) -> str:
     """A message to the operators (admins) about Watcher itself."""
     body = _shorten(text, MESSAGE_LIMIT - 20)
     return f"⚠️ <b>Watcher</b>\n{escape(body)}"
+
+
+@dataclass(frozen=True, slots=True)
+class DigestLine:
+    title: str
+    link: str | None
+    feed: str
+    rules: tuple[str, ...]
+
+
+def render_digest(lines: Sequence[DigestLine], heading: str) -> list[str]:
+    """Held alerts as as few messages as the 4096-character limit allows, each line a
+    linked title with its source and rules."""
+    messages: list[str] = []
+    head = _text(f"{heading}\n")
+    parts: list[_Part] = [head]
+    used = visible_length(head.visible)
+    for line in lines:
+        title = _shorten(line.title or "(untitled)", TITLE_LIMIT)
+        link = line.link if line.link and line.link.startswith(("http://", "https://")) else None
+        shown = f'<a href="{escape(link)}">{escape(title)}</a>' if link else escape(title)
+        tags = " ".join(hashtag(rule) for rule in line.rules)
+        tail = f" — {line.feed} {tags}".rstrip()
+        part = _Part(f"\n• {shown}{escape(tail)}", f"\n• {title}{tail}")
+        size = visible_length(part.visible)
+        if used + size > MESSAGE_LIMIT and len(parts) > 1:
+            messages.append("".join(p.html for p in parts))
+            parts, used = [head], visible_length(head.visible)
+        parts.append(part)
+        used += size
+    if len(parts) > 1:
+        messages.append("".join(p.html for p in parts))
+    return messages
