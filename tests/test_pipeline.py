@@ -277,3 +277,47 @@ async def test_auto_interval_follows_publishing(parts: Parts) -> None:
     expected = 7 * 24 * 3600 // (2 * 60)
     assert timedelta(seconds=expected) <= state.next_check_at - clock.now
     assert state.next_check_at - clock.now <= timedelta(seconds=expected + 120)
+
+
+async def test_followers_get_alerts_and_muted_ones_get_them_held(parts: Parts) -> None:
+    server, context, clock = parts
+    store = context.store
+    for chat in (7, 8, 9):
+        await store.follow(chat, "karabakh", clock.now)
+    await store.follow(9, "peacekeepers", clock.now)
+    await store.follow(-100, "karabakh", clock.now)  # a rule chat that also follows
+    await store.set_muted_until(8, clock.now + timedelta(hours=2))
+    await store.add_subscriber(10, clock.now)
+    await store.set_digest(10, "daily", "08:00")
+    await store.follow(10, "karabakh", clock.now)
+    await store.record_chat_migration(42, 4242, clock.now)  # the rule's chat 42 moved
+
+    feed = await setup_feed(context, server, rss(item(1, "old")))
+    await poll_feed(feed, await state_of(context, feed), context)
+    server.serve("/rss", rss(item(2, "Russian peacekeepers in Karabakh"), item(1, "old")))
+    report = await poll_feed(feed, await state_of(context, feed), context)
+
+    due = await store.due_outbox(clock.now)
+    by_chat = {i.chat_id: i for i in due}
+    assert sorted(by_chat) == [-100, 7, 9, 4242]
+    assert "#peacekeepers #karabakh" in by_chat[9].text  # one message, both rules
+    assert "#peacekeepers" not in by_chat[7].text
+    assert report.alerts == 4 and report.held == 2
+    assert [h.chat_id for h in await store.held_alerts(8)] == [8]
+    assert [h.rules for h in await store.held_alerts(10)] == [("karabakh",)]
+
+
+async def test_alerts_show_the_published_time_in_the_operators_zone(parts: Parts) -> None:
+    from zoneinfo import ZoneInfo
+
+    server, context, _clock = parts
+    context.timezone = ZoneInfo("Asia/Baku")
+    feed = await setup_feed(context, server, rss(item(1, "old")))
+    await poll_feed(feed, await state_of(context, feed), context)
+    dated = item(2, "Karabakh").replace(
+        "</item>", "<pubDate>Wed, 08 Mar 2023 10:00:00 +0000</pubDate></item>"
+    )
+    server.serve("/rss", rss(dated, item(1, "old")))
+    await poll_feed(feed, await state_of(context, feed), context)
+    (queued, *_) = await context.store.due_outbox(context.clock())
+    assert "— news · 8 Mar 2023 14:00" in queued.text

@@ -141,9 +141,10 @@ async def test_delay_and_migrate_chat(store: Store) -> None:
         await tx.enqueue([Alert(new[0].id, -1, "x", ("r",))], NOW)
     await store.delay_chat(-1, NOW + timedelta(seconds=30))
     assert await store.due_outbox(NOW) == []
-    assert await store.migrate_chat(-1, -1009) == 1
+    await store.record_chat_migration(-1, -1009, NOW)
     (item,) = await store.due_outbox(NOW + timedelta(seconds=31))
     assert item.chat_id == -1009
+    assert await store.chat_migrations() == {-1: -1009}
 
 
 async def test_feed_state_survives_reopen(tmp_path: Path) -> None:

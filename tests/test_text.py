@@ -1,12 +1,25 @@
-"""watcher.text: HTML → displayed text, folding, words with offsets."""
+"""watcher.text: HTML → displayed text, folding, words with offsets, word lines."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from watcher.text import Word, fold, html_to_text, words
+from watcher.text import (
+    FIELD_BREAK,
+    Word,
+    WordLine,
+    _exact_word_line,
+    _fast_tables,
+    fold,
+    html_to_text,
+    word_line,
+    words,
+)
 
 # --- html_to_text -------------------------------------------------------------------------
 
@@ -84,6 +97,16 @@ def test_html_to_text_never_raises_and_collapses_whitespace(markup: str) -> None
         ("Russia’s ‘x’ ʼy` ´z", "russia's 'x' 'y' 'z"),
         ("“a” «b» „c“", '"a" "b" "c"'),
         ("ﬁnance ＰＵＴＩＮ", "finance putin"),
+        # Russian stress marks and a stray dot above go; composed accents stay.
+        ("замо\u0301к", "замок"),
+        ("Пу\u0301тин", "путин"),
+        ("e\u0301te\u0301", "été"),
+        ("б\u0307", "б"),  # no precomposed letter: a stray dot ("x\u0307" is "ẋ")
+        # Armenian yev, in the reformed and the classical spelling, either case
+        ("Երևան ԵՐԵՎԱՆ Երեւան ԵՐԵՒԱՆ", "երեվան երեվան երեվան երեվան"),
+        ("և ԵՎ Եվ եւ ու ՈՒ", "եվ եվ եվ եվ ու ու"),
+        # bidi marks and embeddings are invisible
+        ("\u200eKarabakh\u200f \u202aБаку\u202c \u2066x\u2069", "karabakh баку x"),
         ("", ""),
     ],
 )
@@ -91,7 +114,7 @@ def test_fold(text: str, expected: str) -> None:
     assert fold(text) == expected
 
 
-_TRICKY = "İIıiЁёе\u0307\u0308\u0301\u0345\u0399\u1fbe\u00ad\u200b\u00a0´`’«ßẞﬁＡᾈƏ"
+_TRICKY = "İIıiЁёе\u0307\u0308\u0301\u0345\u0399\u1fbe\u00ad\u200b\u200e\u00a0´`’«ßẞﬁＡᾈƏև"
 
 
 @given(st.text() | st.text(alphabet=st.sampled_from(list(_TRICKY + "ae "))))
@@ -126,6 +149,9 @@ def _folded(text: str) -> list[str]:
         ("трёхстороннее заявление", ["трехстороннее", "заявление"]),
         ("😀Putin😀", ["putin"]),
         ("𝐏𝐮𝐭𝐢𝐧", ["putin"]),  # mathematical bold, one astral word
+        ("Երևան", ["երեվան"]),  # the ligature և folds to two letters
+        ("peace\u200ekeepers", ["peacekeepers"]),  # a bidi mark does not split a word
+        ("a \u0301 b", ["a", "b"]),  # a lone stress mark is no word
         ("", []),
         (" ,.- ", []),
     ],
@@ -174,3 +200,89 @@ def test_fast_path_agrees_with_exact_path(text: str) -> None:
     # pattern; neither adds a word, so the words must be the same.
     assert words(text + " _") == words(text)
     assert words(text + " 😀") == words(text)
+
+
+# --- word lines ---------------------------------------------------------------------------
+
+
+def _spans_of_words(line: WordLine) -> list[tuple[int, int, int]]:
+    return [line.displayed(m.start(), m.end()) for m in re.finditer(r"[^ \x00]+", line.line)]
+
+
+def _words_of_fields(*fields: str) -> list[tuple[int, int, int]]:
+    return [(i, w.start, w.end) for i, text in enumerate(fields) for w in words(text)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "line"),
+    [
+        (
+            ("Peacekeepers, a tool", "On March 7, the Ministry"),
+            " peacekeepers a tool \x00 on march 7 the ministry ",
+        ),
+        (("", ""), " \x00 "),
+        (("a",), " a "),
+        (("«Миротворцы» — Ёлка!", "İLHAM ƏLİYEV"), " миротворцы елка \x00 ilham əliyev "),
+        (("Straße և Երևան", "x\x00y"), " strasse եվ երեվան \x00 x y "),
+        (("peace\u00adkeepers", "е\u0308лка"), " peacekeepers \x00 елка "),  # exact path
+    ],
+)
+def test_word_line(fields: tuple[str, ...], line: str) -> None:
+    built = word_line(*fields)
+    assert built.line == line
+    assert built.breaks == [i for i, ch in enumerate(line) if ch == FIELD_BREAK]
+    assert _spans_of_words(built) == _words_of_fields(*(f.replace("\x00", " ") for f in fields))
+
+
+def test_word_line_maps_phrases_and_fields() -> None:
+    title, summary = "STRAẞE, İlham\u00a0Əliyev", "Երևան — «Ханкенди-Халфали»"
+    built = word_line(title, summary)
+    assert built.line == " strasse ilham əliyev \x00 երեվան ханкенди халфали "
+    phrase = built.line.index(" ilham əliyev ")
+    assert built.displayed(phrase + 1, phrase + len(" ilham əliyev")) == (0, 8, 20)
+    assert title[8:20] == "İlham\u00a0Əliyev"
+    place = built.line.index(" ханкенди халфали ")
+    assert built.displayed(place + 1, place + len(" ханкенди халфали")) == (1, 9, 25)
+    assert summary[9:25] == "Ханкенди-Халфали"
+    assert built.field_of(phrase) == 0
+    assert built.field_of(place) == 1
+
+
+_LINE_ALPHABET = st.sampled_from(
+    list(
+        "abc ABC İIıiЁёжЖ ռուսԽև ßẞ əƏ 07 ,.-«»—'’_\u00a0\u2009\u00ad\u200b\u200e\u0301\u0308😀𝐏ﬁ²"
+    )
+)
+
+
+@given(st.lists(st.text(alphabet=_LINE_ALPHABET) | st.text(), min_size=1, max_size=3))
+@example(["Straße, ßß", "«Ё» ß"])
+@example(["և ok", "ԵՒ և"])
+def test_fast_word_line_agrees_with_the_word_by_word_definition(fields: list[str]) -> None:
+    fast, exact = word_line(*fields), _exact_word_line(fields)
+    assert fast.line == exact.line
+    assert fast.breaks == exact.breaks
+    assert _spans_of_words(fast) == _spans_of_words(exact)
+    assert _spans_of_words(fast) == _words_of_fields(*(f.replace("\x00", " ") for f in fields))
+    # Runs of words map to the first word's start and the last word's end.
+    for m in re.finditer(r"[^ \x00]+ [^ \x00]+", fast.line):
+        assert fast.displayed(m.start(), m.end()) == exact.displayed(m.start(), m.end())
+
+
+@given(st.text(alphabet=_LINE_ALPHABET))
+def test_word_line_words_are_the_folded_words(text: str) -> None:
+    assert word_line(text).line.split() == [w.folded for w in words(text)]
+
+
+def test_fast_path_letters() -> None:
+    tables = _fast_tables()
+    search = tables.special.search
+    # Letters of the region's scripts, both cases, go the fast way...
+    for letters in ("ABCxyz", "АБВЁабвё", "ԱԲԳաբգև", "ƏəĞğİıŞşÇçÖöÜü", "ßẞ", "0123456789"):
+        assert search(letters) is None, letters
+    # ...combining marks, ignorables and compatibility letters are found and sent the exact way.
+    for special in ("\u0301", "\u0308", "\u00ad", "\u200b", "\u200e", "²", "ﬁ", "ĳ", "ŉ"):
+        assert search(special) is not None, repr(special)
+    assert tables.added == {ch: len(fold(ch)) - 1 for ch in tables.added}
+    assert {"ß", "ẞ", "և"} <= set(tables.added)
+    assert all(unicodedata.category(ch)[0] == "L" for ch in tables.added)

@@ -14,11 +14,13 @@ import signal
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from watcher import __version__
 from watcher.config import Settings, load_config
 from watcher.config_watch import FileStamps
 from watcher.delivery import Delivery
+from watcher.digests import send_due_digests
 from watcher.errors import ConfigError
 from watcher.fetch import Fetcher
 from watcher.logs import RedactingFormatter
@@ -131,6 +133,7 @@ class Daemon:
             console=sender is None,
             clock=utc_now,
             failing_after=self.settings.polling.failing_after,
+            timezone=ZoneInfo(self.settings.telegram.timezone),
             min_interval_s=self.settings.polling.min_interval,
             max_interval_s=self.settings.polling.max_interval,
         )
@@ -138,7 +141,15 @@ class Daemon:
         async def tick() -> None:
             await self._tick(store, context, delivery)
 
-        ticker = Ticker(tick, every_s=TICK_SECONDS)
+        async def minutely() -> None:
+            try:
+                zone = ZoneInfo(self.settings.telegram.timezone)
+                if await send_due_digests(store, utc_now(), zone):
+                    delivery.wake()
+            except Exception:
+                log.exception("digest round failed")
+
+        ticker = Ticker(tick, every_s=TICK_SECONDS, minutely=minutely)
         delivery_task = asyncio.create_task(delivery.run(self._stop), name="delivery")
         watch_task = asyncio.create_task(
             self._watch_config(store, delivery, console=sender is None), name="config-watch"

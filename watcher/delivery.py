@@ -218,12 +218,13 @@ class Delivery:
             case Rejected(reason=reason):
                 await self._rejected(item, reason)
             case Migrated(new_chat_id=new_chat_id):
-                moved = await self._store.migrate_chat(item.chat_id, new_chat_id)
+                # The new id replaces the old one everywhere: pending rows, subscriptions,
+                # and (through the migration table) rule chats from the config.
+                await self._store.record_chat_migration(item.chat_id, new_chat_id, now)
                 log.warning(
-                    "chat migrated old=%d new=%d pending=%d: update the chat id in the config",
+                    "chat migrated old=%d new=%d: update the chat id in the config",
                     item.chat_id,
                     new_chat_id,
-                    moved,
                 )
                 self.wake()  # resend at the new id without waiting for the idle check
         return False
@@ -269,12 +270,16 @@ class Delivery:
         if "forbidden" in reason.lower():
             # Blocked or removed: nothing queued for this chat will ever get through.
             dropped = await self._store.drop_pending(item.chat_id, reason)
+            was_subscriber = await self._store.deactivate_subscriber(item.chat_id)
             log.warning(
-                "chat refuses the bot chat=%d dropped=%d reason=%s",
+                "chat refuses the bot chat=%d dropped=%d subscriber=%s reason=%s",
                 item.chat_id,
                 dropped + 1,
+                was_subscriber,
                 reason,
             )
+            if was_subscriber and item.chat_id > 0:
+                return  # a person who blocked the bot: their choice, not the operator's problem
             await self._notify_admins(
                 f"Chat {item.chat_id} refuses the bot ({reason}); {dropped + 1} alert(s) "
                 "dropped. Remove it from the config or add the bot back.",

@@ -63,7 +63,10 @@ def read_local(source: str, *, stdin: bytes | None) -> list[Entry]:
 def match_entries(
     entries: Sequence[Entry], matcher: Matcher, *, feed: str | None, language: str | None
 ) -> list[MatchedEntry]:
-    return [MatchedEntry(entry, matcher.match(entry.title, entry.summary)) for entry in entries]
+    return [
+        MatchedEntry(entry, matcher.match(entry.title, entry.summary, feed=feed, language=language))
+        for entry in entries
+    ]
 
 
 def to_json(results: Sequence[MatchedEntry]) -> str:

@@ -11,13 +11,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from watcher.errors import FetchError, ParseError
 from watcher.fetch import Fetcher
-from watcher.model import CONSOLE_CHAT, Alert, FeedDef, FeedState, FetchResult, Hit, NewEntry
+from watcher.model import (
+    CONSOLE_CHAT,
+    Alert,
+    FeedDef,
+    FeedState,
+    FetchResult,
+    Hit,
+    NewEntry,
+    Subscriber,
+)
 from watcher.parse import FeedParser
 from watcher.rules import Matcher
 from watcher.schedule import (
@@ -25,7 +34,7 @@ from watcher.schedule import (
     next_check_after_failure,
     next_check_after_success,
 )
-from watcher.store import Store
+from watcher.store import Store, WriteTransaction
 from watcher.telegram.format import render_alert
 
 log = logging.getLogger(__name__)
@@ -51,6 +60,7 @@ class PollReport:
     parsed: bool = False
     error: str | None = None
     hit_rules: list[str] = field(default_factory=list)
+    held: int = 0  # alerts kept for muted or digest subscribers
     moved_to: str | None = None  # a permanent redirect moved the feed here
     disabled: bool = False  # 410 Gone: the feed is no longer polled
     became_failing: bool = False  # reached the failing threshold with this poll
@@ -66,38 +76,84 @@ class PollContext:
     console: bool  # no Telegram token: every alert goes to the console
     clock: Callable[[], datetime]
     failing_after: int = 5  # consecutive failures before a feed is reported failing
+    timezone: tzinfo | None = None  # the operator's, for times shown in alerts
     min_interval_s: int = 60  # bounds of "auto" intervals
     max_interval_s: int = 3600  # bounds of "auto", and of waits servers ask for
     rng: random.Random = field(default_factory=random.Random)
 
 
-def plan_alerts(
-    new_entries: Sequence[NewEntry], feed: FeedDef, rules: RuleSet, *, console: bool
-) -> tuple[list[Alert], int]:
-    """PURE: match new entries and decide who gets a message. One message per entry per
-    chat, listing every rule that sent it there. Returns (alerts, number of rule hits)."""
-    alerts: list[Alert] = []
-    hit_count = 0
+@dataclass(frozen=True, slots=True)
+class Matched:
+    new: NewEntry
+    hits: list[Hit]
+
+
+@dataclass(slots=True)
+class Plan:
+    """Who gets what: messages for the outbox, alerts held for digests."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    held: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)  # chat, entry
+
+
+def match_new_entries(
+    new_entries: Sequence[NewEntry], feed: FeedDef, rules: RuleSet
+) -> list[Matched]:
+    """PURE: the new entries that hit at least one rule, with their hits."""
+    matched: list[Matched] = []
     for new in new_entries:
-        hits = rules.matcher.match(new.entry.title, new.entry.summary)
-        hit_count += len(hits)
-        if not hits:
-            continue
+        hits = rules.matcher.match(
+            new.entry.title, new.entry.summary, feed=feed.name, language=feed.language
+        )
+        if hits:
+            matched.append(Matched(new, hits))
+    return matched
+
+
+def plan_alerts(
+    matched: Sequence[Matched],
+    feed: FeedDef,
+    rules: RuleSet,
+    *,
+    subscribers: Mapping[str, Sequence[Subscriber]] | None = None,
+    migrations: Mapping[int, int] | None = None,
+    console: bool = False,
+    now: datetime,
+    tz: tzinfo | None = None,
+) -> Plan:
+    """PURE: one message per entry per chat, listing every rule that sent it there. A
+    rule's configured chats (through any migration Telegram reported) and its followers
+    get it; followers who are muted or take digests get it held for their next digest."""
+    plan = Plan()
+    for item in matched:
         hits_by_chat: dict[int, list[Hit]] = {}
-        for hit in hits:
-            chats = (CONSOLE_CHAT,) if console else rules.chats_by_rule.get(hit.rule, ())
-            for chat in chats:
+        held_rules: dict[int, list[str]] = {}
+        for hit in item.hits:
+            if console:
+                hits_by_chat.setdefault(CONSOLE_CHAT, []).append(hit)
+                continue
+            for chat in rules.chats_by_rule.get(hit.rule, ()):
+                chat = (migrations or {}).get(chat, chat)
                 hits_by_chat.setdefault(chat, []).append(hit)
+            for subscriber in (subscribers or {}).get(hit.rule, ()):
+                if subscriber.holds_alerts(now):
+                    held_rules.setdefault(subscriber.chat_id, []).append(hit.rule)
+                else:
+                    hits_by_chat.setdefault(subscriber.chat_id, []).append(hit)
         for chat, chat_hits in hits_by_chat.items():
-            alerts.append(
+            unique = list({hit.rule: hit for hit in chat_hits}.values())
+            plan.alerts.append(
                 Alert(
-                    entry_id=new.id,
+                    entry_id=item.new.id,
                     chat_id=chat,
-                    text=render_alert(new.entry, feed.name, chat_hits),
-                    rules=tuple(hit.rule for hit in chat_hits),
+                    text=render_alert(item.new.entry, feed.name, unique, tz=tz),
+                    rules=tuple(hit.rule for hit in unique),
                 )
             )
-    return alerts, hit_count
+        for chat, held in held_rules.items():
+            if chat not in hits_by_chat:  # a configured chat that also follows: sent already
+                plan.held.append((chat, item.new.id, tuple(dict.fromkeys(held))))
+    return plan
 
 
 async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollReport:
@@ -139,9 +195,10 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
         if state.last_success_at is None:
             report.primed = True  # a newly added feed: its backlog is history, not news
         else:
-            alerts, report.hits = plan_alerts(new_entries, feed, rules, console=ctx.console)
-            report.alerts = await tx.enqueue(alerts, now)
-            report.hit_rules = sorted({rule for alert in alerts for rule in alert.rules})
+            matched = match_new_entries(new_entries, feed, rules)
+            report.hits = sum(len(item.hits) for item in matched)
+            if matched:
+                await _queue(matched, feed, rules, ctx, tx, now, report)
         interval = await _interval(feed, state, ctx)  # counts this poll's new entries too
         await tx.feed_succeeded(
             state.id,
@@ -154,6 +211,36 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
             ttl_s=parsed.ttl_s,
         )
     return report
+
+
+async def _queue(
+    matched: Sequence[Matched],
+    feed: FeedDef,
+    rules: RuleSet,
+    ctx: PollContext,
+    tx: WriteTransaction,
+    now: datetime,
+    report: PollReport,
+) -> None:
+    """Inside the poll's transaction: who follows the rules that hit, then the outbox."""
+    hit_rules = {hit.rule for item in matched for hit in item.hits}
+    subscribers = {} if ctx.console else await ctx.store.subscribers_of(hit_rules)
+    migrations = {} if ctx.console else await ctx.store.chat_migrations()
+    plan = plan_alerts(
+        matched,
+        feed,
+        rules,
+        subscribers=subscribers,
+        migrations=migrations,
+        console=ctx.console,
+        now=now,
+        tz=ctx.timezone,
+    )
+    report.alerts = await tx.enqueue(plan.alerts, now)
+    for chat, entry_id, held_rules in plan.held:
+        await tx.hold(chat, entry_id, held_rules, now)
+    report.held = len(plan.held)
+    report.hit_rules = sorted(hit_rules)
 
 
 async def _interval(feed: FeedDef, state: FeedState, ctx: PollContext) -> int:

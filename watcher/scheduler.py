@@ -10,13 +10,31 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 TICK_JOB_ID = "tick"
+MINUTE_JOB_ID = "minute"
 
 
 class Ticker:
-    """Calls `tick` every `every_s` seconds on the running event loop."""
+    """Calls `tick` every `every_s` seconds, and `minutely` at the start of every minute
+    (digests), on the running event loop."""
 
-    def __init__(self, tick: Callable[[], Awaitable[None]], *, every_s: float) -> None:
+    def __init__(
+        self,
+        tick: Callable[[], Awaitable[None]],
+        *,
+        every_s: float,
+        minutely: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
+        if minutely is not None:
+            self._scheduler.add_job(
+                minutely,
+                "cron",
+                second=0,
+                id=MINUTE_JOB_ID,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=50,  # a late minute still runs, a skipped one once
+            )
         self._scheduler.add_job(
             tick,
             "interval",

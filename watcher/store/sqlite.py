@@ -252,16 +252,6 @@ class Store(SubscriberQueries):
                 (_ts(until), chat_id),
             )
 
-    async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> int:
-        """Readdress pending rows of a chat that Telegram moved (group → supergroup)."""
-        async with self.write() as tx:
-            cursor = await tx.db.execute(
-                """UPDATE OR IGNORE outbox SET chat_id = ?
-                   WHERE status = 'pending' AND chat_id = ?""",
-                (new_chat_id, old_chat_id),
-            )
-            return max(cursor.rowcount, 0)
-
     async def drop_pending(self, chat_id: int, reason: str) -> int:
         """Give up every pending row of a chat that will never accept them (blocked)."""
         async with self.write() as tx:

@@ -12,6 +12,7 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 
 from watcher.model import Entry, Hit, Span
 
@@ -83,8 +84,11 @@ def hashtag(rule: str) -> str:
     return "#" + (_HASHTAG_UNSAFE.sub("_", rule).strip("_") or "rule")
 
 
-def render_alert(entry: Entry, feed_name: str, hits: Sequence[Hit]) -> str:
-    """One message for one entry, however many rules hit it."""
+def render_alert(
+    entry: Entry, feed_name: str, hits: Sequence[Hit], *, tz: tzinfo | None = None
+) -> str:
+    """One message for one entry, however many rules hit it. The published time is shown
+    in `tz` (the operator's time zone), or UTC."""
     title = _shorten(entry.title or "(untitled)", TITLE_LIMIT)
     link = entry.link if entry.link and entry.link.startswith(("http://", "https://")) else None
     if link:
@@ -94,7 +98,11 @@ def render_alert(entry: Entry, feed_name: str, hits: Sequence[Hit]) -> str:
 
     spans = [span for hit in hits for span in hit.spans]
     snippet = _emphasised_snippet(_shorten(entry.summary, 5 * SNIPPET_LIMIT), spans)
-    source = _text(f"— {feed_name}")
+    published = ""
+    if entry.published is not None:
+        local = entry.published.astimezone(tz or UTC)
+        published = f" · {local.day} {local:%b %Y %H:%M}"
+    source = _text(f"— {feed_name}{published}")
 
     fixed = [head, _text("\n\n"), *snippet, _text("\n\n" if snippet else ""), source]
     used = sum(visible_length(p.visible) for p in fixed)

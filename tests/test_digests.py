@@ -1,0 +1,66 @@
+"""Digests: when they are due, and what they hold, on a real database."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from watcher.digests import digest_due, send_due_digests
+from watcher.model import Entry, FeedDef, Subscriber
+from watcher.store import Store
+from watcher.telegram.format import MESSAGE_LIMIT, DigestLine, render_digest
+
+BAKU = ZoneInfo("Asia/Baku")  # UTC+4
+NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)  # 08:00 in Baku
+
+
+def subscriber(
+    digest: str = "off", at: str | None = None, muted: datetime | None = None
+) -> Subscriber:
+    return Subscriber(chat_id=1, active=True, muted_until=muted, digest=digest, digest_time=at)
+
+
+def test_when_digests_are_due() -> None:
+    assert digest_due(subscriber("daily", "08:00"), NOW, BAKU)
+    assert not digest_due(subscriber("daily", "08:00"), NOW + timedelta(minutes=1), BAKU)
+    assert not digest_due(subscriber("daily", "04:00"), NOW, BAKU)  # UTC time: not theirs
+    assert digest_due(subscriber("hourly"), NOW, BAKU)
+    assert not digest_due(subscriber("hourly"), NOW + timedelta(minutes=30), BAKU)
+    assert not digest_due(subscriber(muted=NOW + timedelta(hours=1)), NOW, BAKU)
+    assert digest_due(subscriber(muted=NOW - timedelta(seconds=1)), NOW, BAKU)
+
+
+def test_a_long_digest_is_split_within_the_limit() -> None:
+    lines = [
+        DigestLine(f"Story {n} " + "x" * 200, f"https://apa.az/{n}", "apa", ("karabakh",))
+        for n in range(100)
+    ]
+    messages = render_digest(lines, "Digest (100 alerts)")
+    assert len(messages) > 1
+    assert all(len(m) < 2 * MESSAGE_LIMIT for m in messages)
+    assert sum(m.count("• ") for m in messages) == 100
+
+
+async def test_held_alerts_go_out_as_one_message_at_digest_time(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "w.db") as store:
+        await store.sync_feeds([FeedDef("apa", "https://apa.az/rss", 600)], NOW)
+        state = await store.feed("apa")
+        assert state is not None
+        await store.add_subscriber(5, NOW)
+        await store.set_digest(5, "daily", "08:00")
+        async with store.write() as tx:
+            new = await tx.insert_entries(
+                state.id,
+                [Entry(f"g{n}", f"https://apa.az/{n}", f"Karabakh <{n}>", "") for n in range(3)],
+                NOW,
+            )
+            for entry in new:
+                await tx.hold(5, entry.id, ["karabakh"], NOW)
+
+        assert await send_due_digests(store, NOW - timedelta(minutes=1), BAKU) == 0
+        assert await send_due_digests(store, NOW, BAKU) == 3
+        (message,) = await store.due_outbox(NOW)
+        assert message.chat_id == 5
+        assert message.text.startswith("Digest (3 alerts)")
+        assert '<a href="https://apa.az/0">Karabakh &lt;0&gt;</a> — apa #karabakh' in message.text
+        assert await store.held_alerts(5) == []
+        assert await send_due_digests(store, NOW, BAKU) == 0
