@@ -218,3 +218,20 @@ def test_a_version_1_database_is_migrated_keeping_its_feeds(tmp_path: Path) -> N
     with sqlite3.connect(path) as db:
         row = db.execute("SELECT url, config_url, disabled_at FROM feeds").fetchone()
     assert row == ("https://apa.az/rss", "https://apa.az/rss", None)
+
+
+async def test_a_chat_keeps_its_order_when_retries_reorder_due_times(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    async with store.write() as tx:
+        new = await tx.insert_entries(apa, [entry(1), entry(2), entry(3)], NOW)
+        await tx.enqueue([Alert(n.id, 42, f"m{n.id}", ("r",)) for n in new], NOW)
+        await tx.enqueue([Alert(new[0].id, 7, "other chat", ("r",))], NOW)
+    first = (await store.due_outbox(NOW))[0]
+    await store.mark_retry(first.id, "502", NOW + timedelta(seconds=30))
+    # The chat's later rows are due, but wait behind the first; other chats go on.
+    assert [i.chat_id for i in await store.due_outbox(NOW)] == [7]
+    assert [i.text for i in await store.due_outbox(NOW + timedelta(seconds=31))][:3] == [
+        "m1",
+        "m2",
+        "m3",
+    ]

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from watcher import __version__
+from watcher.bot_backend import StoreBackend
 from watcher.config import Settings, load_config
 from watcher.config_watch import FileStamps
 from watcher.delivery import Delivery
@@ -31,6 +32,7 @@ from watcher.rules import compile_rules
 from watcher.schedule import next_check_after_failure
 from watcher.scheduler import Ticker
 from watcher.store import Store
+from watcher.telegram.bot import SubscriberBot
 from watcher.telegram.format import render_notice
 from watcher.telegram.send import TelegramSender
 
@@ -101,7 +103,7 @@ class Daemon:
                     else None
                 )
                 try:
-                    await self._serve(store, fetcher, parser, sender)
+                    await self._serve(store, fetcher, parser, sender, token)
                 finally:
                     if sender is not None:
                         await sender.close()
@@ -117,12 +119,14 @@ class Daemon:
         fetcher: Fetcher,
         parser: FeedParser,
         sender: TelegramSender | None,
+        token: str | None,
     ) -> None:
         delivery = Delivery(
             store,
             sender,
             clock=utc_now,
             retry_for=timedelta(seconds=self.settings.telegram.retry_for),
+            max_retry_delay=timedelta(seconds=self.settings.telegram.max_retry_delay),
             admins=self.settings.telegram.admins,
         )
         context = PollContext(
@@ -155,6 +159,15 @@ class Daemon:
             self._watch_config(store, delivery, console=sender is None), name="config-watch"
         )
         ticker.start()
+        bot = None
+        if token is not None:
+            backend = StoreBackend(
+                store, lambda: self.settings, clock=utc_now, wake_delivery=delivery.wake
+            )
+            bot = SubscriberBot(
+                token, api_base_url=self.settings.telegram.api_base_url, backend=backend
+            )
+            await bot.start()  # never raises for Telegram's sake: retries in the background
         log.info(
             "started version=%s feeds=%d rules=%d db=%s alerts_to=%s",
             __version__,
@@ -168,6 +181,8 @@ class Daemon:
         finally:
             log.info("stopping in_flight_polls=%d", len(self._in_flight))
             ticker.stop()
+            if bot is not None:
+                await bot.stop()  # before the store closes: a command may be using it
             watch_task.cancel()
             await asyncio.gather(watch_task, return_exceptions=True)
             await self._drain_polls()

@@ -62,6 +62,7 @@ class TelegramSettings:
     admins: tuple[int, ...] = ()
     disable_link_preview: bool = False
     retry_for: int = 24 * 3600  # seconds an alert is retried before it is given up
+    max_retry_delay: int = 3600  # the longest wait between two tries of one alert
     subscribers: str = "open"  # "open": anyone may follow rules; "allowlist": only `allow`
     allow: tuple[int, ...] = ()  # chat ids allowed to subscribe under "allowlist"
     timezone: str = "UTC"  # IANA name: times in alerts and daily digests use it
@@ -296,6 +297,7 @@ _TELEGRAM_KEYS = (
     "admins",
     "disable_link_preview",
     "retry_for",
+    "max_retry_delay",
     "subscribers",
     "allow",
     "timezone",
@@ -420,6 +422,9 @@ def _telegram(found: tuple[dict[str, Any], _At] | None) -> TelegramSettings:
         settings = replace(settings, disable_link_preview=preview)
     if "retry_for" in table:
         settings = replace(settings, retry_for=_duration(table["retry_for"], at.key("retry_for")))
+    if "max_retry_delay" in table:
+        delay = _duration(table["max_retry_delay"], at.key("max_retry_delay"))
+        settings = replace(settings, max_retry_delay=delay)
     if "subscribers" in table:
         key = at.key("subscribers")
         mode = _string(table["subscribers"], key)

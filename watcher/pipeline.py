@@ -99,15 +99,25 @@ class Plan:
 def match_new_entries(
     new_entries: Sequence[NewEntry], feed: FeedDef, rules: RuleSet
 ) -> list[Matched]:
-    """PURE: the new entries that hit at least one rule, with their hits."""
+    """PURE: the new entries that hit at least one rule, with their hits, oldest first
+    (feeds list the newest first; subscribers read alerts in the order things happened)."""
     matched: list[Matched] = []
-    for new in new_entries:
+    for new in _chronological(new_entries):
         hits = rules.matcher.match(
             new.entry.title, new.entry.summary, feed=feed.name, language=feed.language
         )
         if hits:
             matched.append(Matched(new, hits))
     return matched
+
+
+def _chronological(new_entries: Sequence[NewEntry]) -> list[NewEntry]:
+    """By publication time; undated entries keep their place relative to reversed
+    document order (the usual newest-first listing turned around)."""
+    reversed_entries = list(reversed(new_entries))
+    if any(new.entry.published is None for new in reversed_entries):
+        return reversed_entries
+    return sorted(reversed_entries, key=lambda new: new.entry.published or datetime.min)
 
 
 def plan_alerts(

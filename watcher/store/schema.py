@@ -136,6 +136,8 @@ def _v4_subscribers(db: sqlite3.Connection) -> None:
             PRIMARY KEY (chat_id, rule)
         );
         CREATE INDEX subscriptions_rule ON subscriptions(rule);
+        -- Per-chat order of pending outbox rows (see Store.due_outbox).
+        CREATE INDEX outbox_pending_chat ON outbox(chat_id, id) WHERE status = 'pending';
         -- Alerts held for a muted or digest subscriber until the next digest.
         CREATE TABLE held_alerts (
             chat_id    INTEGER NOT NULL,

@@ -203,10 +203,16 @@ class Store(SubscriberQueries):
         never for `exclude_chats` (chats already being served)."""
         conditions, params = _chat_filter(chat_ids, exclude_chats)
         rows = await self._fetchall(
-            f"""SELECT id, chat_id, text, attempts, created_at FROM outbox
+            # A row waits while an older row of its chat waits: order per chat holds even
+            # when retries gave the rows different times.
+            f"""SELECT id, chat_id, text, attempts, created_at FROM outbox AS o
                WHERE status = 'pending' AND next_attempt_at <= ? {conditions}
+                 AND NOT EXISTS (
+                     SELECT 1 FROM outbox AS older
+                     WHERE older.status = 'pending' AND older.chat_id = o.chat_id
+                       AND older.id < o.id AND older.next_attempt_at > ?)
                ORDER BY id LIMIT ?""",
-            (_ts(now), *params, limit),
+            (_ts(now), *params, _ts(now), limit),
         )
         return [
             OutboxItem(id=r[0], chat_id=r[1], text=r[2], attempts=r[3], created_at=_dt(r[4]))

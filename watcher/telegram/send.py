@@ -15,7 +15,6 @@ from telegram.error import (
     ChatMigrated,
     Forbidden,
     InvalidToken,
-    NetworkError,
     RetryAfter,
     TelegramError,
 )
@@ -56,6 +55,15 @@ class Migrated:
 
 
 SendOutcome = Sent | RetryLater | Rejected | Migrated
+
+
+_REASON_CHARS = 160
+
+
+def _reason(exc: TelegramError) -> str:
+    """One short line: PTB puts a whole HTML error page into some messages."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
 
 
 def _seconds(value: int | float | timedelta) -> float:
@@ -140,6 +148,4 @@ class TelegramSender:
             )
         if isinstance(exc, Forbidden | BadRequest):
             return Rejected(reason=str(exc))
-        if isinstance(exc, NetworkError):
-            return RetryLater(reason=f"{type(exc).__name__}: {exc}")
-        return RetryLater(reason=f"{type(exc).__name__}: {exc}")
+        return RetryLater(reason=_reason(exc))  # network errors, timeouts, 5xx

@@ -1,0 +1,613 @@
+"""The subscriber bot: Telegram commands and the /rules buttons, by long polling inside the
+daemon's event loop. It reaches the rest of Watcher only through a `BotBackend`.
+
+Lifecycle. `Application.run_polling()` owns the event loop, so it cannot run inside the
+daemon: `start()` drives the pieces itself (initialize → setMyCommands → start →
+updater.start_polling) and `stop()` undoes them in reverse. The first attempt runs inside
+`start()`; if it fails (Telegram unreachable, 5xx, token rejected) `start()` logs a warning,
+returns anyway and keeps trying in the background with exponential backoff, so a daemon
+started while Telegram is down still delivers alerts and gains its bot when Telegram returns.
+
+Replies go out directly through PTB, in HTML, with every user- or config-provided string
+escaped (see `watcher.telegram.commands`). One INFO line is logged per command or button,
+with the chat id and the command only: never the message text, never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import timedelta
+from typing import Any
+
+from telegram import (
+    BotCommand,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    MessageEntity,
+    Update,
+)
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Conflict, InvalidToken, TelegramError
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from watcher.model import RuleDef
+from watcher.telegram import commands as say
+from watcher.telegram.backend import BotBackend
+from watcher.telegram.format import escape
+
+log = logging.getLogger(__name__)
+
+Context = ContextTypes.DEFAULT_TYPE
+CommandBody = Callable[[Message, Context, int], Awaitable[None]]
+
+# The menu Telegram shows next to the message field (setMyCommands). Admin commands are
+# left out: they are listed in /help for admins only.
+MENU: tuple[tuple[str, str], ...] = (
+    ("rules", "The rules, with buttons to follow them"),
+    ("list", "What you follow; mute and digest settings"),
+    ("subscribe", "Follow a rule: /subscribe NAME"),
+    ("unsubscribe", "Stop following a rule: /unsubscribe NAME"),
+    ("mute", "Hold alerts for a while: /mute 2h"),
+    ("unmute", "Alerts as they come again"),
+    ("digest", "Digest: /digest off | hourly | daily 08:00"),
+    ("help", "All commands"),
+    ("start", "What this bot does"),
+)
+ALLOWED_UPDATES = ("message", "callback_query")
+_MAX_NAMES = 20  # rule names handled in one /subscribe or /unsubscribe
+_POLL_ERROR_REPEAT_S = 600.0  # the same polling error is logged again at most this often
+
+
+class SubscriberBot:
+    """Answers subscribers' commands on Telegram.
+
+    `api_base_url` is the Bot API root ("https://api.telegram.org" or a self-hosted or fake
+    server), without "/bot". `poll_timeout_s` is getUpdates' long-poll timeout;
+    `request_timeout_s` bounds every other request (and is added to the long poll's).
+    A failed start is retried after `retry_initial_s`, doubling up to `retry_max_s`.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        api_base_url: str,
+        backend: BotBackend,
+        poll_timeout_s: int = 30,
+        request_timeout_s: float = 10.0,
+        retry_initial_s: float = 5.0,
+        retry_max_s: float = 300.0,
+    ) -> None:
+        self._token = token
+        self._base_url = api_base_url.rstrip("/") + "/bot"
+        self._backend = backend
+        self._poll_timeout = timedelta(seconds=poll_timeout_s)
+        self._request_timeout_s = request_timeout_s
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self._retry_task: asyncio.Task[None] | None = None
+        self._started = False
+        self._last_poll_error: tuple[str, float] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self) -> bool:
+        """Whether the bot is polling Telegram now."""
+        app = self._app
+        return app is not None and app.updater is not None and app.updater.running
+
+    async def start(self) -> None:
+        """Start polling. Never raises for Telegram or network errors: on failure, logs a
+        warning and retries in the background until it succeeds or `stop()` is called."""
+        if self._started:
+            raise RuntimeError("SubscriberBot.start() was called twice")
+        self._started = True
+        # PTB's timedelta retry_after, without a deprecation warning on every 429.
+        os.environ.setdefault("PTB_TIMEDELTA", "1")
+        delay = await self._attempt(self._retry_initial_s)
+        if delay is not None:
+            self._retry_task = asyncio.create_task(
+                self._keep_trying(delay), name="subscriber-bot-start"
+            )
+
+    async def stop(self) -> None:
+        """Stop polling (finishing the update being handled) and release the HTTP clients.
+        Safe to call whatever state `start()` reached, and more than once."""
+        task, self._retry_task = self._retry_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        app, self._app = self._app, None
+        if app is not None:
+            await _teardown(app)
+            log.info("bot stopped")
+
+    async def _keep_trying(self, delay: float) -> None:
+        while True:
+            await asyncio.sleep(delay)
+            next_delay = await self._attempt(min(delay * 2, self._retry_max_s))
+            if next_delay is None:
+                return
+            delay = next_delay
+
+    async def _attempt(self, retry_in: float) -> float | None:
+        """One start attempt: None when polling, else the delay before the next one."""
+        try:
+            await self._launch()
+        except InvalidToken:
+            # Do not log the exception: PTB puts the token in its message.
+            retry_in = self._retry_max_s
+            log.warning(
+                "bot cannot start: the bot token was rejected by the Bot API server; "
+                "retrying in %.0f s",
+                retry_in,
+            )
+            return retry_in
+        except TelegramError as exc:
+            log.warning(
+                "bot cannot start: %s: %s; retrying in %.0f s", type(exc).__name__, exc, retry_in
+            )
+            return retry_in
+        except Exception:
+            log.exception("bot cannot start; retrying in %.0f s", retry_in)
+            return retry_in
+        return None
+
+    async def _launch(self) -> None:
+        app = self._build()
+        self._app = app
+        try:
+            await app.initialize()  # getMe: checks the token, learns the bot's @username
+            await app.bot.set_my_commands([BotCommand(name, text) for name, text in MENU])
+            await app.start()
+            assert app.updater is not None
+            await app.updater.start_polling(
+                timeout=self._poll_timeout,
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=False,  # commands sent while we were down still count
+                error_callback=self._on_poll_error,
+            )
+        except BaseException:
+            self._app = None
+            await _teardown(app)
+            raise
+        log.info("bot started username=@%s", app.bot.username)
+
+    def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
+        timeout = self._request_timeout_s
+        app = (
+            Application.builder()
+            .token(self._token)
+            .base_url(self._base_url)
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .write_timeout(timeout)
+            .pool_timeout(timeout)
+            .get_updates_connect_timeout(timeout)
+            .get_updates_read_timeout(timeout)
+            .get_updates_write_timeout(timeout)
+            .get_updates_pool_timeout(timeout)
+            .job_queue(None)  # the daemon has its own scheduler
+            .build()
+        )
+        subscriber_commands: dict[str, CommandBody] = {
+            "start": self._start,
+            "help": self._help,
+            "rules": self._rules,
+            "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe,
+            "list": self._list,
+            "mute": self._mute,
+            "unmute": self._unmute,
+            "digest": self._digest,
+        }
+        admin_commands: dict[str, CommandBody] = {"status": self._status, "stats": self._stats}
+        for name, body in subscriber_commands.items():
+            app.add_handler(CommandHandler(name, self._guarded(name, body, admin=False)))
+        for name, body in admin_commands.items():
+            app.add_handler(CommandHandler(name, self._guarded(name, body, admin=True)))
+        app.add_handler(CallbackQueryHandler(self._button))
+        app.add_handler(MessageHandler(filters.COMMAND, self._unknown_command))
+        app.add_handler(
+            MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, self._chat)
+        )
+        app.add_error_handler(self._on_error)
+        return app
+
+    # ------------------------------------------------------------------ errors
+
+    def _on_poll_error(self, exc: TelegramError) -> None:
+        """getUpdates failed (PTB retries with backoff up to 30 s): one line per distinct
+        error, repeated at most every ten minutes while it lasts."""
+        if isinstance(exc, InvalidToken):
+            text = "the bot token was rejected by the Bot API server"
+        elif isinstance(exc, Conflict):
+            text = "another process is polling with this bot token (409 Conflict)"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        last = self._last_poll_error
+        if last is None or last[0] != text or now - last[1] >= _POLL_ERROR_REPEAT_S:
+            self._last_poll_error = (text, now)
+            log.warning("bot polling failed, retrying: %s", text)
+
+    async def _on_error(self, update: object, context: Context) -> None:
+        """A handler failed: log it and carry on polling."""
+        chat = update.effective_chat if isinstance(update, Update) else None
+        chat_id = chat.id if chat is not None else None
+        error = context.error
+        if isinstance(error, InvalidToken):
+            log.warning("bot reply failed chat=%s: the bot token was rejected", chat_id)
+        elif isinstance(error, TelegramError):
+            log.warning("bot reply failed chat=%s: %s: %s", chat_id, type(error).__name__, error)
+        else:
+            log.error("bot command failed chat=%s", chat_id, exc_info=error)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _guarded(
+        self, name: str, body: CommandBody, *, admin: bool
+    ) -> Callable[[Update, Context], Coroutine[Any, Any, None]]:
+        """Log the command, check who may use it, then run it."""
+
+        async def handle(update: Update, context: Context) -> None:
+            message, chat = update.effective_message, update.effective_chat
+            if message is None or chat is None:
+                return
+            log.info("bot command chat=%s command=/%s", chat.id, name)
+            if admin:
+                if not self._is_admin(update):
+                    await _reply(message, say.operators_only(name))
+                    return
+            elif not self._backend.may_subscribe(chat.id):
+                await _reply(message, say.private_bot(chat.id))
+                return
+            try:
+                await body(message, context, chat.id)
+            except TelegramError:
+                raise  # the reply itself failed: nothing more to send
+            except Exception:
+                # Say so rather than stay silent; the error handler logs the failure.
+                with contextlib.suppress(TelegramError):
+                    await _reply(message, escape(say.SORRY))
+                raise
+
+        return handle
+
+    def _is_admin(self, update: Update) -> bool:
+        user = update.effective_user
+        return user is not None and self._backend.is_admin(user.id)
+
+    def _zone(self) -> str:
+        return say.zone_name(self._backend.timezone, self._backend.now())
+
+    # ------------------------------------------------------------------ commands
+
+    async def _start(self, message: Message, context: Context, chat_id: int) -> None:
+        new = await self._backend.register(chat_id)
+        admin = message.from_user is not None and self._backend.is_admin(message.from_user.id)
+        await _reply(message, say.welcome(new, admin))
+
+    async def _help(self, message: Message, context: Context, chat_id: int) -> None:
+        admin = message.from_user is not None and self._backend.is_admin(message.from_user.id)
+        await _reply(message, say.command_list(admin))
+
+    async def _rules(self, message: Message, context: Context, chat_id: int) -> None:
+        page = say.render_rules_page(self._backend.rules(), await self._followed(chat_id), 0)
+        await _reply(message, page.html, _keyboard(page))
+
+    async def _subscribe(self, message: Message, context: Context, chat_id: int) -> None:
+        names = _names(context.args)
+        if not names:
+            await _reply(message, say.name_wanted("subscribe"))
+            return
+        rules = self._backend.rules()
+        await self._backend.register(chat_id)
+        lines: list[str] = []
+        for name in names:
+            rule = say.find_rule(name, rules)
+            if rule is None:
+                lines.append(say.unknown_rule(name, rules))
+            elif await self._backend.follow(chat_id, rule.name):
+                lines.append(f"✅ You now follow <b>{_shown(rule.name)}</b>.")
+            else:
+                lines.append(f"You already follow <b>{_shown(rule.name)}</b>.")
+        if any(say.find_rule(name, rules) is None for name in names):
+            lines.append(say.see_rules())
+        await _reply(message, "\n".join(lines))
+
+    async def _unsubscribe(self, message: Message, context: Context, chat_id: int) -> None:
+        names = _names(context.args)
+        if not names:
+            await _reply(message, say.name_wanted("unsubscribe"))
+            return
+        # A followed rule the operator has since removed can still be unfollowed.
+        known = list(self._backend.rules())
+        configured = {rule.name for rule in known}
+        known += [
+            RuleDef(name, "") for name in await self._followed(chat_id) if name not in configured
+        ]
+        lines: list[str] = []
+        for name in names:
+            rule = say.find_rule(name, known)
+            if rule is None:
+                lines.append(say.unknown_rule(name, known))
+            elif await self._backend.unfollow(chat_id, rule.name):
+                lines.append(f"You no longer follow <b>{_shown(rule.name)}</b>.")
+            else:
+                lines.append(f"You were not following <b>{_shown(rule.name)}</b>.")
+        if any(say.find_rule(name, known) is None for name in names):
+            lines.append(say.see_rules())
+        await _reply(message, "\n".join(lines))
+
+    async def _list(self, message: Message, context: Context, chat_id: int) -> None:
+        subscriber = await self._backend.subscriber(chat_id)
+        text = say.followed_list(
+            subscriber, self._backend.rules(), self._backend.timezone, self._backend.now()
+        )
+        await _reply(message, text)
+
+    async def _mute(self, message: Message, context: Context, chat_id: int) -> None:
+        try:
+            duration = say.parse_mute(context.args or ())
+        except say.Invalid as exc:
+            await _reply(message, escape(exc.message))
+            return
+        now = self._backend.now()
+        until = now + duration
+        await self._backend.register(chat_id)
+        await self._backend.mute(chat_id, until)
+        shown = say.show_moment(until, self._backend.timezone, now)
+        await _reply(
+            message,
+            escape(
+                f"🔕 Muted until {shown}. Alerts that arrive meanwhile are held, not lost. "
+                "/unmute ends it now."
+            ),
+        )
+
+    async def _unmute(self, message: Message, context: Context, chat_id: int) -> None:
+        subscriber = await self._backend.subscriber(chat_id)
+        now = self._backend.now()
+        muted = say.mute_state(subscriber, self._backend.timezone, now) is not None
+        if subscriber is not None and subscriber.muted_until is not None:
+            await self._backend.register(chat_id)
+            await self._backend.mute(chat_id, None)
+        head = "🔔 Unmuted." if muted else "You were not muted."
+        await _reply(message, escape(f"{head} {say.digest_state(subscriber, self._zone())}"))
+
+    async def _digest(self, message: Message, context: Context, chat_id: int) -> None:
+        zone = self._zone()
+        if not context.args:
+            subscriber = await self._backend.subscriber(chat_id)
+            current = say.digest_state(subscriber, zone)
+            usage = (
+                f"Change it with /digest off, /digest hourly or /digest daily HH:MM "
+                f"(24-hour clock, {zone} time)."
+            )
+            await _reply(message, escape(f"{current}\n{usage}"))
+            return
+        try:
+            choice = say.parse_digest(context.args, zone)
+        except say.Invalid as exc:
+            await _reply(message, escape(exc.message))
+            return
+        await self._backend.register(chat_id)
+        await self._backend.set_digest(chat_id, choice.mode, choice.at)
+        subscriber = await self._backend.subscriber(chat_id)
+        if choice.mode == "off":
+            text = "Digest off: alerts come as they happen."
+        elif choice.mode == "hourly":
+            text = "Hourly digest: alerts are collected and sent once an hour."
+        else:
+            text = (
+                f"Daily digest: alerts are collected and sent once a day at {choice.at} ({zone})."
+            )
+        muted = say.mute_state(subscriber, self._backend.timezone, self._backend.now())
+        await _reply(message, escape(text if muted is None else f"{text}\n{muted}"))
+
+    async def _status(self, message: Message, context: Context, chat_id: int) -> None:
+        for part in say.split_html(await self._backend.status_text()):
+            await _reply(message, part)
+
+    async def _stats(self, message: Message, context: Context, chat_id: int) -> None:
+        for part in say.split_html(await self._backend.stats_text()):
+            await _reply(message, part)
+
+    async def _unknown_command(self, update: Update, context: Context) -> None:
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None or not message.text or not message.entities:
+            return
+        entity = message.entities[0]
+        if entity.type != MessageEntity.BOT_COMMAND or entity.offset != 0:
+            return
+        command, _, addressee = message.text[1 : entity.length].partition("@")
+        username = context.bot.username or ""
+        if addressee and addressee.lower() != username.lower():
+            return  # meant for another bot in the group
+        if not addressee and chat.type != ChatType.PRIVATE:
+            return  # a bare /command in a group may be for another bot: stay quiet
+        log.info("bot command chat=%s command=/%s (unknown)", chat.id, command[:32])
+        if not self._backend.may_subscribe(chat.id):
+            await _reply(message, say.private_bot(chat.id))
+            return
+        await _reply(message, say.unknown_command(command, self._is_admin(update)))
+
+    async def _chat(self, update: Update, context: Context) -> None:
+        """Plain text in a private chat: point at the commands rather than stay silent."""
+        message, chat = update.effective_message, update.effective_chat
+        if message is None or chat is None:
+            return
+        log.info("bot text chat=%s", chat.id)
+        if not self._backend.may_subscribe(chat.id):
+            await _reply(message, say.private_bot(chat.id))
+            return
+        await _reply(message, "I only understand commands. Send /help to see them.")
+
+    # ------------------------------------------------------------------ buttons
+
+    async def _button(self, update: Update, context: Context) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        try:
+            await self._handle_button(query)
+        except TelegramError:
+            raise
+        except Exception:
+            # Stop the button's spinner (if the query is still open) and let the error
+            # handler log the failure.
+            with contextlib.suppress(TelegramError):
+                await query.answer(say.SORRY, show_alert=True)
+            raise
+
+    async def _handle_button(self, query: CallbackQuery) -> None:
+        if query.message is None:  # a button on an inline-mode message: not one of ours
+            await query.answer()
+            return
+        chat_id = query.message.chat.id
+        action = say.decode_button(query.data or "")
+        kind = type(action).__name__.lower() if action is not None else "unknown"
+        if isinstance(action, say.Toggle):
+            kind = "follow" if action.follow else "unfollow"
+        log.info("bot button chat=%s action=%s", chat_id, kind)
+        if not self._backend.may_subscribe(chat_id):
+            await query.answer(say.toast("Sorry, this bot is private."), show_alert=True)
+            return
+        rules = self._backend.rules()
+        if action is None:
+            await query.answer("This button is out of date; here are the rules as they are now.")
+            await self._show_page(query.message, chat_id, 0, edit_text=True)
+            return
+        if isinstance(action, say.ShowPage):
+            await query.answer()
+            await self._show_page(query.message, chat_id, action.page, edit_text=True)
+            return
+        rule = say.rule_by_key(action.key, rules)
+        if rule is None:
+            await query.answer("That rule no longer exists; here are the rules as they are now.")
+            await self._show_page(query.message, chat_id, action.page, edit_text=True)
+            return
+        await self._backend.register(chat_id)
+        name = say.shorten(rule.name, 60)
+        if action.follow:
+            changed = await self._backend.follow(chat_id, rule.name)
+            text = f"✅ You now follow {name}" if changed else f"You already follow {name}"
+        else:
+            changed = await self._backend.unfollow(chat_id, rule.name)
+            text = f"You no longer follow {name}" if changed else f"You were not following {name}"
+        await query.answer(say.toast(text))
+        await self._show_page(query.message, chat_id, action.page, edit_text=False)
+
+    async def _show_page(
+        self, shown: object, chat_id: int, page_number: int, *, edit_text: bool
+    ) -> None:
+        """Redraw a /rules message in place: only its keyboard when its text is unchanged,
+        else text and keyboard; as a new message if the old one can no longer be edited."""
+        page = say.render_rules_page(
+            self._backend.rules(), await self._followed(chat_id), page_number
+        )
+        keyboard = _keyboard(page)
+        message = shown if isinstance(shown, Message) else None
+        try:
+            if message is None:
+                raise BadRequest("message to edit not found")
+            if not edit_text and message.text == page.visible:
+                await message.edit_reply_markup(reply_markup=keyboard)
+            else:
+                await message.edit_text(
+                    page.html,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+        except BadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return  # a double tap: the message already shows this
+            bot = message.get_bot() if message is not None else None
+            if bot is None:
+                raise
+            await bot.send_message(
+                chat_id,
+                page.html,
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+
+    async def _followed(self, chat_id: int) -> tuple[str, ...]:
+        subscriber = await self._backend.subscriber(chat_id)
+        return subscriber.rules if subscriber is not None else ()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+async def _reply(message: Message, html: str, keyboard: InlineKeyboardMarkup | None = None) -> None:
+    # No quoting: a reply to a message deleted meanwhile would be refused.
+    await message.reply_text(
+        html,
+        parse_mode=ParseMode.HTML,
+        reply_markup=keyboard,
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+        do_quote=False,
+    )
+
+
+def _keyboard(page: say.Page) -> InlineKeyboardMarkup | None:
+    if not page.keyboard:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(label, callback_data=data) for label, data in row]
+            for row in page.keyboard
+        ]
+    )
+
+
+def _names(args: Sequence[str] | None) -> list[str]:
+    """Rule names from a command's arguments (names have no spaces), each once."""
+    return list(dict.fromkeys(args or ()))[:_MAX_NAMES]
+
+
+def _shown(name: str) -> str:
+    return escape(say.shorten(name, say.SHOWN_NAME_LIMIT))
+
+
+async def _teardown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Undo whatever part of the start sequence ran, in reverse; a failing step is logged
+    and the next one still runs."""
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+    if app.updater is not None and app.updater.running:
+        steps.append(("stop polling", app.updater.stop))
+    if app.running:
+        steps.append(("stop the application", app.stop))
+    steps.append(("shut the application down", app.shutdown))
+    # After a failed initialize() the application thinks it never started, but the bot's
+    # HTTP clients are open.
+    steps.append(("close the HTTP clients", app.bot.shutdown))
+    for what, step in steps:
+        try:
+            await step()
+        except InvalidToken:
+            log.warning("bot: cannot %s: the bot token was rejected", what)
+        except Exception as exc:
+            log.warning("bot: cannot %s: %s: %s", what, type(exc).__name__, exc)
