@@ -185,13 +185,15 @@ class _At:
         position = self.source.position(self.local)
         return f"{self.source.path}:{position.line}" if position else str(self.source.path)
 
-    def error(self, message: str, *, column: int | None = None) -> ConfigError:
+    def error(
+        self, message: str, *, column: int | None = None, line: int | None = None
+    ) -> ConfigError:
         position = self.source.position(self.local)
         return ConfigError(
             message,
             file=self.source.path,
             key=self.shown or None,
-            line=position.line if position else None,
+            line=line if line is not None else (position.line if position else None),
             column=column,
         )
 
@@ -633,26 +635,44 @@ def _compile(rules: list[RuleDef], places: list[_At], actors: Mapping[str, Seque
             raise ConfigError(str(exc), key="rules") from None
         at = places[index].key("query")
         message = exc.message
-        column = None
+        place = None
         if exc.column is not None:
             message += f" (column {exc.column} of the query)"
-            column = _query_column(at, rules[index].query, exc.column)
-        raise at.error(message, column=column) from None
+            place = _query_position(at, rules[index].query, exc.column)
+        if place is None:
+            raise at.error(message) from None
+        raise at.error(message, line=place[0], column=place[1]) from None
 
 
-def _query_column(at: _At, query: str, query_column: int) -> int | None:
-    """The file column of a query column, where the query is written on one line and
-    without escapes (so each character of the value is one character of the file)."""
+def _query_position(at: _At, query: str, query_column: int) -> tuple[int, int] | None:
+    """The file line and column of a query column, where each character of the value is
+    one character of the file: a one-line string without escapes, or a multi-line literal
+    string (three single quotes), whose first newline TOML drops."""
     position = at.source.position(at.local)
     if position is None or position.value is None:
         return None
     start, end = position.value
-    raw = at.source.text[start:end]
+    text = at.source.text
+    raw = text[start:end]
     quote = raw[:1]
-    if quote not in ("'", '"') or raw[:3] == quote * 3 or raw[1:-1] != query:
+    if quote not in ("'", '"'):
         return None
-    line_start = at.source.text.rfind("\n", 0, start) + 1
-    return start - line_start + 1 + query_column  # +1: past the opening quote
+    if raw[:3] == "'''":
+        body_start = start + 3
+        if text.startswith("\n", body_start):
+            body_start += 1
+        elif text.startswith("\r\n", body_start):
+            body_start += 2
+        if text[body_start : end - 3] != query:
+            return None
+    elif raw[:3] == quote * 3 or raw[1:-1] != query:
+        return None
+    else:
+        body_start = start + 1
+    offset = body_start + query_column - 1
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, column
 
 
 def _merged_array(
