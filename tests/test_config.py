@@ -290,8 +290,8 @@ def test_a_syntax_error_at_the_end_of_the_file(tmp_path: Path) -> None:
             "telegram.admin",
             "admin =",
             'unknown key "admin" in [telegram]; did you mean "admins"? allowed: admins, '
-            "allow, api_base_url, disable_link_preview, max_retry_delay, retry_for, subscribers, "
-            "timezone, token_env, token_file",
+            "allow, api_base_url, disable_link_preview, max_in_flight, max_retry_delay, "
+            "retry_for, subscribers, timezone, token_env, token_file",
         ),
         (
             '[polling]\ninterval = "5m"\nworkers = 4\n',

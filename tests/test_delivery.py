@@ -145,7 +145,7 @@ async def test_console_rows_are_printed_without_telegram(store: Store) -> None:
     assert await store.outbox_counts() == {"sent": 1}
 
 
-async def test_many_chats_are_served_concurrently_within_the_overall_limit(
+async def test_many_chats_are_served_at_the_overall_limit_without_429s(
     fake: FakeTelegram, store: Store, sender: TelegramSender
 ) -> None:
     for chat in range(1, 61):

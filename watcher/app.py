@@ -20,7 +20,7 @@ from watcher import __version__
 from watcher.bot_backend import StoreBackend
 from watcher.config import Settings, load_config
 from watcher.config_watch import FileStamps
-from watcher.delivery import Delivery
+from watcher.delivery import Delivery, Limits
 from watcher.digests import send_due_digests
 from watcher.errors import ConfigError
 from watcher.fetch import Fetcher
@@ -128,6 +128,7 @@ class Daemon:
             retry_for=timedelta(seconds=self.settings.telegram.retry_for),
             max_retry_delay=timedelta(seconds=self.settings.telegram.max_retry_delay),
             admins=self.settings.telegram.admins,
+            limits=Limits(max_in_flight=self.settings.telegram.max_in_flight),
         )
         context = PollContext(
             store=store,

@@ -63,6 +63,7 @@ class TelegramSettings:
     disable_link_preview: bool = False
     retry_for: int = 24 * 3600  # seconds an alert is retried before it is given up
     max_retry_delay: int = 3600  # the longest wait between two tries of one alert
+    max_in_flight: int = 1  # sends at once; a kill -9 may duplicate up to this many
     subscribers: str = "open"  # "open": anyone may follow rules; "allowlist": only `allow`
     allow: tuple[int, ...] = ()  # chat ids allowed to subscribe under "allowlist"
     timezone: str = "UTC"  # IANA name: times in alerts and daily digests use it
@@ -300,6 +301,7 @@ _TELEGRAM_KEYS = (
     "disable_link_preview",
     "retry_for",
     "max_retry_delay",
+    "max_in_flight",
     "subscribers",
     "allow",
     "timezone",
@@ -427,6 +429,9 @@ def _telegram(found: tuple[dict[str, Any], _At] | None) -> TelegramSettings:
     if "max_retry_delay" in table:
         delay = _duration(table["max_retry_delay"], at.key("max_retry_delay"))
         settings = replace(settings, max_retry_delay=delay)
+    if "max_in_flight" in table:
+        in_flight = _integer(table["max_in_flight"], at.key("max_in_flight"), 1)
+        settings = replace(settings, max_in_flight=in_flight)
     if "subscribers" in table:
         key = at.key("subscribers")
         mode = _string(table["subscribers"], key)

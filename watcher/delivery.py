@@ -44,7 +44,11 @@ class Limits:
     private_period_s: float = 1.05
     group_per_period: float = 19.0  # Telegram: 20/min per group or channel
     group_period_s: float = 60.0
-    max_in_flight: int = 16  # HTTP requests to the Bot API at once
+    # Sends under way at once. A message in flight when the process is killed may arrive
+    # twice (Telegram may have accepted it before the row was marked sent), so this is also
+    # the most duplicates a crash can cause. One suffices for 29/s when the Bot API answers
+    # within ~30 ms; raise it for slower links.
+    max_in_flight: int = 1
 
 
 def retry_delay(attempts: int, ceiling: timedelta = MAX_RETRY_DELAY) -> timedelta:

@@ -15,6 +15,7 @@ Four forms of text meet here:
 
 from __future__ import annotations
 
+import codecs
 import html
 import re
 import unicodedata
@@ -22,9 +23,19 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
 from html.parser import HTMLParser
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-__all__ = ["FIELD_BREAK", "Word", "WordLine", "fold", "html_to_text", "word_line", "words"]
+__all__ = [
+    "FIELD_BREAK",
+    "FieldLine",
+    "Word",
+    "WordLine",
+    "field_line",
+    "fold",
+    "html_to_text",
+    "word_line",
+    "words",
+]
 
 # --- HTML → displayed text ----------------------------------------------------------------
 
@@ -280,6 +291,30 @@ class _ExactMap:
         return field, first, self._ends[end]
 
 
+class _Lengthening:
+    """Positions in a folded text → positions in the text it was folded from, where folding
+    kept every character's place except that some letters grew ("ß" → "ss", "և" → "եվ")."""
+
+    __slots__ = ("_added", "_image_ends")
+
+    def __init__(self, original: str) -> None:
+        image_ends: list[int] = []  # where each lengthened letter's image ends
+        added: list[int] = []  # characters added up to and including that letter
+        total = 0
+        tables = _fast_tables()
+        for letter in tables.lengthening.finditer(original):
+            total += tables.added[letter.group()]
+            image_ends.append(letter.start() + total + 1)
+            added.append(total)
+        self._image_ends = image_ends
+        self._added = added
+
+    def original(self, position: int) -> int:
+        """`position` is a boundary of a folded character's image, never inside one."""
+        before = bisect_right(self._image_ends, position)
+        return position - (self._added[before - 1] if before else 0)
+
+
 class _FastMap:
     """Line positions → displayed offsets for a line built by whole-string operations.
 
@@ -288,7 +323,7 @@ class _FastMap:
     at each end, and with runs of spaces collapsed. Both length changes are undone here,
     lazily: most entries are never asked."""
 
-    __slots__ = ("_bases", "_expansions", "_joined", "_line", "_padded")
+    __slots__ = ("_bases", "_expanded", "_joined", "_lengthening", "_line", "_padded")
 
     def __init__(
         self, fields: Sequence[str], joined: str, padded: str, line: str, expanded: bool
@@ -302,7 +337,8 @@ class _FastMap:
         self._joined = joined
         self._padded = padded  # the line before runs of spaces were collapsed
         self._line = line
-        self._expansions: tuple[list[int], list[int]] | None = None if expanded else ([], [])
+        self._expanded = expanded
+        self._lengthening: _Lengthening | None = None
 
     def displayed(self, start: int, end: int) -> tuple[int, int, int]:
         first = self._joined_position(self._padded_position(start, True) - 1)
@@ -329,20 +365,11 @@ class _FastMap:
         return found
 
     def _joined_position(self, position: int) -> int:
-        # `position` is a boundary of a casefolded character's image, never inside one.
-        if self._expansions is None:
-            image_ends: list[int] = []  # where each lengthened letter's image ends
-            added: list[int] = []  # characters added up to and including that letter
-            total = 0
-            tables = _fast_tables()
-            for letter in tables.lengthening.finditer(self._joined):
-                total += tables.added[letter.group()]
-                image_ends.append(letter.start() + total + 1)
-                added.append(total)
-            self._expansions = (image_ends, added)
-        image_ends, added = self._expansions
-        before = bisect_right(image_ends, position)
-        return position - (added[before - 1] if before else 0)
+        if not self._expanded:
+            return position
+        if self._lengthening is None:
+            self._lengthening = _Lengthening(self._joined)
+        return self._lengthening.original(position)
 
 
 class WordLine:
@@ -499,3 +526,182 @@ def _fast_tables() -> _FastTables:
     special = re.compile(f"[^ {re.escape(FIELD_BREAK)}{_class_ranges(safe)}]")
     lengthening = re.compile(f"[{_class_ranges(sorted(map(ord, added)))}]")
     return _FastTables(special, lengthening, added)
+
+
+# --- field lines: what the rule matcher scans ---------------------------------------------
+
+
+class FieldLine:
+    """One field's folded words as one string, for the rule matcher to scan: " w1 w2  w3 ".
+
+    `line.split()` is `[w.folded for w in words(text)]`. Words are separated by spaces
+    (at least one), with a space at each end, so a search for " word " (or " prefix") finds
+    whole words only. Usually each separator of the displayed text is one space, so runs
+    of spaces occur ("a, b" → " a  b "): consecutive words are those with only spaces
+    between them. `displayed` maps a run of whole words back to the displayed text."""
+
+    __slots__ = ("_exact", "_lengthening", "_text", "line")
+
+    def __init__(
+        self, line: str, text: str, exact: tuple[dict[int, int], dict[int, int]] | None = None
+    ) -> None:
+        self.line = line
+        self._text = text
+        self._exact = exact  # (first letter → displayed start, word end → displayed end)
+        self._lengthening: _Lengthening | None = None
+
+    def displayed(self, start: int, stop: int) -> tuple[int, int]:
+        """(start, end) in the displayed text of the words in `line[start:stop]`, where
+        `start` is a word's first letter and `stop` the end of a word."""
+        if self._exact is not None:
+            return self._exact[0][start], self._exact[1][stop]
+        if len(self.line) == len(self._text) + 2:  # folding kept every character's place
+            return start - 1, stop - 1
+        if self._lengthening is None:
+            self._lengthening = _Lengthening(self._text)
+        return self._lengthening.original(start - 1), self._lengthening.original(stop - 1)
+
+
+def field_line(text: str) -> FieldLine:
+    """The field line of a field of displayed text (an entry's title or its summary).
+
+    Text in the region's scripts takes two C-speed steps: an 8-bit codec maps each of its
+    characters to one byte and back to its folded form (a separator to a space). Other text
+    takes the casefold-and-replace path of `word_line`; text that needs NFKC or has
+    invisible characters inside words is split word by word (`words`)."""
+    folded = _fold_by_codec(text)
+    if folded is None:
+        plain = text.replace(FIELD_BREAK, " ") if FIELD_BREAK in text else text
+        folded = _fold_fast(plain)
+        if folded is None:
+            return _exact_field_line(text)
+    return FieldLine(" " + folded + " ", text)
+
+
+def _exact_field_line(text: str) -> FieldLine:
+    parts = [" "]
+    position = 1
+    starts: dict[int, int] = {}
+    ends: dict[int, int] = {}
+    for word in words(text):
+        starts[position] = word.start
+        parts.append(word.folded)
+        position += len(word.folded)
+        ends[position] = word.end
+        parts.append(" ")
+        position += 1
+    return FieldLine("".join(parts), text, (starts, ends))
+
+
+# The codecs: each maps up to 256 characters to bytes, and each byte back to the folded
+# form of its character. Each takes the letters of some of the region's scripts, in both
+# cases (folding by codec is cheaper than casefolding first), then separators in this order
+# until it is full. A text with a character no one codec has takes the slower paths.
+_ASCII_ALNUM = "".join(chr(c) for c in range(0x80) if chr(c).isalnum())
+_TURKIC = "ƏəĞğİıŞş"
+_CODEC_CHARACTERS = (
+    # Latin: English, Azerbaijani, Turkish, and the letters of western Europe, Poland,
+    # Czechia and Romania (ß: "ss")
+    _ASCII_ALNUM
+    + "".join(chr(c) for c in range(0xC0, 0x100) if chr(c) not in "×÷ÐðÞþ")
+    + _TURKIC
+    + "ĄąĆćĘęŁłŃńŚśŹźŻżČčĚěŇňŘřŠšŤťŮůŽžĂăȘșȚțŒœ",
+    # Cyrillic: Russian, Ukrainian, Belarusian, Kazakh
+    _ASCII_ALNUM
+    + "".join(map(chr, range(0x410, 0x450)))
+    + "ЁёЄєІіЇїҐґЎўӘәҒғҚқҢңӨөҰұҮүҺһ"
+    + _TURKIC
+    + "ÇçÖöÜüÉé",
+    # Armenian, with its punctuation (և: "եվ")
+    _ASCII_ALNUM
+    + "".join(map(chr, [*range(0x531, 0x557), 0x559, *range(0x561, 0x588)]))
+    + "՚՛՜՝՞՟։֊֏"
+    + _TURKIC
+    + "ÇçÖöÜü",
+)
+_CODEC_SEPARATORS = (
+    " \t\n\r\x0b\x0c"
+    + "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum())
+    + "\xa0«»–—‘’“”„…•°§©®·№€₽₼\u2009\u202f‹›‚′″±−‐‑‒―‛‟†‡‰⁄×÷¬¶¡¿´£¥™"
+    + "\u2002\u2003\u200a\u205f\u3000\u2028\u2029\x85←↑→↓₸₴₾¢¤¦¨¯¸"
+    + "\u2000\u2001\u2004\u2005\u2006\u2007\u2008\x1c\x1d\x1e\x1f"
+)
+
+
+class _Codec(NamedTuple):
+    encoding: Any  # codecs.EncodingMap: character → byte
+    decoding: str  # byte → folded character: a space for a separator
+    # Letters that fold to several: decoded as themselves, then replaced in the whole text
+    # if this byte occurs ("ß" → "ss"; Armenian "և", and "եւ" if "ւ" or "Ւ" occurs, → "եվ").
+    replacements: tuple[tuple[bytes, str, str], ...]
+
+
+@cache
+def _codecs() -> tuple[tuple[_Codec, ...], dict[str, int]]:
+    """The codecs, and for each character the first codec that has it. Each character is
+    checked against `fold` when the codecs are built; those that fail are left out."""
+    built: list[_Codec] = []
+    codec_of: dict[str, int] = {}
+    for index, own in enumerate(_CODEC_CHARACTERS):
+        characters = ["\x00"]  # the encoding map must send NUL to byte 0
+        decoded = [" "]
+        for ch in dict.fromkeys(own + _CODEC_SEPARATORS):
+            if len(characters) == 256:
+                break
+            image = _codec_image(ch)
+            if image is not None:
+                characters.append(ch)
+                decoded.append(image)
+        free = 256 - len(characters)
+        encoding = codecs.charmap_build("".join(characters) + "\ufffe" * free)
+        byte = {ch: bytes((position,)) for position, ch in enumerate(characters)}
+        replacements = tuple(
+            (byte[trigger], old, new)
+            for trigger, old, new in (
+                ("ß", "ß", "ss"),
+                ("և", "և", "եվ"),
+                ("ւ", *_ARMENIAN_YEV),
+                ("Ւ", *_ARMENIAN_YEV),
+            )
+            if trigger in byte
+        )
+        built.append(_Codec(encoding, "".join(decoded) + "\ufffe" * free, replacements))
+        for ch in characters:
+            codec_of.setdefault(ch, index)
+    return tuple(built), codec_of
+
+
+def _codec_image(ch: str) -> str | None:
+    """What a codec decodes `ch` to, or None if a codec cannot take it."""
+    if _is_separator(ch):
+        return " "
+    if ch in _IGNORABLE or _is_mark(ch) or not _is_word_char(ch):
+        return None
+    image = _fast_fold_letter(ch)
+    if image != fold(ch) or not all(_is_word_char(c) and not _is_mark(c) for c in image):
+        return None
+    if len(image) == 1:
+        return image
+    return ch if ch in "ßև" else None
+
+
+def _fold_by_codec(text: str) -> str | None:
+    """What `_fold_fast` makes of `text`, if one codec has all its characters."""
+    all_codecs, codec_of = _codecs()
+    index = codec_of.get(text[:1], 0)  # a text's first letter tells its script, mostly
+    tried = 0
+    while True:
+        codec = all_codecs[index]
+        try:
+            encoded = codecs.charmap_encode(text, "strict", codec.encoding)[0]
+        except UnicodeEncodeError as error:
+            tried |= 1 << index
+            index = codec_of.get(error.object[error.start], -1)
+            if index < 0 or tried >> index & 1:
+                return None
+            continue
+        folded: str = codecs.charmap_decode(encoded, "strict", codec.decoding)[0]
+        for trigger, old, new in codec.replacements:
+            if trigger in encoded:
+                folded = folded.replace(old, new)
+        return folded

@@ -2,19 +2,28 @@
 
 Compiling gives each distinct phrase (a tuple of folded words: "=word" exact, "word*" a
 prefix) one pattern id, whichever rules and actors use it, and turns it into automaton keys
-over the word line of `watcher.text`: " w1 w2 " for a phrase, " w1 pre" for one ending in
-a prefix, one key per combination of its Russian words' forms. A phrase with too many
-combinations (two inflected Russian words make ~150) or a prefix before its last word is a
-*chain* of shorter phrases, joined after the scan by position.
+over the field lines of `watcher.text` (folded words with one space for each separator):
 
-Matching an entry folds its title and summary into one word line and runs the automaton
-over it once. Each rule is indexed under a set of key patterns one of which occurs in every
-entry it holds for (the rarest-looking such set among its terms outside NOT; `parse_query`
-refuses a rule true of an entry with none of its terms); only rules indexed under a pattern
-that occurred are candidates, set tests of their other such sets turn most of them away,
-and the rest are evaluated. The cost is one pass over the text plus work proportional to
-what occurred, not to the number of rules. Positions, chains, NEAR distances and spans are
-worked out only when a candidate asks.
+- a phrase whose words have few form combinations is one key per combination,
+  " w1 w2 " (" w1 pre" if it ends in a prefix), matching it where its words are separated
+  by one character; and a *gap key* " w1  ", " w1 w2  ", ... for each place where more
+  separate them ("w1, w2"), which asks for the phrase to be verified word by word there;
+- any other phrase (two inflected Russian words have ~150 combinations, a prefix may come
+  before the last word) is keyed by as many leading words as stay under the limit followed
+  by the next word's stem (" российские миротвор"), plus gap keys, and verified.
+
+What a field must contain for a rule to hold is a set of *events*, a pattern occurring
+(anywhere, or in the title or summary only). Each rule needs one event of each of a few
+sets (its *clauses*: its terms outside NOT, the feeds and languages it takes) and for most
+rules that is also enough, bar a few events that must be absent (its NOTs). Every clause
+of every rule has one bit of one big integer, each rule's bits side by side, each rule's
+followed by a spare bit; each key carries the bits of the clauses its events satisfy, and
+of the NOTs they break, further up. Matching an entry folds and scans its two fields,
+ORs the bits of the keys found, and adds one to each rule's lowest bit: the carry reaches
+a rule's spare bit exactly when all its clauses hold. A few integer operations therefore
+select the rules that hold, whatever their number; only those that also need positions
+(NEAR, or terms combined in ways clauses cannot say) are evaluated, and only rules that hit
+have their spans worked out.
 """
 
 from __future__ import annotations
@@ -22,8 +31,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, product, repeat
-from operator import itemgetter
+from functools import lru_cache, reduce
+from itertools import chain, product
+from operator import itemgetter, or_
 from typing import Any
 
 import ahocorasick
@@ -43,207 +53,205 @@ from watcher.rules.syntax import (
     parse_query,
     phrase_words,
 )
-from watcher.text import WordLine, word_line
+from watcher.text import FieldLine, field_line
 
 __all__ = ["Matcher", "compile_rules"]
 
 _ALL_FIELDS = (1 << len(FIELDS)) - 1
 _FIELD_BIT = {name: 1 << index for index, name in enumerate(FIELDS)}
-# A phrase whose words have more form combinations than this is matched as a chain of
-# shorter phrases (two inflected Russian words have ~13 x 12 combinations).
+# A phrase is keyed by the combinations of forms of as many leading words as stay at or
+# below this (two inflected Russian words have ~13 x 12).
 _MAX_KEYS_PER_PHRASE = 64
+_VERIFY = 1  # bit 0 of a key's bits: a phrase is to be verified where the key occurred
 
+# An automaton value: per field (title, summary) the key's bits and events; then how far
+# back from the end of a match its first letter is, whether the match ends inside a word
+# (a prefix), and the phrases to verify where it occurred.
+_Value = tuple[int, int, tuple[int, ...], tuple[int, ...], int, bool, tuple[int, ...]]
+_BACK, _PREFIX, _PHRASES = 4, 5, 6
 _VALUE = itemgetter(1)  # of an automaton match (end, value)
-_PIDS = itemgetter(2)  # of a value (key length, is a prefix, pattern ids)
+_BITS = (itemgetter(0), itemgetter(1))  # of a value, per field
+_EVENTS = (itemgetter(2), itemgetter(3))
 
-# Where a pattern occurred: (field index, line position of the space before its first
-# word, line position of the space after its last word).
+# Where a pattern occurred: (field index, line position of its first letter, line
+# position just after its last letter).
 _Occurrence = tuple[int, int, int]
+# Where it is shown: (field index, start, end) in the field's displayed text.
+_Place = tuple[int, int, int]
+# A phrase word: its folded forms, or (if a prefix) no forms and the prefix.
+_WordSpec = tuple[frozenset[str], str]
 
 
-class _Scan:
-    """One entry's word line and automaton matches, with positions worked out lazily."""
+@dataclass(frozen=True, slots=True)
+class _Verifiable:
+    """A phrase that gap and stem keys ask to have verified where they occurred."""
+
+    words: tuple[_WordSpec, ...]
+    bits: tuple[int, int]  # per field: the bits of its events there
+    events: tuple[tuple[int, ...], tuple[int, ...]]  # per field
+
+
+def _verify(line: str, start: int, words: tuple[_WordSpec, ...]) -> int:
+    """Where the phrase's last word ends if its words start at `start` of the field line,
+    separated only by spaces; -1 if they do not."""
+    position = start
+    end = -1
+    size = len(line)
+    for forms, prefix in words:
+        if end >= 0:  # skip the run of spaces after the previous word
+            position = end + 1
+            while position < size and line[position] == " ":
+                position += 1
+            if position == size:
+                return -1
+        end = line.find(" ", position)
+        word = line[position:end]
+        if not (word.startswith(prefix) if prefix else word in forms):
+            return -1
+    return end
+
+
+class _Entry:
+    """One entry being matched: its field lines and automaton matches, with what rules
+    that hit ask for (events, occurrences, displayed places, spans) worked out lazily."""
 
     __slots__ = (
-        "_by_pattern",
-        "_chains",
         "_found",
+        "_occurred",
         "_places",
         "_spans",
-        "line",
+        "_verified",
+        "lines",
         "matches",
-        "occurred",
-        "text",
+        "texts",
     )
 
     def __init__(
         self,
-        line: WordLine,
-        matches: list[tuple[int, tuple[int, bool, tuple[int, ...]]]],
-        occurred: set[int],
-        chains: Sequence[tuple[int, ...] | None],
+        texts: tuple[str, str],
+        lines: tuple[FieldLine, FieldLine],
+        matches: tuple[list[tuple[int, _Value]], list[tuple[int, _Value]]],
     ) -> None:
-        self.line = line
-        self.text = line.line
+        self.texts = texts
+        self.lines = lines
         self.matches = matches
-        self.occurred = occurred  # ids of the (non-chain) patterns the automaton found
-        self._chains = chains
-        self._found: dict[int, list[_Occurrence]] = {}
-        self._by_pattern: dict[int, list[tuple[int, int, bool]]] | None = None
-        self._places: dict[tuple[int, int], tuple[int, int, int]] = {}
-        self._spans: dict[tuple[int, int, int], Span] = {}
+        self._verified: list[tuple[int, tuple[int, ...], int, int]] = []  # field, events, ...
+        self._occurred: set[int] | None = None
+        self._found: list[dict[int, list[_Occurrence]]] | None = None
+        self._places: dict[int, list[_Place]] = {}
+        self._spans: dict[_Place, Span] = {}
 
-    def occurrences(self, pid: int) -> list[_Occurrence]:
-        found = self._found.get(pid)
+    def verify(self, phrases: Sequence[_Verifiable]) -> int:
+        """Verify the phrases keys asked for; the bits of the events of those that occur."""
+        bits = 0
+        seen: set[tuple[int, int, int]] = set()
+        for field, (line, matches) in enumerate(zip(self.lines, self.matches, strict=True)):
+            text = line.line
+            for end, value in matches:
+                asked = value[_PHRASES]
+                if not asked:
+                    continue
+                start = end - value[_BACK]
+                for pid in asked:
+                    if (pid, field, start) in seen:
+                        continue
+                    seen.add((pid, field, start))
+                    phrase = phrases[pid]
+                    stop = _verify(text, start, phrase.words)
+                    if stop >= 0:
+                        bits |= phrase.bits[field]
+                        self._verified.append((field, phrase.events[field], start, stop))
+        return bits
+
+    @property
+    def occurred(self) -> set[int]:
+        """The events that occurred."""
+        occurred = self._occurred
+        if occurred is None:
+            occurred = self._occurred = set()
+            for events_of, matches in zip(_EVENTS, self.matches, strict=True):
+                occurred.update(chain.from_iterable(map(events_of, map(_VALUE, matches))))
+            for _, events, _, _ in self._verified:
+                occurred.update(events)
+        return occurred
+
+    def occurrences(self, events: Iterable[int]) -> list[_Occurrence]:
+        """Where these events occurred, in field and line order, each place once."""
+        found = self._found
         if found is None:
-            parts = self._chains[pid]
-            if parts is not None:
-                found = self._chain(parts) if self.occurred.issuperset(parts) else []
-            elif pid in self.occurred:
-                found = self._occurrences(pid)
-            else:
-                found = []
-            self._found[pid] = found
+            found = self._found = [self._occurrences(field) for field in range(len(FIELDS))]
+        places: set[_Occurrence] = set()
+        for event in self.occurred.intersection(events):
+            for in_field in found:
+                places.update(in_field.get(event, ()))
+        return sorted(places)
+
+    def _occurrences(self, field: int) -> dict[int, list[_Occurrence]]:
+        found: dict[int, list[_Occurrence]] = {}
+        line = self.lines[field].line
+        events_of = _EVENTS[field]
+        for end, value in self.matches[field]:
+            events = events_of(value)
+            if events:
+                start = end - value[_BACK]
+                stop = line.find(" ", end + 1) if value[_PREFIX] else end
+                for event in events:
+                    found.setdefault(event, []).append((field, start, stop))
+        for in_field, events, start, stop in self._verified:
+            if in_field == field:
+                for event in events:
+                    found.setdefault(event, []).append((field, start, stop))
         return found
 
-    def has(self, pid: int, fields: int) -> bool:
-        parts = self._chains[pid]
-        if parts is None:
-            if pid not in self.occurred:
-                return False
-            if fields == _ALL_FIELDS:
-                return True
-        elif not self.occurred.issuperset(parts):
-            return False
-        return any(fields >> field & 1 for field, _, _ in self.occurrences(pid))
+    def places(self, occurrences: Iterable[_Occurrence]) -> list[_Place]:
+        lines = self.lines
+        return [(f, *lines[f].displayed(start, stop)) for f, start, stop in occurrences]
 
-    def _occurrences(self, pid: int) -> list[_Occurrence]:
-        by_pattern = self._by_pattern
-        if by_pattern is None:
-            by_pattern = self._by_pattern = {}
-            for end, (length, prefix, pids) in self.matches:
-                for each in pids:
-                    by_pattern.setdefault(each, []).append((end, length, prefix))
-        found: list[_Occurrence] = []
-        text = self.text
-        field_of = self.line.field_of
-        for end, length, prefix in by_pattern[pid]:
-            start = end - length + 1
-            # A prefix key stops inside a word: the word runs on to the next space.
-            stop = text.find(" ", end + 1) if prefix else end
-            found.append((field_of(start), start, stop))
-        return found
-
-    def displayed(self, start: int, stop: int) -> tuple[int, int, int]:
-        """(field, start, end) in the displayed text of an occurrence; rules that hit one
-        entry often share occurrences, so each is mapped once."""
-        place = self._places.get((start, stop))
-        if place is None:
-            place = self._places[start, stop] = self.line.displayed(start + 1, stop)
-        return place
-
-    def _chain(self, parts: tuple[int, ...]) -> list[_Occurrence]:
-        # Word i+1 starts at the space where word i ends: the line has single spaces.
-        following = [{start: stop for _, start, stop in self.occurrences(p)} for p in parts[1:]]
-        found: list[_Occurrence] = []
-        for field, start, stop in self.occurrences(parts[0]):
-            end = stop
-            for starts in following:
-                next_end = starts.get(end)
-                if next_end is None:
-                    break
-                end = next_end
-            else:
-                found.append((field, start, end))
-        return found
-
-    def spans(self, expr: _Expr, texts: Sequence[str]) -> tuple[Span, ...]:
-        occurrences: list[_Occurrence] = []
-        expr.collect(self, occurrences)
-        displayed = self.displayed
-        places = sorted({displayed(start, stop) for _, start, stop in occurrences})
+    def spans(self, places: Iterable[_Place]) -> tuple[Span, ...]:
+        """Spans of these places, overlapping ones of a field merged, in field order."""
         merged: list[list[int]] = []
-        for field, start, end in places:
+        for field, start, end in sorted(set(places)):
             last = merged[-1] if merged else None
             if last is not None and last[0] == field and start < last[2]:
                 last[2] = max(last[2], end)  # overlapping phrases: one span
             else:
                 merged.append([field, start, end])
         spans: list[Span] = []
+        cache = self._spans
         for field, start, end in merged:
-            span = self._spans.get((field, start, end))
+            span = cache.get((field, start, end))
             if span is None:  # rules hitting one entry share spans: build each once
-                span = Span(FIELDS[field], start, end, texts[field][start:end])
-                self._spans[field, start, end] = span
+                span = Span(FIELDS[field], start, end, self.texts[field][start:end])
+                cache[field, start, end] = span
             spans.append(span)
         return tuple(spans)
 
 
-# --- compiled expressions -----------------------------------------------------------------
+# --- compiled expressions (for the rules clauses cannot decide) ---------------------------
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Atom:
-    """Terms (a phrase, an actor's aliases, an OR of them): true if one of its patterns
-    occurred in one of the fields allowed for it."""
+    """Terms (a phrase, an actor's aliases, an OR of them): true if one of its events
+    occurred."""
 
-    refs: tuple[tuple[int, int], ...]  # (pattern id, bit mask of fields)
-    anywhere: frozenset[int]  # the refs' key patterns looked for in every field: one set test
-    # The rest (chains, and patterns looked for in some fields only), by a key pattern each
-    # needs: most entries have none of those keys, which one set test tells.
-    others: dict[int, tuple[tuple[int, int], ...]]
-    other_keys: frozenset[int]
+    events: frozenset[int]
 
-    def holds(self, scan: _Scan) -> bool:
-        occurred = scan.occurred
-        if not occurred.isdisjoint(self.anywhere):
-            return True
-        if occurred.isdisjoint(self.other_keys):
-            return False
-        for key in occurred.intersection(self.other_keys):
-            for pid, fields in self.others[key]:
-                if scan.has(pid, fields):
-                    return True
-        return False
+    def holds(self, entry: _Entry) -> bool:
+        return not entry.occurred.isdisjoint(self.events)
 
-    def occurrences(self, scan: _Scan) -> list[_Occurrence]:
-        found: list[_Occurrence] = []
-        occurred = scan.occurred
-        for pid in occurred.intersection(self.anywhere):
-            found.extend(scan.occurrences(pid))
-        for key in occurred.intersection(self.other_keys):
-            for pid, fields in self.others[key]:
-                found.extend(o for o in scan.occurrences(pid) if fields >> o[0] & 1)
-        return found
-
-    def collect(self, scan: _Scan, out: list[_Occurrence]) -> None:
-        out.extend(self.occurrences(scan))
-
-
-def _atom(refs: Iterable[tuple[int, int]], chains: Sequence[tuple[int, ...] | None]) -> _Atom:
-    refs = tuple(dict.fromkeys(refs))
-    anywhere = frozenset(pid for pid, fields in refs if fields == _ALL_FIELDS and not chains[pid])
-    others: dict[int, list[tuple[int, int]]] = {}
-    for pid, fields in refs:
-        if pid not in anywhere:
-            parts = chains[pid]
-            others.setdefault(pid if parts is None else parts[0], []).append((pid, fields))
-    return _Atom(
-        refs,
-        anywhere,
-        {key: tuple(group) for key, group in others.items()},
-        frozenset(others),
-    )
+    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
+        out.extend(entry.occurrences(self.events))
 
 
 @dataclass(frozen=True, slots=True)
 class _Not:
     child: _Expr
 
-    def holds(self, scan: _Scan) -> bool:
-        return not self.child.holds(scan)
+    def holds(self, entry: _Entry) -> bool:
+        return not self.child.holds(entry)
 
-    def collect(self, scan: _Scan, out: list[_Occurrence]) -> None:
+    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
         pass  # what is absent has no place
 
 
@@ -251,25 +259,25 @@ class _Not:
 class _All:
     children: tuple[_Expr, ...]
 
-    def holds(self, scan: _Scan) -> bool:
-        return all(child.holds(scan) for child in self.children)
+    def holds(self, entry: _Entry) -> bool:
+        return all(child.holds(entry) for child in self.children)
 
-    def collect(self, scan: _Scan, out: list[_Occurrence]) -> None:
+    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
         for child in self.children:
-            child.collect(scan, out)
+            child.collect(entry, out)
 
 
 @dataclass(frozen=True, slots=True)
 class _Any:
     children: tuple[_Expr, ...]
 
-    def holds(self, scan: _Scan) -> bool:
-        return any(child.holds(scan) for child in self.children)
+    def holds(self, entry: _Entry) -> bool:
+        return any(child.holds(entry) for child in self.children)
 
-    def collect(self, scan: _Scan, out: list[_Occurrence]) -> None:
+    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
         for child in self.children:  # only the branches that made it true
-            if child.holds(scan):
-                child.collect(scan, out)
+            if child.holds(entry):
+                child.collect(entry, out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,31 +286,30 @@ class _Near:
     right: _Atom
     distance: int
 
-    def pairs(self, scan: _Scan) -> Iterable[tuple[_Occurrence, _Occurrence]]:
-        count = scan.text.count
+    def pairs(self, entry: _Entry) -> Iterable[tuple[_Occurrence, _Occurrence]]:
         limit = self.distance
-        right = self.right.occurrences(scan)
-        for a in self.left.occurrences(scan):
+        right = entry.occurrences(self.right.events)
+        lines = entry.lines
+        for a in entry.occurrences(self.left.events):
             for b in right:
                 if a[0] != b[0] or a == b:  # one field; two matches, not one twice
                     continue
-                # Words between = spaces between the end of one and the start of the other.
                 if a[2] <= b[1]:
-                    between = count(" ", a[2], b[1])
+                    between = lines[a[0]].line[a[2] : b[1]].split()
                 elif b[2] <= a[1]:
-                    between = count(" ", b[2], a[1])
+                    between = lines[a[0]].line[b[2] : a[1]].split()
                 else:
-                    between = 0  # they overlap
-                if between <= limit:
+                    between = []  # they overlap
+                if len(between) <= limit:
                     yield a, b
 
-    def holds(self, scan: _Scan) -> bool:
-        if not (self.left.holds(scan) and self.right.holds(scan)):
+    def holds(self, entry: _Entry) -> bool:
+        if not (self.left.holds(entry) and self.right.holds(entry)):
             return False
-        return next(iter(self.pairs(scan)), None) is not None
+        return next(iter(self.pairs(entry)), None) is not None
 
-    def collect(self, scan: _Scan, out: list[_Occurrence]) -> None:
-        for a, b in self.pairs(scan):
+    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
+        for a, b in self.pairs(entry):
             out.append(a)
             out.append(b)
 
@@ -310,46 +317,46 @@ class _Near:
 _Expr = _Atom | _Not | _All | _Any | _Near
 
 
-def _any_of(children: tuple[_Expr, ...], chains: Sequence[tuple[int, ...] | None]) -> _Expr:
+def _any_of(children: tuple[_Expr, ...]) -> _Expr:
     # "a OR b OR @actor" is one atom rather than one test per term.
-    refs = [ref for child in children if isinstance(child, _Atom) for ref in child.refs]
+    events = frozenset().union(*(c.events for c in children if isinstance(c, _Atom)))
     rest = tuple(child for child in children if not isinstance(child, _Atom))
-    if not refs:
+    if not events:
         return _Any(rest)
     if not rest:
-        return _atom(refs, chains)
-    return _Any((_atom(refs, chains), *rest))
+        return _Atom(events)
+    return _Any((_Atom(events), *rest))
 
 
-def _negated(expr: _Expr, chains: Sequence[tuple[int, ...] | None]) -> _Expr:
+def _negated(expr: _Expr) -> _Expr:
     """NOT expr, with the NOT pushed down to terms and NEARs (De Morgan): then every rule
-    `parse_query` accepts names terms one of which it needs (`_Compiler.requirements`),
-    and `NOT (NOT a OR NOT b)` reports the spans of a and b."""
+    `parse_query` accepts has clauses (`_Compiler.requirements`), and
+    `NOT (NOT a OR NOT b)` reports the spans of a and b."""
     if isinstance(expr, _Not):
         return expr.child
     if isinstance(expr, _All):
-        return _any_of(tuple(_negated(child, chains) for child in expr.children), chains)
+        return _any_of(tuple(_negated(child) for child in expr.children))
     if isinstance(expr, _Any):
-        return _All(tuple(_negated(child, chains) for child in expr.children))
+        return _All(tuple(_negated(child) for child in expr.children))
     return _Not(expr)
+
+
+def _conjuncts(expr: _Expr) -> list[_Expr]:
+    if isinstance(expr, _All):
+        return [c for child in expr.children for c in _conjuncts(child)]
+    return [expr]
 
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
     name: str
-    expr: _Expr
-    # Sets of key patterns each of which must have one occur for the rule to hold, rarest
-    # first: the rule is indexed under the first; set tests of the others turn most
-    # candidates away before any evaluation.
-    requirements: tuple[frozenset[int], ...]
-    feeds: frozenset[str] | None  # None: every feed
-    languages: frozenset[str] | None  # primary language subtags; None: any language
-
-    @property
-    def checks(self) -> tuple[frozenset[int], ...]:
-        return self.requirements[1:]  # not the first: the rule is indexed under it
+    # Its terms outside NOT that clauses alone decide: their events make its spans.
+    events: frozenset[int]
+    # The rest, if any: true, given the clauses, only if these hold too.
+    rest: tuple[_Expr, ...]
 
 
+@lru_cache(maxsize=256)
 def _language_code(language: str | None) -> str | None:
     """ "ru-RU", "ru_ru", " RU " → "ru"."""
     if language is None:
@@ -361,24 +368,35 @@ def _language_code(language: str | None) -> str | None:
 # --- the matcher --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """The integers that select the rules whose clauses hold (see the module doc)."""
+
+    lowest: int  # each rule's lowest clause bit
+    spare: int  # each rule's spare bit, just above its clause bits
+    shift: int  # how far above its spare bit a rule's NOT bit is
+    feeds: dict[str | None, int]  # feed → the filter bits of the rules that take it
+    languages: dict[str | None, int]  # primary language subtag → likewise
+    filtered: bool  # whether any rule has a feeds or languages filter
+
+
 class Matcher:
     """All rules, compiled once. `match` is pure and safe to call from any thread."""
 
-    __slots__ = ("_automaton", "_chains", "_checks", "_names", "_rules", "_rules_by_pattern")
+    __slots__ = ("_automaton", "_names", "_phrases", "_rules", "_selection")
 
     def __init__(
         self,
         names: tuple[str, ...],
-        rules: tuple[_Rule, ...],
-        rules_by_pattern: dict[int, tuple[int, ...]],
-        chains: tuple[tuple[int, ...] | None, ...],
+        rules: dict[int, _Rule],
+        selection: _Selection,
+        phrases: tuple[_Verifiable, ...],
         automaton: Any,
     ) -> None:
         self._names = names  # in configuration order
-        self._rules = rules  # in the order hits are reported: priority, then configuration
-        self._checks = tuple(rule.checks for rule in rules)
-        self._rules_by_pattern = rules_by_pattern  # pattern id → indexes into _rules
-        self._chains = chains  # pattern id → its word patterns if it is a chain, else None
+        self._rules = rules  # by the position of its spare bit, in the order of hits
+        self._selection = selection
+        self._phrases = phrases  # by pattern id (only those keys ask to verify matter)
         self._automaton = automaton  # None if no rule has a term
 
     @property
@@ -400,40 +418,57 @@ class Matcher:
         primary subtag, case-insensitively: "ru-RU" is "ru"). Hits come by priority, higher
         first, then in configuration order; each carries the spans of the terms that made
         its rule true, overlapping spans of a field merged, title first."""
-        if self._automaton is None:
+        automaton = self._automaton
+        if automaton is None:
             return []
-        line = word_line(title, summary)
-        matches = list(self._automaton.iter(line.line))
-        if not matches:
+        lines = (field_line(title), field_line(summary))
+        matches = (list(automaton.iter(lines[0].line)), list(automaton.iter(lines[1].line)))
+        if not (matches[0] or matches[1]):
             return []
-        occurred = set(chain.from_iterable(map(_PIDS, map(_VALUE, matches))))
-        by_pattern = self._rules_by_pattern.get
-        candidates = set(chain.from_iterable(map(by_pattern, occurred, repeat(()))))
-        if not candidates:
+        bits = reduce(or_, map(_BITS[0], map(_VALUE, matches[0])), 0) | reduce(
+            or_, map(_BITS[1], map(_VALUE, matches[1])), 0
+        )
+        entry = None
+        if bits & _VERIFY:
+            entry = _Entry((title, summary), lines, matches)
+            bits |= entry.verify(self._phrases)
+        selection = self._selection
+        if selection.filtered:
+            bits |= selection.feeds.get(feed, 0)
+            bits |= selection.languages.get(_language_code(language), 0)
+        holding = (bits + selection.lowest) & selection.spare
+        if holding:
+            holding &= ~(bits >> selection.shift)
+        if not holding:
             return []
-        scan = _Scan(line, matches, occurred, self._chains)
-        code = _language_code(language)
-        texts = (title, summary)
+        if entry is None:
+            entry = _Entry((title, summary), lines, matches)
         hits: list[Hit] = []
         rules = self._rules
-        checks = self._checks
-        isdisjoint = occurred.isdisjoint
-        for index in sorted(candidates):
-            for required in checks[index]:
-                if isdisjoint(required):
-                    break
-            else:
-                rule = rules[index]
-                if rule.feeds is not None and feed not in rule.feeds:
-                    continue
-                if rule.languages is not None and code not in rule.languages:
-                    continue
-                if rule.expr.holds(scan):
-                    hits.append(Hit(rule.name, scan.spans(rule.expr, texts)))
+        while holding:
+            spare = holding & -holding
+            holding ^= spare
+            rule = rules[spare.bit_length()]
+            if rule.rest and not all(expr.holds(entry) for expr in rule.rest):
+                continue
+            occurrences = entry.occurrences(rule.events)
+            for expr in rule.rest:
+                expr.collect(entry, occurrences)
+            hits.append(Hit(rule.name, entry.spans(entry.places(occurrences))))
         return hits
 
 
 # --- compiling ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _CompiledRule:
+    rule: _Rule
+    clauses: list[frozenset[int]]  # event sets; filters are added as bits
+    forbidden: frozenset[int]  # events that must not occur
+    feeds: frozenset[str] | None
+    languages: frozenset[str] | None
+    priority: int
 
 
 class _Compiler:
@@ -441,59 +476,109 @@ class _Compiler:
         # Actor names may be given with or without their "@".
         self.actors = {name.removeprefix("@"): aliases for name, aliases in actors.items()}
         self.pattern_ids: dict[tuple[str, ...], int] = {}
+        self.patterns: list[tuple[_WordSpec, ...]] = []  # by pattern id
         self.pattern_words: list[tuple[str, ...]] = []  # by pattern id
-        self.chains: list[tuple[int, ...] | None] = []  # by pattern id
-        self.anchors: list[int] = []  # by pattern id: a key pattern that must occur for it
-        self.keys: dict[str, set[int]] = {}  # automaton key → pattern ids
+        self.events: dict[tuple[int, int], int] = {}  # (pattern id, fields) → event id
+        self.event_patterns: list[int] = []  # by event id
+        # automaton key → (patterns it is, phrases it asks to verify)
+        self.keys: dict[str, tuple[set[int], set[int]]] = {}
         self.actor_ids: dict[str, tuple[int, ...]] = {}
 
     def pattern(self, words: tuple[str, ...]) -> int:
         pid = self.pattern_ids.get(words)
         if pid is not None:
             return pid
-        forms = [_forms(word) for word in words]
-        segments = _segments(forms)
-        if len(segments) > 1:
-            parts = tuple(self.pattern(words[start:end]) for start, end in segments)
-            pid = len(self.chains)  # after the parts took theirs
-            self.chains.append(parts)
-            # Index under the segment with the most words: likely the rarest.
-            longest = max(range(len(parts)), key=lambda i: segments[i][1] - segments[i][0])
-            self.anchors.append(self.anchors[parts[longest]])
-        else:
-            pid = len(self.chains)
-            self.chains.append(None)
-            self.anchors.append(pid)
-            tail = "" if forms[-1][1] else " "
-            for combination in product(*(choices for choices, _ in forms)):
-                self.keys.setdefault(" " + " ".join(combination) + tail, set()).add(pid)
+        pid = len(self.patterns)
+        specs = tuple(_spec(word) for word in words)
+        self.patterns.append(specs)
         self.pattern_words.append(words)
         self.pattern_ids[words] = pid
+        self.add_keys(pid, specs)
         return pid
 
-    def rule(self, rule: RuleDef) -> tuple[_Rule, frozenset[int]]:
-        """The compiled rule, and the key patterns to index it under."""
+    def add_keys(self, pid: int, specs: tuple[_WordSpec, ...]) -> None:
+        """The automaton keys of a phrase (see the module doc)."""
+        forms = [sorted(word_forms) for word_forms, _ in specs]
+        count = len(specs)
+        keyed, combinations = 0, 1  # the leading words keyed by all their forms
+        while keyed < count and not specs[keyed][1]:
+            if keyed and combinations * len(forms[keyed]) > _MAX_KEYS_PER_PHRASE:
+                break
+            combinations *= len(forms[keyed])
+            keyed += 1
+        for gap in range(1, min(keyed, count - 1) + 1):
+            for words in product(*forms[:gap]):
+                self.key(" " + " ".join(words) + "  ", verify=pid)
+        heads = [" " + " ".join(words) + " " for words in product(*forms[:keyed])]
+        if not keyed:  # a phrase starting with a prefix
+            heads = [" "]
+        if keyed == count:
+            for head in heads:
+                self.key(head, pattern=pid)
+            return
+        prefix = specs[keyed][1]
+        stem = prefix or _common_prefix(forms[keyed])
+        # A phrase ending in a prefix, keyed up to it, needs no verifying.
+        whole = bool(prefix) and keyed == count - 1
+        for head in heads:
+            if whole:
+                self.key(head + stem, pattern=pid)
+            else:
+                self.key(head + stem, verify=pid)
+
+    def key(self, key: str, *, pattern: int | None = None, verify: int | None = None) -> None:
+        patterns, phrases = self.keys.setdefault(key, (set(), set()))
+        if pattern is not None:
+            patterns.add(pattern)
+        if verify is not None:
+            phrases.add(verify)
+
+    def event(self, pid: int, fields: int) -> int:
+        event = self.events.get((pid, fields))
+        if event is None:
+            event = self.events[pid, fields] = len(self.event_patterns)
+            self.event_patterns.append(pid)
+        return event
+
+    def rule(self, rule: RuleDef) -> _CompiledRule:
         tree = parse_query(rule.query, rule=rule.name)
         expr = self.expr(tree, _ALL_FIELDS, rule.name)
-        feeds = frozenset(rule.feeds) if rule.feeds else None
+        positive: set[int] = set()
+        clauses: list[frozenset[int]] = []
+        forbidden: set[int] = set()
+        rest: list[_Expr] = []
+        for conjunct in _conjuncts(expr):
+            if isinstance(conjunct, _Atom):
+                positive |= conjunct.events
+                clauses.append(conjunct.events)
+            elif isinstance(conjunct, _Not) and isinstance(conjunct.child, _Atom):
+                forbidden |= conjunct.child.events
+            else:
+                rest.append(conjunct)
+                clauses.extend(self.requirements(conjunct))
+        # parse_query refuses a rule true of an entry without its terms: it requires some.
+        assert clauses, rule
         languages = None
         if rule.languages:
             languages = frozenset(c for c in map(_language_code, rule.languages) if c)
-        requirements = sorted(set(self.requirements(expr)), key=self.cost)
-        # parse_query refuses a rule true of an entry without its terms: it requires some.
-        assert requirements, rule
-        compiled = _Rule(rule.name, expr, tuple(requirements), feeds, languages)
-        return compiled, requirements[0]
+        return _CompiledRule(
+            _Rule(rule.name, frozenset(positive), tuple(rest)),
+            list(dict.fromkeys(clauses)),
+            frozenset(forbidden),
+            frozenset(rule.feeds) if rule.feeds else None,
+            languages,
+            rule.priority,
+        )
 
     def expr(self, node: Node, fields: int, rule: str) -> _Expr:
         if isinstance(node, Phrase):
-            return _atom([(self.pattern(node.words), fields)], self.chains)
+            return _Atom(frozenset((self.event(self.pattern(node.words), fields),)))
         if isinstance(node, Actor):
-            return _atom([(pid, fields) for pid in self.actor(node, rule)], self.chains)
+            return _Atom(frozenset(self.event(pid, fields) for pid in self.actor(node, rule)))
         if isinstance(node, Scope):
             return self.expr(node.child, fields & _FIELD_BIT[node.field], rule)
         if isinstance(node, Not):
-            return _negated(self.expr(node.child, fields, rule), self.chains)
+            return _negated(self.expr(node.child, fields, rule))
         if isinstance(node, Near):
             left = self.expr(node.left, fields, rule)
             right = self.expr(node.right, fields, rule)
@@ -503,17 +588,13 @@ class _Compiler:
         children = tuple(self.expr(child, fields, rule) for child in node.children)
         if isinstance(node, And):
             return _All(children)
-        return _any_of(children, self.chains)
+        return _any_of(children)
 
     def requirements(self, expr: _Expr) -> list[frozenset[int]]:
-        """Sets of key patterns such that, in every entry `expr` is true of, one pattern of
-        each set occurred. None from under NOT: what must be absent names nothing to look for."""
+        """Sets of events such that, in every entry `expr` is true of, one event of each
+        set occurred. None from under NOT: what must be absent names nothing to look for."""
         if isinstance(expr, _Atom):
-            required = [frozenset(self.anchors[pid] for pid, _ in expr.refs)]
-            parts = self.chains[expr.refs[0][0]] if len(expr.refs) == 1 else None
-            if parts is not None:  # a lone chain needs every one of its parts
-                required.extend(frozenset((part,)) for part in parts)
-            return required
+            return [expr.events]
         if isinstance(expr, _Not):
             return []
         if isinstance(expr, _Any):
@@ -522,20 +603,21 @@ class _Compiler:
                 return []
             return [frozenset().union(*(min(option, key=self.cost) for option in options))]
         if isinstance(expr, _Near):
-            return self.requirements(expr.left) + self.requirements(expr.right)
+            return [expr.left.events, expr.right.events]
         return [required for child in expr.children for required in self.requirements(child)]
 
-    def cost(self, patterns: frozenset[int]) -> float:
-        return sum(map(self.commonness, patterns))
-
-    def commonness(self, pid: int) -> float:
-        """How often a key pattern may be expected to occur, roughly: a phrase key is rarer
-        than a word, a prefix commoner, a long word rarer than a short one."""
-        words = self.pattern_words[pid]
-        if len(words) > 1:
-            return 0.1
-        word = words[0]
-        return (2.0 if word.endswith("*") else 1.0) * 8 / max(len(word.strip("=*")), 4)
+    def cost(self, events: frozenset[int]) -> float:
+        """How often one of these events may be expected to occur, roughly: a phrase is
+        rarer than a word, a prefix commoner, a long word rarer than a short one."""
+        total = 0.0
+        for event in events:
+            words = self.pattern_words[self.event_patterns[event]]
+            if len(words) > 1:
+                total += 0.1
+            else:
+                word = words[0]
+                total += (2.0 if word.endswith("*") else 1.0) * 8 / max(len(word.strip("=*")), 4)
+        return total
 
     def actor(self, node: Actor, rule: str) -> tuple[int, ...]:
         ids = self.actor_ids.get(node.name)
@@ -578,66 +660,127 @@ class _Compiler:
             return message + f"; did you mean @{close[0]}?"
         return message
 
-    def automaton(self) -> Any:
+    def matcher(self, names: tuple[str, ...], compiled: list[_CompiledRule]) -> Matcher:
+        # Hits are reported by priority, then in configuration order (sorted() is stable),
+        # which is the order of the rules' bits.
+        ordered = sorted(compiled, key=lambda item: -item.priority)
+        event_bits = [0] * len(self.events)
+        lowest = spare = 0
+        feeds: dict[str | None, int] = {}
+        languages: dict[str | None, int] = {}
+        rules: dict[int, _Rule] = {}
+        position = 1  # bit 0 is _VERIFY
+        not_bits: list[tuple[int, frozenset[int]]] = []
+        for item in ordered:
+            lowest |= 1 << position
+            for clause in item.clauses:
+                for event in clause:
+                    event_bits[event] |= 1 << position
+                position += 1
+            if item.feeds is not None:
+                for feed in item.feeds:
+                    feeds[feed] = feeds.get(feed, 0) | 1 << position
+                position += 1
+            if item.languages is not None:
+                for code in item.languages:
+                    languages[code] = languages.get(code, 0) | 1 << position
+                position += 1
+            spare |= 1 << position
+            rules[position + 1] = item.rule  # int.bit_length() of the spare bit
+            not_bits.append((position, item.forbidden))
+            position += 1
+        shift = position
+        for spare_position, forbidden in not_bits:
+            for event in forbidden:
+                event_bits[event] |= 1 << (spare_position + shift)
+        selection = _Selection(
+            lowest,
+            spare,
+            shift,
+            feeds,
+            languages,
+            any(item.feeds is not None or item.languages is not None for item in compiled),
+        )
+        return Matcher(
+            names, rules, selection, self.verifiable(event_bits), self.automaton(event_bits)
+        )
+
+    def field_events(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Per pattern id, per field: the events an occurrence there is."""
+        found: list[tuple[list[int], list[int]]] = [([], []) for _ in self.patterns]
+        for (pid, fields), event in self.events.items():
+            for field in range(len(FIELDS)):
+                if fields >> field & 1:
+                    found[pid][field].append(event)
+        return [(tuple(title), tuple(summary)) for title, summary in found]
+
+    def verifiable(self, event_bits: list[int]) -> tuple[_Verifiable, ...]:
+        phrases: list[_Verifiable] = []
+        for specs, events in zip(self.patterns, self.field_events(), strict=True):
+            bits = (
+                reduce(or_, (event_bits[e] for e in events[0]), 0),
+                reduce(or_, (event_bits[e] for e in events[1]), 0),
+            )
+            phrases.append(_Verifiable(specs, bits, events))
+        return tuple(phrases)
+
+    def automaton(self, event_bits: list[int]) -> Any:
         if not self.keys:
             return None
+        field_events = self.field_events()
+        shared: dict[tuple[Any, ...], _Value] = {}  # keys alike but in length share a value
         automaton = ahocorasick.Automaton()
-        for key, pids in self.keys.items():
-            value = (len(key), not key.endswith(" "), tuple(sorted(pids)))
+        for key, (patterns, phrases) in self.keys.items():
+            events = (
+                tuple(sorted({e for pid in patterns for e in field_events[pid][0]})),
+                tuple(sorted({e for pid in patterns for e in field_events[pid][1]})),
+            )
+            verify = tuple(sorted(phrases))
+            back, prefix = len(key) - 2, not key.endswith(" ")
+            value = shared.get((events, verify, back, prefix))
+            if value is None:
+                flag = _VERIFY if verify else 0
+                value = (
+                    reduce(or_, (event_bits[e] for e in events[0]), flag),
+                    reduce(or_, (event_bits[e] for e in events[1]), flag),
+                    events[0],
+                    events[1],
+                    back,
+                    prefix,
+                    verify,
+                )
+                shared[events, verify, back, prefix] = value
             automaton.add_word(key, value)
         automaton.make_automaton()
         return automaton
 
 
-def _segments(forms: Sequence[tuple[Sequence[str], bool]]) -> list[tuple[int, int]]:
-    """Split a phrase into runs of words that each become automaton keys: a run ends at a
-    prefix word (a key can only end with one) or before its keys would exceed the limit."""
-    segments: list[tuple[int, int]] = []
-    start, combinations = 0, 1
-    for index, (choices, prefix) in enumerate(forms):
-        if index > start and combinations * len(choices) > _MAX_KEYS_PER_PHRASE:
-            segments.append((start, index))
-            start, combinations = index, 1
-        combinations *= len(choices)
-        if prefix:
-            segments.append((start, index + 1))
-            start, combinations = index + 1, 1
-    if start < len(forms):
-        segments.append((start, len(forms)))
-    return segments
+def _common_prefix(forms: Sequence[str]) -> str:
+    first, last = min(forms), max(forms)
+    size = 0
+    while size < len(first) and first[size] == last[size]:
+        size += 1
+    return first[:size]
 
 
-def _forms(word: str) -> tuple[Sequence[str], bool]:
-    """The folded forms a phrase word stands for, and whether it is a prefix."""
+def _spec(word: str) -> _WordSpec:
+    """The folded forms a phrase word stands for, or its prefix."""
     if word.endswith("*"):
-        return (word[:-1],), True
+        return frozenset((word[:-1],)), word[:-1]
     if word.startswith("="):
-        return (word[1:],), False
-    return sorted(inflections(word)), False
+        return frozenset((word[1:],)), ""
+    return inflections(word), ""
 
 
 def compile_rules(rules: Sequence[RuleDef], actors: Mapping[str, Sequence[str]]) -> Matcher:
     """Compile every rule once. Raises RuleError for a bad query, an unknown actor or a
     duplicate rule name."""
     compiler = _Compiler(actors)
-    compiled: list[tuple[_Rule, frozenset[int], int]] = []
+    compiled: list[_CompiledRule] = []
     seen: set[str] = set()
     for rule in rules:
         if rule.name in seen:
             raise RuleError("duplicate rule name", rule=rule.name)
         seen.add(rule.name)
-        expr, anchors = compiler.rule(rule)
-        compiled.append((expr, anchors, rule.priority))
-    # Hits are reported by priority, then in configuration order (sorted() is stable).
-    ordered = sorted(compiled, key=lambda item: -item[2])
-    rules_by_pattern: dict[int, list[int]] = {}
-    for index, (_, anchors, _) in enumerate(ordered):
-        for pid in anchors:
-            rules_by_pattern.setdefault(pid, []).append(index)
-    return Matcher(
-        names=tuple(rule.name for rule in rules),
-        rules=tuple(expr for expr, _, _ in ordered),
-        rules_by_pattern={pid: tuple(ids) for pid, ids in rules_by_pattern.items()},
-        chains=tuple(compiler.chains),
-        automaton=compiler.automaton(),
-    )
+        compiled.append(compiler.rule(rule))
+    return compiler.matcher(tuple(rule.name for rule in rules), compiled)
