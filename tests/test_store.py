@@ -1,5 +1,6 @@
 """The SQLite store, on a real database file."""
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from watcher.errors import StoreError
-from watcher.model import Alert, Entry, FeedDef
+from watcher.model import Alert, Entry, FeedDef, FeedState
 from watcher.store import Store, migrate
 from watcher.store.schema import SCHEMA_VERSION
 
@@ -235,3 +236,39 @@ async def test_a_chat_keeps_its_order_when_retries_reorder_due_times(store: Stor
         "m2",
         "m3",
     ]
+
+
+async def test_batched_updates_share_transactions_and_all_land(tmp_path: Path) -> None:
+    feeds = [FeedDef(f"f{n}", f"https://f{n}.example/rss", 600) for n in range(450)]
+    async with await Store.open(tmp_path / "w.db") as store:
+        await store.sync_feeds(feeds, NOW)
+        ids = {state.name: state.id for state in await store.feeds()}
+        await asyncio.gather(
+            *(
+                store.feed_unchanged(
+                    ids[feed.name],
+                    now=NOW,
+                    status=304,
+                    etag=f'"{feed.name}"',
+                    last_modified=None,
+                    body_hash=None,
+                    next_check_at=NOW + timedelta(minutes=10),
+                    ttl_s=None,
+                )
+                for feed in feeds
+            )
+        )
+        states = await store.feeds()
+    assert all(state.etag == f'"{state.name}"' for state in states)
+    assert all(state.last_status == 304 and state.last_success_at == NOW for state in states)
+    assert all_due_in_ten_minutes(states)
+
+
+def all_due_in_ten_minutes(states: list[FeedState]) -> bool:
+    return all(state.next_check_at == NOW + timedelta(minutes=10) for state in states)
+
+
+async def test_due_feeds_leaves_out_feeds_being_polled(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    assert [f.name for f in await store.due_feeds(NOW, exclude=[apa])] == ["trend"]
+    assert await store.due_feeds(NOW, limit=0) == []

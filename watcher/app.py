@@ -73,7 +73,11 @@ class Daemon:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._ruleset = build_ruleset(settings)
         self._feeds: dict[str, FeedDef] = {feed.name: feed for feed in settings.feeds}
-        self._poll_slots = asyncio.Semaphore(settings.polling.concurrency)
+        # Polls started at once. Fetches are limited more finely inside the fetcher (per
+        # host first, then overall), so a feed waiting for its host holds no global slot;
+        # this bound only keeps the number of waiting tasks modest.
+        self._max_polls = settings.polling.concurrency * 4
+        self._in_flight_ids: dict[str, int] = {}
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -91,6 +95,7 @@ class Daemon:
                 timeout_s=self.settings.polling.timeout,
                 max_body_bytes=self.settings.polling.max_body_bytes,
                 per_host=self.settings.polling.per_host,
+                concurrency=self.settings.polling.concurrency,
             ) as fetcher:
                 parser = FeedParser()
                 sender = (
@@ -192,8 +197,14 @@ class Daemon:
     async def _tick(self, store: Store, context: PollContext, delivery: Delivery) -> None:
         if self._stop.is_set():
             return
+        capacity = self._max_polls - len(self._in_flight)
+        if capacity <= 0:
+            return
+        # Feeds in flight when the query starts are excluded even if they finish while it
+        # runs: the rows read may predate their new next check, and they would poll twice.
+        busy = list(self._in_flight_ids.values())
         try:
-            due = await store.due_feeds(utc_now())
+            due = await store.due_feeds(utc_now(), limit=capacity, exclude=busy)
         except Exception:
             log.exception("tick failed: could not read due feeds")
             return
@@ -203,28 +214,29 @@ class Daemon:
                 continue
             task = asyncio.create_task(self._poll(feed, state, context, delivery))
             self._in_flight[state.name] = task
+            self._in_flight_ids[state.name] = state.id
             task.add_done_callback(functools.partial(self._forget_poll, state.name))
 
     def _forget_poll(self, name: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(name, None)
+        self._in_flight_ids.pop(name, None)
 
     async def _poll(
         self, feed: FeedDef, state: FeedState, context: PollContext, delivery: Delivery
     ) -> None:
-        async with self._poll_slots:
-            started = time.perf_counter()
-            try:
-                report = await poll_feed(feed, state, context)
-            except Exception as exc:
-                # A bug, not a feed problem: log it, and still reschedule the feed so it is
-                # neither lost nor retried every tick.
-                log.exception("poll crashed feed=%s", feed.name)
-                report = PollReport(feed=feed.name, error=f"internal error: {exc!r}")
-                await self._reschedule_after_crash(context, feed, state, report)
-            _log_poll(report, time.perf_counter() - started)
-            if report.alerts:
-                delivery.wake()
-            await self._report_feed_health(report, feed, context, delivery)
+        started = time.perf_counter()
+        try:
+            report = await poll_feed(feed, state, context)
+        except Exception as exc:
+            # A bug, not a feed problem: log it, and still reschedule the feed so it is
+            # neither lost nor retried every tick.
+            log.exception("poll crashed feed=%s", feed.name)
+            report = PollReport(feed=feed.name, error=f"internal error: {exc!r}")
+            await self._reschedule_after_crash(context, feed, state, report)
+        _log_poll(report, time.perf_counter() - started)
+        if report.alerts:
+            delivery.wake()
+        await self._report_feed_health(report, feed, context, delivery)
 
     async def _report_feed_health(
         self, report: PollReport, feed: FeedDef, context: PollContext, delivery: Delivery

@@ -89,13 +89,21 @@ def _freshness(response: aiohttp.ClientResponse) -> float | None:
 class Fetcher:
     """One shared aiohttp session for every feed. Use as an async context manager."""
 
-    def __init__(self, *, timeout_s: float, max_body_bytes: int, per_host: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        max_body_bytes: int,
+        per_host: int = 2,
+        concurrency: int | None = None,
+    ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(10.0, timeout_s))
         self._max_body_bytes = max_body_bytes
         self._per_host = per_host
         # Waiting for a host's turn happens before the request, so it does not eat into
         # the request's own timeout.
         self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -125,8 +133,13 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        # The host's turn first, then a global slot: a feed queued behind its own host
+        # must not hold a slot that another host's feed could use.
         async with self._host_slot(url):
-            return await self._get(self._session, url, headers)
+            if self._slots is None:
+                return await self._get(self._session, url, headers)
+            async with self._slots:
+                return await self._get(self._session, url, headers)
 
     def _host_slot(self, url: str) -> asyncio.Semaphore:
         host = (urlsplit(url).hostname or "").lower()

@@ -280,9 +280,21 @@ async def _record_unchanged(
 ) -> None:
     interval = await _interval(feed, state, ctx)
     now = ctx.clock()
+    if report.moved_to is None:
+        # The common case by far (a 304): batched with other feeds' into one transaction.
+        await ctx.store.feed_unchanged(
+            state.id,
+            now=now,
+            status=result.status,
+            etag=result.etag or state.etag,
+            last_modified=result.last_modified or state.last_modified,
+            body_hash=state.body_hash,
+            next_check_at=_next_check(now, interval, ctx, result, state.ttl_s),
+            ttl_s=state.ttl_s,
+        )
+        return
     async with ctx.store.write() as tx:
-        if report.moved_to is not None:
-            await tx.feed_moved(state.id, report.moved_to)
+        await tx.feed_moved(state.id, report.moved_to)
         await tx.feed_succeeded(
             state.id,
             now=now,

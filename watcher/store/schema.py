@@ -156,10 +156,23 @@ def _v4_subscribers(db: sqlite3.Connection) -> None:
     )
 
 
+def _v5_due_index(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- A new feed is due at once: a time, not NULL, so "due" is one range scan.
+        UPDATE feeds SET next_check_at = created_at WHERE next_check_at IS NULL;
+        CREATE INDEX feeds_due ON feeds(next_check_at, id)
+            WHERE active = 1 AND disabled_at IS NULL;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
     _v3_feed_ttl,
     _v4_subscribers,
+    _v5_due_index,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

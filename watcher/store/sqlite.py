@@ -27,6 +27,8 @@ from watcher.store.subscribers import SubscriberQueries
 # SQLite's default limit on bound parameters is 32766; stay far below it per statement.
 _ENTRY_ROWS_PER_STATEMENT = 500
 _BUSY_TIMEOUT_MS = 5000
+_BATCH_ROWS = 200  # a batch this full is written at once
+_BATCH_WAIT_S = 0.02  # otherwise updates wait this long for company
 
 
 def _ts(moment: datetime | None) -> float | None:
@@ -72,6 +74,9 @@ class Store(SubscriberQueries):
         self._db = db
         self.path = path
         self._write_lock = asyncio.Lock()
+        self._batch: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
+        self._batch_flush: asyncio.Task[None] | None = None  # the one waiting to gather
+        self._flushes: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -87,6 +92,10 @@ class Store(SubscriberQueries):
         return cls(db, path)
 
     async def close(self) -> None:
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+        if self._batch:
+            await self._flush_batch(0.0)
         await self._db.close()
 
     async def __aenter__(self) -> Self:
@@ -112,6 +121,83 @@ class Store(SubscriberQueries):
                 raise
             await self._db.execute("COMMIT")
 
+    # -- batched updates -------------------------------------------------------------
+
+    async def batched(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Run one small UPDATE together with the others that arrive within a few
+        milliseconds, in one transaction (one `executemany` per statement); return once it
+        is committed. Thousands of unchanged feeds a minute cost one transaction each
+        otherwise, queued behind the one write lock."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch.append((sql, params, done))
+        if len(self._batch) >= _BATCH_ROWS:
+            self._start_flush(delay_s=0.0)
+        elif self._batch_flush is None:
+            self._start_flush(delay_s=_BATCH_WAIT_S)
+        await done
+
+    def _start_flush(self, delay_s: float) -> None:
+        if self._batch_flush is not None and delay_s > 0:
+            return
+        flush = asyncio.create_task(self._flush_batch(delay_s))
+        self._flushes.add(flush)
+        flush.add_done_callback(self._flushes.discard)
+        if delay_s > 0:
+            self._batch_flush = flush
+
+    async def _flush_batch(self, delay_s: float) -> None:
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        batch, self._batch = self._batch, []
+        if self._batch_flush is asyncio.current_task():
+            self._batch_flush = None
+        if not batch:
+            return
+        by_statement: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params, _ in batch:
+            by_statement.setdefault(sql, []).append(params)
+        try:
+            async with self.write() as tx:
+                for sql, rows in by_statement.items():
+                    await tx.db.executemany(sql, rows)
+        except BaseException as exc:
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for _, _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    async def feed_unchanged(
+        self,
+        feed_id: int,
+        *,
+        now: datetime,
+        status: int,
+        etag: str | None,
+        last_modified: str | None,
+        body_hash: str | None,
+        next_check_at: datetime,
+        ttl_s: int | None,
+    ) -> None:
+        """A poll that found nothing new (304, or the same body): batched."""
+        await self.batched(
+            FEED_SUCCEEDED_SQL,
+            feed_succeeded_params(
+                feed_id,
+                now=now,
+                status=status,
+                etag=etag,
+                last_modified=last_modified,
+                body_hash=body_hash,
+                next_check_at=next_check_at,
+                ttl_s=ttl_s,
+            ),
+        )
+
     # -- feeds -------------------------------------------------------------------------
 
     async def sync_feeds(self, feeds: Sequence[FeedDef], now: datetime) -> None:
@@ -126,8 +212,9 @@ class Store(SubscriberQueries):
                 # keeps the URL a permanent redirect moved the feed to.
                 await tx.db.execute(
                     """
-                    INSERT INTO feeds (name, url, config_url, active, created_at)
-                    VALUES (?, ?, ?, 1, ?)
+                    INSERT INTO feeds (name, url, config_url, active, created_at,
+                                       next_check_at)
+                    VALUES (?, ?, ?, 1, ?, ?)
                     ON CONFLICT (name) DO UPDATE SET
                         active = 1,
                         url = CASE WHEN config_url = excluded.config_url THEN url
@@ -142,19 +229,26 @@ class Store(SubscriberQueries):
                         disabled_reason = CASE WHEN config_url = excluded.config_url
                                                THEN disabled_reason END,
                         next_check_at = CASE WHEN config_url = excluded.config_url
-                                             THEN next_check_at END,
+                                             THEN next_check_at
+                                             ELSE excluded.next_check_at END,
                         config_url = excluded.config_url
                     """,
-                    (feed.name, feed.url, feed.url, _ts(now)),
+                    (feed.name, feed.url, feed.url, _ts(now), _ts(now)),
                 )
 
-    async def due_feeds(self, now: datetime, limit: int = 1000) -> list[FeedState]:
+    async def due_feeds(
+        self, now: datetime, limit: int = 1000, *, exclude: Collection[int] = ()
+    ) -> list[FeedState]:
+        """Feeds whose next check has come, most overdue first, leaving out `exclude`
+        (feed ids being polled). One range scan of the `feeds_due` index."""
+        if limit <= 0:
+            return []
+        skip = f"AND id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         rows = await self._fetchall(
             f"""SELECT {_FEED_COLUMNS} FROM feeds
-                WHERE active = 1 AND disabled_at IS NULL
-                  AND (next_check_at IS NULL OR next_check_at <= ?)
-                ORDER BY next_check_at IS NOT NULL, next_check_at, id LIMIT ?""",
-            (_ts(now), limit),
+                WHERE active = 1 AND disabled_at IS NULL AND next_check_at <= ? {skip}
+                ORDER BY next_check_at, id LIMIT ?""",
+            (_ts(now), *exclude, limit),
         )
         return [_feed_state(row) for row in rows]
 
@@ -326,6 +420,35 @@ def _feed_state(row: sqlite3.Row) -> FeedState:
     )
 
 
+FEED_SUCCEEDED_SQL = """UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?,
+    next_check_at = ?, consecutive_errors = 0, last_status = ?, last_error = NULL,
+    failing_since = NULL, last_checked_at = ?, last_success_at = ?, ttl_s = ? WHERE id = ?"""
+
+
+def feed_succeeded_params(
+    feed_id: int,
+    *,
+    now: datetime,
+    status: int,
+    etag: str | None,
+    last_modified: str | None,
+    body_hash: str | None,
+    next_check_at: datetime,
+    ttl_s: int | None,
+) -> tuple[Any, ...]:
+    return (
+        etag,
+        last_modified,
+        body_hash,
+        _ts(next_check_at),
+        status,
+        _ts(now),
+        _ts(now),
+        ttl_s,
+        feed_id,
+    )
+
+
 class WriteTransaction:
     """The statements a poll needs inside one transaction. Obtain from `Store.write()`."""
 
@@ -411,20 +534,16 @@ class WriteTransaction:
         ttl_s: int | None = None,
     ) -> None:
         await self.db.execute(
-            """UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?, next_check_at = ?,
-               consecutive_errors = 0, last_status = ?, last_error = NULL,
-               failing_since = NULL, last_checked_at = ?, last_success_at = ?, ttl_s = ?
-               WHERE id = ?""",
-            (
-                etag,
-                last_modified,
-                body_hash,
-                _ts(next_check_at),
-                status,
-                _ts(now),
-                _ts(now),
-                ttl_s,
+            FEED_SUCCEEDED_SQL,
+            feed_succeeded_params(
                 feed_id,
+                now=now,
+                status=status,
+                etag=etag,
+                last_modified=last_modified,
+                body_hash=body_hash,
+                next_check_at=next_check_at,
+                ttl_s=ttl_s,
             ),
         )
 
