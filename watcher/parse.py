@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import codecs
+import contextlib
 import hashlib
 import io
 import multiprocessing
@@ -356,6 +357,9 @@ def _ttl_seconds(value: object) -> int | None:
 # --- off the event loop ---------------------------------------------------------------------
 
 
+_WORKER_NICENESS = 10
+
+
 def _init_worker() -> None:
     """Run in each worker process as it starts: the daemon alone decides when it ends.
 
@@ -367,6 +371,10 @@ def _init_worker() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Parsing is batch work; the daemon's event loop (fetches, the bot, deliveries) is
+    # not. A lower priority lets the loop run first when every core is busy parsing.
+    with contextlib.suppress(OSError):
+        os.nice(_WORKER_NICENESS)
     parent = multiprocessing.parent_process()
     if parent is None:
         return

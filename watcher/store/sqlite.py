@@ -27,7 +27,8 @@ from watcher.store.subscribers import SubscriberQueries
 # SQLite's default limit on bound parameters is 32766; stay far below it per statement.
 _ENTRY_ROWS_PER_STATEMENT = 500
 _BUSY_TIMEOUT_MS = 5000
-_BATCH_ROWS = 200  # a batch this full is written at once
+_BATCH_ROWS = 50  # a batch this full is written at once (more would resume too many
+# polls in one turn of the event loop)
 _BATCH_WAIT_S = 0.02  # otherwise updates wait this long for company
 
 
