@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.telegram_api import FakeTelegram
-from watcher.delivery import Delivery
+from tests.fakes.telegram_api import Bucket, FakeTelegram, RateLimits
+from watcher.delivery import Delivery, Limits
 from watcher.model import CONSOLE_CHAT, Alert, Entry, FeedDef, Hit
 from watcher.store import Store
 from watcher.telegram.format import render_alert
-from watcher.telegram.send import TelegramSender
+from watcher.telegram.send import Sent, TelegramSender
 
 TOKEN = "123456:TEST-token-for-the-fake-bot-api-server"
 
@@ -192,3 +192,32 @@ async def test_gives_up_after_retry_for_and_tells_the_admins(
     await day_later.drain()
     (notice,) = fake.sent
     assert notice.chat_id == 9 and "could not be delivered" in notice.visible_text
+
+
+async def test_group_limit_is_kept_without_429s(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    # Telegram's 20 a minute per group, scaled down a hundredfold in time on both sides.
+    fake.set_rate_limits(RateLimits(per_group_chat=Bucket(capacity=5, per_second=5 / 0.6)))
+    for n in range(12):
+        await queue(store, -100, title=f"Karabakh {n}")
+    limits = Limits(group_per_period=4.5, group_period_s=0.6)
+    started = asyncio.get_running_loop().time()
+    assert await Delivery(store, sender, clock=now, limits=limits).drain() == 12
+    assert asyncio.get_running_loop().time() - started >= 0.9
+    assert fake.count_429 == 0
+    assert [m.visible_text.split("\n")[0] for m in fake.sent] == [
+        f"Karabakh {n}" for n in range(12)
+    ]
+
+
+async def test_html_telegram_cannot_parse_is_resent_as_plain_text(
+    fake: FakeTelegram, sender: TelegramSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = "<b>Karabakh <unknown>tag</b> & more"
+    outcome = await sender.send(42, broken)
+    assert isinstance(outcome, Sent)
+    (message,) = fake.sent
+    assert message.parse_mode is None
+    assert message.text == "Karabakh tag & more"
+    assert "telegram rejected our HTML" in caplog.text
