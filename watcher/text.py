@@ -27,12 +27,12 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "FIELD_BREAK",
-    "FieldLine",
+    "ScanLine",
     "Word",
     "WordLine",
-    "field_line",
     "fold",
     "html_to_text",
+    "scan_line",
     "word_line",
     "words",
 ]
@@ -382,11 +382,11 @@ class WordLine:
     of spaces between them. `displayed` maps a run of whole words back to the field and
     the offsets of the displayed text."""
 
-    __slots__ = ("_map", "breaks", "line")
+    __slots__ = ("breaks", "line", "mapping")
 
     def __init__(self, line: str, mapping: _ExactMap | _FastMap) -> None:
         self.line = line
-        self._map = mapping
+        self.mapping = mapping
         breaks: list[int] = []
         at = line.find(FIELD_BREAK)
         while at >= 0:
@@ -402,7 +402,7 @@ class WordLine:
         """(field index, start, end) in that field's displayed text of the words in
         `line[start:end]`, where `start` is a word's first letter and `end` the space
         after a word of the same field."""
-        return self._map.displayed(start, end)
+        return self.mapping.displayed(start, end)
 
 
 def word_line(*fields: str) -> WordLine:
@@ -528,69 +528,83 @@ def _fast_tables() -> _FastTables:
     return _FastTables(special, lengthening, added)
 
 
-# --- field lines: what the rule matcher scans ---------------------------------------------
+# --- scan lines: what the rule matcher scans ----------------------------------------------
 
 
-class FieldLine:
-    """One field's folded words as one string, for the rule matcher to scan: " w1 w2  w3 ".
+class ScanLine:
+    """The folded words of an entry's fields as one string, for the rule matcher to scan:
+    " w1 w2  w3 \\x00 w4 ".
 
-    `line.split()` is `[w.folded for w in words(text)]`. Words are separated by spaces
-    (at least one), with a space at each end, so a search for " word " (or " prefix") finds
-    whole words only. Usually each separator of the displayed text is one space, so runs
-    of spaces occur ("a, b" → " a  b "): consecutive words are those with only spaces
-    between them. `displayed` maps a run of whole words back to the displayed text."""
+    Like a word line (`word_line`) but with runs of spaces left as they are, since
+    collapsing them would cost more than the rest of folding: each separator of the
+    displayed text is usually one space ("a, b" → " a  b "). Words are separated by one
+    space or more, consecutive words are those with only spaces between them, and a search
+    for " word " (or " prefix") finds whole words only. No word touches a field break.
+    `displayed` maps a run of whole words back to the field and its displayed offsets."""
 
-    __slots__ = ("_exact", "_lengthening", "_text", "line")
+    __slots__ = ("_bases", "_exact", "_joined", "_lengthening", "_plain", "breaks", "line")
 
     def __init__(
-        self, line: str, text: str, exact: tuple[dict[int, int], dict[int, int]] | None = None
+        self, line: str, joined: str, fields: Sequence[str], exact: _ExactMap | None = None
     ) -> None:
         self.line = line
-        self._text = text
-        self._exact = exact  # (first letter → displayed start, word end → displayed end)
+        self._joined = joined  # " " + the fields joined by " \\x00 " + " "
+        self._exact = exact  # for a line built word by word
+        bases = [1]  # where each field starts in `joined`
+        for text in fields[:-1]:
+            bases.append(bases[-1] + len(text) + len(_FIELD_JOIN))
+        self._bases = bases
+        # Folding kept every character's place, as it does for nearly all text.
+        self._plain = exact is None and len(line) == len(joined)
+        if self._plain:
+            self.breaks = [base - 2 for base in bases[1:]]
+        else:
+            self.breaks = []
+            at = line.find(FIELD_BREAK)
+            while at >= 0:
+                self.breaks.append(at)
+                at = line.find(FIELD_BREAK, at + 1)
         self._lengthening: _Lengthening | None = None
 
-    def displayed(self, start: int, stop: int) -> tuple[int, int]:
-        """(start, end) in the displayed text of the words in `line[start:stop]`, where
-        `start` is a word's first letter and `stop` the end of a word."""
-        if self._exact is not None:
-            return self._exact[0][start], self._exact[1][stop]
-        if len(self.line) == len(self._text) + 2:  # folding kept every character's place
-            return start - 1, stop - 1
-        if self._lengthening is None:
-            self._lengthening = _Lengthening(self._text)
-        return self._lengthening.original(start - 1), self._lengthening.original(stop - 1)
+    def field_of(self, position: int) -> int:
+        """The index of the field a line position lies in."""
+        return bisect_right(self.breaks, position)
+
+    def displayed(self, start: int, stop: int) -> tuple[int, int, int]:
+        """(field index, start, end) in that field's displayed text of the words in
+        `line[start:stop]`, where `start` is a word's first letter and `stop` the end of a
+        word of the same field."""
+        if not self._plain:
+            if self._exact is not None:
+                return self._exact.displayed(start, stop)
+            if self._lengthening is None:
+                self._lengthening = _Lengthening(self._joined)
+            start = self._lengthening.original(start)
+            stop = self._lengthening.original(stop)
+        field = bisect_right(self._bases, start) - 1
+        base = self._bases[field]
+        return field, start - base, stop - base
 
 
-def field_line(text: str) -> FieldLine:
-    """The field line of a field of displayed text (an entry's title or its summary).
+def scan_line(*fields: str) -> ScanLine:
+    """The scan line of these fields of displayed text (an entry's title and summary).
 
     Text in the region's scripts takes two C-speed steps: an 8-bit codec maps each of its
-    characters to one byte and back to its folded form (a separator to a space). Other text
-    takes the casefold-and-replace path of `word_line`; text that needs NFKC or has
-    invisible characters inside words is split word by word (`words`)."""
-    folded = _fold_by_codec(text)
+    characters to one byte and each byte back to its folded form (a separator to a space).
+    Other text takes the casefold-and-replace path of `word_line`; text that needs NFKC or
+    has invisible characters inside words is split word by word (`words`)."""
+    joined = " " + _FIELD_JOIN.join(fields) + " "
+    folded = _fold_by_codec(joined, len(fields) - 1, fields[0][:1] if fields else "")
     if folded is None:
-        plain = text.replace(FIELD_BREAK, " ") if FIELD_BREAK in text else text
-        folded = _fold_fast(plain)
+        if any(FIELD_BREAK in text for text in fields):
+            fields = tuple(text.replace(FIELD_BREAK, " ") for text in fields)
+            joined = " " + _FIELD_JOIN.join(fields) + " "
+        folded = _fold_fast(joined)
         if folded is None:
-            return _exact_field_line(text)
-    return FieldLine(" " + folded + " ", text)
-
-
-def _exact_field_line(text: str) -> FieldLine:
-    parts = [" "]
-    position = 1
-    starts: dict[int, int] = {}
-    ends: dict[int, int] = {}
-    for word in words(text):
-        starts[position] = word.start
-        parts.append(word.folded)
-        position += len(word.folded)
-        ends[position] = word.end
-        parts.append(" ")
-        position += 1
-    return FieldLine("".join(parts), text, (starts, ends))
+            exact = _exact_word_line(fields)
+            assert isinstance(exact.mapping, _ExactMap)
+            return ScanLine(exact.line, joined, fields, exact.mapping)
+    return ScanLine(folded, joined, fields)
 
 
 # The codecs: each maps up to 256 characters to bytes, and each byte back to the folded
@@ -643,8 +657,8 @@ def _codecs() -> tuple[tuple[_Codec, ...], dict[str, int]]:
     built: list[_Codec] = []
     codec_of: dict[str, int] = {}
     for index, own in enumerate(_CODEC_CHARACTERS):
-        characters = ["\x00"]  # the encoding map must send NUL to byte 0
-        decoded = [" "]
+        characters = [FIELD_BREAK]  # the encoding map must send NUL to byte 0
+        decoded = [FIELD_BREAK]
         for ch in dict.fromkeys(own + _CODEC_SEPARATORS):
             if len(characters) == 256:
                 break
@@ -685,10 +699,11 @@ def _codec_image(ch: str) -> str | None:
     return ch if ch in "ßև" else None
 
 
-def _fold_by_codec(text: str) -> str | None:
-    """What `_fold_fast` makes of `text`, if one codec has all its characters."""
+def _fold_by_codec(text: str, breaks: int = 0, first: str = "") -> str | None:
+    """What `_fold_fast` makes of `text`, if one codec has all its characters and it has
+    this many field breaks. `first` is the first character of its first field."""
     all_codecs, codec_of = _codecs()
-    index = codec_of.get(text[:1], 0)  # a text's first letter tells its script, mostly
+    index = codec_of.get(first or text[:1], 0)  # the first letter tells the script, mostly
     tried = 0
     while True:
         codec = all_codecs[index]
@@ -700,6 +715,12 @@ def _fold_by_codec(text: str) -> str | None:
             if index < 0 or tried >> index & 1:
                 return None
             continue
+        if breaks == 1:  # an entry: title and summary (one find costs less than a count)
+            at = encoded.find(b"\x00")
+            if at < 0 or encoded.find(b"\x00", at + 1) >= 0:
+                return None
+        elif encoded.count(b"\x00") != breaks:
+            return None
         folded: str = codecs.charmap_decode(encoded, "strict", codec.decoding)[0]
         for trigger, old, new in codec.replacements:
             if trigger in encoded:

@@ -1,40 +1,42 @@
 """Compiled rules: every term of every rule in one Aho-Corasick automaton. PURE.
 
-Compiling gives each distinct phrase (a tuple of folded words: "=word" exact, "word*" a
-prefix) one pattern id, whichever rules and actors use it, and turns it into automaton keys
-over the field lines of `watcher.text` (folded words with one space for each separator):
+Keys. Each distinct phrase (a tuple of folded words: "=word" exact, "word*" a prefix) gets
+one pattern id, whichever rules and actors use it, and automaton keys over the scan lines
+of `watcher.text`, where each separator is a space:
 
-- a phrase whose words have few form combinations is one key per combination,
-  " w1 w2 " (" w1 pre" if it ends in a prefix), matching it where its words are separated
-  by one character; and a *gap key* " w1  ", " w1 w2  ", ... for each place where more
-  separate them ("w1, w2"), which asks for the phrase to be verified word by word there;
-- any other phrase (two inflected Russian words have ~150 combinations, a prefix may come
-  before the last word) is keyed by as many leading words as stay under the limit followed
-  by the next word's stem (" российские миротвор"), plus gap keys, and verified.
+- a phrase whose words have few form combinations has one key per combination,
+  " w1 w2 " (" w1 pre" if it ends in a prefix): it occurs where that key does. Where more
+  than one character separates two of its words ("w1, w2"), a *gap key* " w1  " (or
+  " w1 w2  ", ...) asks for the phrase to be verified word by word;
+- any other phrase (two inflected Russian words have ~150 combinations; a prefix may come
+  before the last word) has keys for as many leading words as stay under the limit and the
+  next word's stem (" российские миротвор"), which ask for it to be verified, and gap keys.
+  Few places have such a key and the next word of one of the phrases it asks for.
 
-What a field must contain for a rule to hold is a set of *events*, a pattern occurring
-(anywhere, or in the title or summary only). Each rule needs one event of each of a few
-sets (its *clauses*: its terms outside NOT, the feeds and languages it takes) and for most
-rules that is also enough, bar a few events that must be absent (its NOTs). Every clause
-of every rule has one bit of one big integer, each rule's bits side by side, each rule's
-followed by a spare bit; each key carries the bits of the clauses its events satisfy, and
-of the NOTs they break, further up. Matching an entry folds and scans its two fields,
-ORs the bits of the keys found, and adds one to each rule's lowest bit: the carry reaches
-a rule's spare bit exactly when all its clauses hold. A few integer operations therefore
-select the rules that hold, whatever their number; only those that also need positions
-(NEAR, or terms combined in ways clauses cannot say) are evaluated, and only rules that hit
-have their spans worked out.
+Selecting rules. An *event* is a pattern occurring anywhere, or in the title or the summary
+only. A rule needs one event of each of a few sets (its *clauses*: its terms outside NOT,
+and the feeds and languages it takes), and for most rules that is enough, bar some events
+that must not occur (its NOTs). Each clause has a bit in one big integer, each rule's bits
+side by side and followed by a spare bit (and a NOT bit if it has NOTs); each key carries
+the bits of the clauses and NOTs its events touch. Matching an entry ORs the bits of the
+keys found in it and adds one at each rule's lowest bit: the carry reaches a rule's spare
+bit exactly when all its clauses hold. So a few integer operations select the rules that
+hold, whatever their number; only those that also need positions (NEAR, or terms combined
+in ways clauses cannot say) are evaluated further, and only rules that hit have their
+spans worked out, shared among rules hitting on the same terms.
 """
 
 from __future__ import annotations
 
 import difflib
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache, reduce
-from itertools import chain, product
+from itertools import chain, compress, product
 from operator import itemgetter, or_
-from typing import Any
+from typing import Any, Final
 
 import ahocorasick
 
@@ -53,7 +55,7 @@ from watcher.rules.syntax import (
     parse_query,
     phrase_words,
 )
-from watcher.text import FieldLine, field_line
+from watcher.text import ScanLine, scan_line
 
 __all__ = ["Matcher", "compile_rules"]
 
@@ -66,12 +68,15 @@ _VERIFY = 1  # bit 0 of a key's bits: a phrase is to be verified where the key o
 
 # An automaton value: per field (title, summary) the key's bits and events; then how far
 # back from the end of a match its first letter is, whether the match ends inside a word
-# (a prefix), and the phrases to verify where it occurred.
-_Value = tuple[int, int, tuple[int, ...], tuple[int, ...], int, bool, tuple[int, ...]]
-_BACK, _PREFIX, _PHRASES = 4, 5, 6
+# (a prefix), and the phrases to verify where it occurred, if any.
+_Value = tuple[int, int, tuple[int, ...], tuple[int, ...], int, bool, "_Asked | None"]
+_BACK: Final = 4
+_PREFIX: Final = 5
+_ASKED: Final = 6
 _VALUE = itemgetter(1)  # of an automaton match (end, value)
 _BITS = (itemgetter(0), itemgetter(1))  # of a value, per field
 _EVENTS = (itemgetter(2), itemgetter(3))
+_ASKED_OF = itemgetter(_ASKED)
 
 # Where a pattern occurred: (field index, line position of its first letter, line
 # position just after its last letter).
@@ -91,8 +96,36 @@ class _Verifiable:
     events: tuple[tuple[int, ...], tuple[int, ...]]  # per field
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Asked:
+    """The phrases a gap or stem key asks to verify, by the word that tells them apart: the
+    one after the run of spaces a gap key ends with, or the one a stem key ends inside."""
+
+    stem: int  # how many letters of that word the key ends with (0: it follows the key)
+    by_form: dict[str, tuple[int, ...]]  # that word's forms → phrase ids
+    by_prefix: tuple[tuple[str, tuple[int, ...]], ...]  # for a prefix there
+
+    def candidates(self, line: str, end: int) -> tuple[int, ...]:
+        """The phrases the word after a match of the key ending at `end` may belong to."""
+        if self.stem:
+            position = end - self.stem + 1
+        else:
+            position = end + 1
+            size = len(line)
+            while position < size and line[position] == " ":
+                position += 1
+            if position == size:
+                return ()
+        word = line[position : line.find(" ", position)]
+        found = self.by_form.get(word, ())
+        for prefix, phrases in self.by_prefix:
+            if word.startswith(prefix):
+                found += phrases
+        return found
+
+
 def _verify(line: str, start: int, words: tuple[_WordSpec, ...]) -> int:
-    """Where the phrase's last word ends if its words start at `start` of the field line,
+    """Where the phrase's last word ends if its words start at `start` of the scan line,
     separated only by spaces; -1 if they do not."""
     position = start
     end = -1
@@ -112,16 +145,17 @@ def _verify(line: str, start: int, words: tuple[_WordSpec, ...]) -> int:
 
 
 class _Entry:
-    """One entry being matched: its field lines and automaton matches, with what rules
-    that hit ask for (events, occurrences, displayed places, spans) worked out lazily."""
+    """One entry being matched, once some rule may hold: its scan line and automaton
+    matches, the phrases verified, where events occurred, and the spans of hits (shared by
+    rules hitting on the same terms)."""
 
     __slots__ = (
-        "_found",
-        "_occurred",
         "_places",
-        "_spans",
+        "_span_at",
         "_verified",
-        "lines",
+        "found",
+        "known_spans",
+        "line",
         "matches",
         "texts",
     )
@@ -129,102 +163,131 @@ class _Entry:
     def __init__(
         self,
         texts: tuple[str, str],
-        lines: tuple[FieldLine, FieldLine],
+        line: ScanLine,
         matches: tuple[list[tuple[int, _Value]], list[tuple[int, _Value]]],
     ) -> None:
         self.texts = texts
-        self.lines = lines
-        self.matches = matches
-        self._verified: list[tuple[int, tuple[int, ...], int, int]] = []  # field, events, ...
-        self._occurred: set[int] | None = None
-        self._found: list[dict[int, list[_Occurrence]]] | None = None
-        self._places: dict[int, list[_Place]] = {}
-        self._spans: dict[_Place, Span] = {}
+        self.line = line
+        self.matches = matches  # per field
+        # Verified phrases: (field, events, first letter, end of last word)
+        self._verified: list[tuple[int, tuple[int, ...], int, int]] = []
+        self.found: dict[int, list[_Occurrence]] = {}  # by event, once `index` ran
+        self._places: dict[int, list[_Place]] = {}  # by event
+        self.known_spans: dict[int | frozenset[int], tuple[Span, ...]] = {}  # by event(s)
+        self._span_at: dict[_Place, Span] = {}
 
     def verify(self, phrases: Sequence[_Verifiable]) -> int:
         """Verify the phrases keys asked for; the bits of the events of those that occur."""
         bits = 0
-        seen: set[tuple[int, int, int]] = set()
-        for field, (line, matches) in enumerate(zip(self.lines, self.matches, strict=True)):
-            text = line.line
-            for end, value in matches:
-                asked = value[_PHRASES]
-                if not asked:
-                    continue
+        line = self.line.line
+        seen: set[tuple[int, int]] = set()
+        for field, matches in enumerate(self.matches):
+            for end, value in compress(matches, map(_ASKED_OF, map(_VALUE, matches))):
+                asked = value[_ASKED]
+                assert asked is not None  # compress() picked it
                 start = end - value[_BACK]
-                for pid in asked:
-                    if (pid, field, start) in seen:
+                for pid in asked.candidates(line, end):
+                    if (pid, start) in seen:
                         continue
-                    seen.add((pid, field, start))
+                    seen.add((pid, start))
                     phrase = phrases[pid]
-                    stop = _verify(text, start, phrase.words)
+                    stop = _verify(line, start, phrase.words)
                     if stop >= 0:
                         bits |= phrase.bits[field]
                         self._verified.append((field, phrase.events[field], start, stop))
         return bits
 
-    @property
-    def occurred(self) -> set[int]:
-        """The events that occurred."""
-        occurred = self._occurred
-        if occurred is None:
-            occurred = self._occurred = set()
-            for events_of, matches in zip(_EVENTS, self.matches, strict=True):
-                occurred.update(chain.from_iterable(map(events_of, map(_VALUE, matches))))
-            for _, events, _, _ in self._verified:
-                occurred.update(events)
-        return occurred
-
-    def occurrences(self, events: Iterable[int]) -> list[_Occurrence]:
-        """Where these events occurred, in field and line order, each place once."""
-        found = self._found
-        if found is None:
-            found = self._found = [self._occurrences(field) for field in range(len(FIELDS))]
-        places: set[_Occurrence] = set()
-        for event in self.occurred.intersection(events):
-            for in_field in found:
-                places.update(in_field.get(event, ()))
-        return sorted(places)
-
-    def _occurrences(self, field: int) -> dict[int, list[_Occurrence]]:
-        found: dict[int, list[_Occurrence]] = {}
-        line = self.lines[field].line
-        events_of = _EVENTS[field]
-        for end, value in self.matches[field]:
-            events = events_of(value)
-            if events:
-                start = end - value[_BACK]
-                stop = line.find(" ", end + 1) if value[_PREFIX] else end
-                for event in events:
-                    found.setdefault(event, []).append((field, start, stop))
-        for in_field, events, start, stop in self._verified:
-            if in_field == field:
-                for event in events:
-                    found.setdefault(event, []).append((field, start, stop))
+    def index(self) -> dict[int, list[_Occurrence]]:
+        """`found`: where each event that occurred did, in line order."""
+        found = self.found
+        line = self.line.line
+        for field, matches in enumerate(self.matches):
+            events_of = _EVENTS[field]
+            for end, value in matches:
+                events = events_of(value)
+                if events:
+                    place = (
+                        field,
+                        end - value[_BACK],
+                        line.find(" ", end + 1) if value[_PREFIX] else end,
+                    )
+                    for event in events:
+                        if event in found:
+                            found[event].append(place)
+                        else:
+                            found[event] = [place]
+        for field, verified, start, stop in self._verified:
+            for event in verified:
+                found.setdefault(event, []).append((field, start, stop))
+                found[event].sort()
         return found
 
-    def places(self, occurrences: Iterable[_Occurrence]) -> list[_Place]:
-        lines = self.lines
-        return [(f, *lines[f].displayed(start, stop)) for f, start, stop in occurrences]
+    def occurrences(self, events: Iterable[int]) -> list[_Occurrence]:
+        """Where these events occurred, each place once, in line order."""
+        found = self.found
+        return sorted({place for event in found.keys() & events for place in found[event]})
 
-    def spans(self, places: Iterable[_Place]) -> tuple[Span, ...]:
-        """Spans of these places, overlapping ones of a field merged, in field order."""
-        merged: list[list[int]] = []
-        for field, start, end in sorted(set(places)):
-            last = merged[-1] if merged else None
-            if last is not None and last[0] == field and start < last[2]:
-                last[2] = max(last[2], end)  # overlapping phrases: one span
-            else:
-                merged.append([field, start, end])
+    def spans(
+        self, present: AbstractSet[int], more: Iterable[_Occurrence] = ()
+    ) -> tuple[Span, ...]:
+        """Spans of where these events (that occurred) and `more` did, overlapping ones of a
+        field merged, in field order. Rules hitting one entry often share terms."""
+        if more:
+            return self._merged([*self._displayed(more), *chain(*map(self.places, present))])
+        known = self.known_spans
+        if len(present) == 1:
+            [key] = present
+            spans = known.get(key)
+            if spans is None:
+                occurrences = self.found[key]
+                if len(occurrences) == 1:
+                    _, start, stop = occurrences[0]
+                    spans = (self._span(*self.line.displayed(start, stop)),)
+                else:
+                    spans = self._merged(self.places(key))
+                known[key] = spans
+            return spans
+        events = frozenset(present)
+        spans = known.get(events)
+        if spans is None:
+            spans = known[events] = self._merged([*chain(*map(self.places, events))])
+        return spans
+
+    def places(self, event: int) -> list[_Place]:
+        """Where an event that occurred did, in the displayed text."""
+        places = self._places.get(event)
+        if places is None:
+            places = self._places[event] = self._displayed(self.found[event])
+        return places
+
+    def _displayed(self, occurrences: Iterable[_Occurrence]) -> list[_Place]:
+        displayed = self.line.displayed
+        return [displayed(start, stop) for _, start, stop in occurrences]
+
+    def _merged(self, places: list[_Place]) -> tuple[Span, ...]:
+        if len(places) == 1:
+            return (self._span(*places[0]),)
+        ordered = sorted(set(places))
+        if not ordered:
+            return ()
         spans: list[Span] = []
-        cache = self._spans
-        for field, start, end in merged:
-            span = cache.get((field, start, end))
-            if span is None:  # rules hitting one entry share spans: build each once
-                span = Span(FIELDS[field], start, end, self.texts[field][start:end])
-                cache[field, start, end] = span
-            spans.append(span)
+        field, start, end = ordered[0]
+        for next_field, next_start, next_end in ordered[1:]:
+            if next_field == field and next_start < end:  # overlapping phrases: one span
+                if next_end > end:
+                    end = next_end
+            else:
+                spans.append(self._span(field, start, end))
+                field, start, end = next_field, next_start, next_end
+        spans.append(self._span(field, start, end))
         return tuple(spans)
+
+    def _span(self, field: int, start: int, end: int) -> Span:
+        span = self._span_at.get((field, start, end))
+        if span is None:  # rules hitting one entry share spans: build each once
+            span = Span(FIELDS[field], start, end, self.texts[field][start:end])
+            self._span_at[field, start, end] = span
+        return span
 
 
 # --- compiled expressions (for the rules clauses cannot decide) ---------------------------
@@ -238,7 +301,7 @@ class _Atom:
     events: frozenset[int]
 
     def holds(self, entry: _Entry) -> bool:
-        return not entry.occurred.isdisjoint(self.events)
+        return not entry.found.keys().isdisjoint(self.events)
 
     def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
         out.extend(entry.occurrences(self.events))
@@ -289,15 +352,15 @@ class _Near:
     def pairs(self, entry: _Entry) -> Iterable[tuple[_Occurrence, _Occurrence]]:
         limit = self.distance
         right = entry.occurrences(self.right.events)
-        lines = entry.lines
+        line = entry.line.line
         for a in entry.occurrences(self.left.events):
             for b in right:
                 if a[0] != b[0] or a == b:  # one field; two matches, not one twice
                     continue
                 if a[2] <= b[1]:
-                    between = lines[a[0]].line[a[2] : b[1]].split()
+                    between = line[a[2] : b[1]].split()
                 elif b[2] <= a[1]:
-                    between = lines[a[0]].line[b[2] : a[1]].split()
+                    between = line[b[2] : a[1]].split()
                 else:
                     between = []  # they overlap
                 if len(between) <= limit:
@@ -374,7 +437,7 @@ class _Selection:
 
     lowest: int  # each rule's lowest clause bit
     spare: int  # each rule's spare bit, just above its clause bits
-    shift: int  # how far above its spare bit a rule's NOT bit is
+    excluding: int  # the spare bits of rules with NOTs: their NOT bit is just above
     feeds: dict[str | None, int]  # feed → the filter bits of the rules that take it
     languages: dict[str | None, int]  # primary language subtag → likewise
     filtered: bool  # whether any rule has a feeds or languages filter
@@ -421,40 +484,54 @@ class Matcher:
         automaton = self._automaton
         if automaton is None:
             return []
-        lines = (field_line(title), field_line(summary))
-        matches = (list(automaton.iter(lines[0].line)), list(automaton.iter(lines[1].line)))
-        if not (matches[0] or matches[1]):
+        line = scan_line(title, summary)
+        scanned = list(automaton.iter(line.line))
+        if not scanned:
             return []
+        middle = bisect_left(scanned, (line.breaks[0],))
+        matches = (scanned[:middle], scanned[middle:])
         bits = reduce(or_, map(_BITS[0], map(_VALUE, matches[0])), 0) | reduce(
             or_, map(_BITS[1], map(_VALUE, matches[1])), 0
         )
         entry = None
         if bits & _VERIFY:
-            entry = _Entry((title, summary), lines, matches)
+            entry = _Entry((title, summary), line, matches)
             bits |= entry.verify(self._phrases)
         selection = self._selection
         if selection.filtered:
             bits |= selection.feeds.get(feed, 0)
             bits |= selection.languages.get(_language_code(language), 0)
         holding = (bits + selection.lowest) & selection.spare
-        if holding:
-            holding &= ~(bits >> selection.shift)
+        if holding and selection.excluding:
+            holding &= ~((bits >> 1) & selection.excluding)
         if not holding:
             return []
         if entry is None:
-            entry = _Entry((title, summary), lines, matches)
-        hits: list[Hit] = []
+            entry = _Entry((title, summary), line, matches)
+        holds: list[_Rule] = []
         rules = self._rules
         while holding:
-            spare = holding & -holding
-            holding ^= spare
-            rule = rules[spare.bit_length()]
-            if rule.rest and not all(expr.holds(entry) for expr in rule.rest):
+            top = holding.bit_length()
+            holding ^= 1 << (top - 1)
+            holds.append(rules[top])
+        found = entry.index()
+        hits: list[Hit] = []
+        known = entry.known_spans
+        for rule in reversed(holds):  # found highest bit first
+            present = rule.events.intersection(found)
+            if not rule.rest:
+                # Most hits are of one term, often shared by other rules.
+                spans = known.get(next(iter(present))) if len(present) == 1 else None
+                if spans is None:
+                    spans = entry.spans(present)
+            elif all(expr.holds(entry) for expr in rule.rest):
+                more: list[_Occurrence] = []
+                for expr in rule.rest:
+                    expr.collect(entry, more)
+                spans = entry.spans(present, more)
+            else:
                 continue
-            occurrences = entry.occurrences(rule.events)
-            for expr in rule.rest:
-                expr.collect(entry, occurrences)
-            hits.append(Hit(rule.name, entry.spans(entry.places(occurrences))))
+            hits.append(Hit(rule.name, spans))
         return hits
 
 
@@ -480,8 +557,10 @@ class _Compiler:
         self.pattern_words: list[tuple[str, ...]] = []  # by pattern id
         self.events: dict[tuple[int, int], int] = {}  # (pattern id, fields) → event id
         self.event_patterns: list[int] = []  # by event id
-        # automaton key → (patterns it is, phrases it asks to verify)
-        self.keys: dict[str, tuple[set[int], set[int]]] = {}
+        self.key_patterns: dict[str, list[int]] = {}  # automaton key → the patterns it is
+        # automaton key → the phrases it asks to verify, the words it covers before the word
+        # that tells them apart, and how many letters of that word it ends with
+        self.key_phrases: dict[str, tuple[list[int], int, int]] = {}
         self.actor_ids: dict[str, tuple[int, ...]] = {}
 
     def pattern(self, words: tuple[str, ...]) -> int:
@@ -508,13 +587,13 @@ class _Compiler:
             keyed += 1
         for gap in range(1, min(keyed, count - 1) + 1):
             for words in product(*forms[:gap]):
-                self.key(" " + " ".join(words) + "  ", verify=pid)
+                self.verify_key(" " + " ".join(words) + "  ", pid, gap, 0)
         heads = [" " + " ".join(words) + " " for words in product(*forms[:keyed])]
         if not keyed:  # a phrase starting with a prefix
             heads = [" "]
         if keyed == count:
             for head in heads:
-                self.key(head, pattern=pid)
+                self.pattern_key(head, pid)
             return
         prefix = specs[keyed][1]
         stem = prefix or _common_prefix(forms[keyed])
@@ -522,16 +601,40 @@ class _Compiler:
         whole = bool(prefix) and keyed == count - 1
         for head in heads:
             if whole:
-                self.key(head + stem, pattern=pid)
+                self.pattern_key(head + stem, pid)
             else:
-                self.key(head + stem, verify=pid)
+                self.verify_key(head + stem, pid, keyed, len(stem))
 
-    def key(self, key: str, *, pattern: int | None = None, verify: int | None = None) -> None:
-        patterns, phrases = self.keys.setdefault(key, (set(), set()))
-        if pattern is not None:
-            patterns.add(pattern)
-        if verify is not None:
-            phrases.add(verify)
+    def pattern_key(self, key: str, pid: int) -> None:
+        patterns = self.key_patterns.setdefault(key, [])
+        if pid not in patterns:
+            patterns.append(pid)
+
+    def verify_key(self, key: str, pid: int, skip: int, stem: int) -> None:
+        phrases, *where = self.key_phrases.setdefault(key, ([], skip, stem))
+        # The words before the key's last space, and the letters after it: the same for
+        # every phrase a key asks for.
+        assert where == [skip, stem], key
+        if pid not in phrases:
+            phrases.append(pid)
+
+    def asked(self, phrases: Iterable[int], skip: int, stem: int) -> _Asked:
+        """What a key that covers `skip` words of these phrases (and `stem` letters of the
+        next) asks for."""
+        by_form: dict[str, list[int]] = {}
+        by_prefix: dict[str, list[int]] = {}
+        for pid in sorted(phrases):
+            forms, prefix = self.patterns[pid][skip]
+            if prefix:
+                by_prefix.setdefault(prefix, []).append(pid)
+            else:
+                for form in forms:
+                    by_form.setdefault(form, []).append(pid)
+        return _Asked(
+            stem,
+            {form: tuple(pids) for form, pids in by_form.items()},
+            tuple((prefix, tuple(pids)) for prefix, pids in by_prefix.items()),
+        )
 
     def event(self, pid: int, fields: int) -> int:
         event = self.events.get((pid, fields))
@@ -670,7 +773,7 @@ class _Compiler:
         languages: dict[str | None, int] = {}
         rules: dict[int, _Rule] = {}
         position = 1  # bit 0 is _VERIFY
-        not_bits: list[tuple[int, frozenset[int]]] = []
+        excluding = 0
         for item in ordered:
             lowest |= 1 << position
             for clause in item.clauses:
@@ -687,16 +790,16 @@ class _Compiler:
                 position += 1
             spare |= 1 << position
             rules[position + 1] = item.rule  # int.bit_length() of the spare bit
-            not_bits.append((position, item.forbidden))
             position += 1
-        shift = position
-        for spare_position, forbidden in not_bits:
-            for event in forbidden:
-                event_bits[event] |= 1 << (spare_position + shift)
+            if item.forbidden:
+                excluding |= 1 << (position - 1)
+                for event in item.forbidden:
+                    event_bits[event] |= 1 << position
+                position += 1
         selection = _Selection(
             lowest,
             spare,
-            shift,
+            excluding,
             feeds,
             languages,
             any(item.feeds is not None or item.languages is not None for item in compiled),
@@ -725,31 +828,49 @@ class _Compiler:
         return tuple(phrases)
 
     def automaton(self, event_bits: list[int]) -> Any:
-        if not self.keys:
+        if not (self.key_patterns or self.key_phrases):
             return None
         field_events = self.field_events()
-        shared: dict[tuple[Any, ...], _Value] = {}  # keys alike but in length share a value
+        bits: dict[tuple[tuple[int, ...], bool], int] = {}  # one int object for equal bits
+        values: dict[tuple[Any, ...], _Value] = {}  # and one value for equal values
+        asked: dict[tuple[frozenset[int], int, int], _Asked] = {}
         automaton = ahocorasick.Automaton()
-        for key, (patterns, phrases) in self.keys.items():
-            events = (
-                tuple(sorted({e for pid in patterns for e in field_events[pid][0]})),
-                tuple(sorted({e for pid in patterns for e in field_events[pid][1]})),
+        for key in chain(self.key_patterns, self.key_phrases.keys() - self.key_patterns.keys()):
+            patterns = self.key_patterns.get(key, ())
+            events = tuple(
+                tuple(sorted({e for pid in patterns for e in field_events[pid][field]}))
+                for field in range(len(FIELDS))
             )
-            verify = tuple(sorted(phrases))
+            verify: _Asked | None = None
+            if key in self.key_phrases:  # the forms of a phrase's first words ask alike
+                phrases, skip, stem = self.key_phrases[key]
+                ask = (frozenset(phrases), skip, stem)
+                verify = asked.get(ask)
+                if verify is None:
+                    verify = asked[ask] = self.asked(phrases, skip, stem)
             back, prefix = len(key) - 2, not key.endswith(" ")
-            value = shared.get((events, verify, back, prefix))
+            value = values.get((events, back, prefix, verify))
             if value is None:
-                flag = _VERIFY if verify else 0
+                field_bits: list[int] = []
+                for in_field in events:
+                    found = bits.get((in_field, verify is not None))
+                    if found is None:
+                        flag = _VERIFY if verify is not None else 0
+                        found = reduce(or_, (event_bits[e] for e in in_field), flag)
+                        bits[in_field, verify is not None] = found
+                    field_bits.append(found)
+                title_bits, summary_bits = field_bits
+                title_events, summary_events = events
                 value = (
-                    reduce(or_, (event_bits[e] for e in events[0]), flag),
-                    reduce(or_, (event_bits[e] for e in events[1]), flag),
-                    events[0],
-                    events[1],
+                    title_bits,
+                    summary_bits,
+                    title_events,
+                    summary_events,
                     back,
                     prefix,
                     verify,
                 )
-                shared[events, verify, back, prefix] = value
+                values[events, back, prefix, verify] = value
             automaton.add_word(key, value)
         automaton.make_automaton()
         return automaton
