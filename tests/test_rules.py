@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from watcher.rules import (
     parse_query,
 )
 from watcher.rules.russian import inflections
-from watcher.text import html_to_text
+from watcher.rules.syntax import FIELDS, phrase_words
+from watcher.text import html_to_text, words
 
 ACTORS = {
     "russian_peacekeepers": [
@@ -409,6 +411,24 @@ def test_match(language: str, query: str, title: str, summary: str, expected: bo
         ("Aliyev NEAR/3 Aliyev", "Aliyev", "", False),
         ("Aliyev NEAR/3 Aliyev", "Aliyev and Aliyev", "", True),
         ('peacekeeping NEAR/0 "peacekeeping contingent"', "peacekeeping contingent", "", True),
+        # several separators between a phrase's words: the phrase is verified there
+        ('"Russian peacekeepers"', "Russian, peacekeepers", "", True),
+        ('"Russian peacekeepers"', "«Russian» — «peacekeepers»", "", True),
+        ('"Russian peacekeepers"', "Russian, Turkish peacekeepers", "", False),
+        ('"Russian peacekeepers"', "Russian,", "peacekeepers", False),
+        ('"Russian peacekeepers"', "", "the Russian, ", False),
+        ('"a b c"', "a b, c", "", True),
+        ('"a b c"', "a, b c", "", True),
+        ('"a b c"', "a, b. c", "", True),
+        ('"a b c"', "a, b. d", "", False),
+        ('"российские миротворцы"', "российских — миротворцев", "", True),
+        ('"российские миротворцы"', "российских, но не миротворцев", "", False),
+        ('"=Путин миротвор*"', "Путин, миротворцы", "", True),
+        ('"=Путин миротвор*"', "Путин, мир", "", False),
+        # inflected words with many forms: keyed by the first word and the second's stem
+        ('"миротворческий контингент"', "миротворческому контингенту", "", True),
+        ('"миротворческий контингент"', "миротворческому контингентству", "", False),
+        ('"миротворческий контингент"', "миротворческому", "контингенту", False),
     ],
 )
 def test_match_phrases_word_by_word_and_near_pairs(
@@ -484,6 +504,47 @@ def test_hits_come_by_priority_then_in_rule_order() -> None:
     hits = matcher.match("Putin on Karabakh", "")
     assert [hit.rule for hit in hits] == ["alpha", "beta", "zeta", "low"]
     assert matcher.match("", "") == []
+
+
+def test_many_rules_with_nots_and_filters_select_exactly() -> None:
+    # Rules sit side by side in the selecting integer: a rule's bits, its NOT bit and its
+    # filter bits must not leak into its neighbours'.
+    rules = []
+    for index in range(60):
+        query = ["a", "a NOT b", "a b", "title:a", "summary:a NOT title:b", "a NEAR/1 b"][index % 6]
+        feeds = ("f",) if index % 7 == 0 else ()
+        languages = ("ru",) if index % 5 == 0 else ()
+        rules.append(RuleDef(f"r{index}", query, feeds=feeds, languages=languages))
+    matcher = compile_rules(rules, {})
+
+    def expected(title: str, summary: str, feed: str | None, language: str | None) -> list[str]:
+        a_t, b_t = "a" in title.split(), "b" in title.split()
+        a_s, b_s = "a" in summary.split(), "b" in summary.split()
+        near = any(
+            set(text.split()[i : i + 3]) >= {"a", "b"}
+            for text in (title, summary)
+            for i in range(9)
+        )
+        truth = [
+            a_t or a_s,
+            (a_t or a_s) and not (b_t or b_s),
+            (a_t or a_s) and (b_t or b_s),
+            a_t,
+            a_s and not b_t,
+            near,
+        ]
+        return [
+            rule.name
+            for index, rule in enumerate(rules)
+            if truth[index % 6]
+            and (not rule.feeds or feed in rule.feeds)
+            and (not rule.languages or language == "ru")
+        ]
+
+    for title, summary in [("a", ""), ("a b", ""), ("", "a"), ("b", "a"), ("a x b", "b"), ("", "")]:
+        for feed, language in [(None, None), ("f", None), ("g", "ru"), ("f", "ru")]:
+            hits = matcher.match(title, summary, feed=feed, language=language)
+            assert [hit.rule for hit in hits] == expected(title, summary, feed, language)
 
 
 def test_no_rules_match_nothing() -> None:
@@ -684,3 +745,111 @@ def test_the_reference_examples_compile_and_match() -> None:
     assert parse_query("a OR b c NOT d", rule="r") == Or(
         (P("a"), And((P("b"), P("c"), Not(P("d")))))
     )
+
+
+# --- against a reference --------------------------------------------------------------------
+
+_VOCABULARY = ["alpha", "alphas", "beta", "gamma", "контингент", "контингента", "миротворцев"]
+_RULE_WORDS = ["alpha", "=alpha", "alph*", "beta", "gamma", "контингент", "миротворец"]
+_TEXT_SEPARATORS = [" ", " ", " ", ", ", " — ", "-", " «", "» ", "\u00a0", ". "]
+_REFERENCE_ACTORS = {"pair": ["alpha beta", "gamma alph*"], "ru": ["миротворец контингент"]}
+
+
+def _random_term(rng: random.Random, depth: int) -> str:
+    roll = rng.random()
+    if depth > 1 or roll < 0.45:
+        words = [rng.choice(_RULE_WORDS) for _ in range(rng.choice([1, 1, 2, 3]))]
+        term = words[0] if len(words) == 1 else '"' + " ".join(words) + '"'
+        return rng.choice(["", "", "", "title:", "summary:"]) + term
+    if roll < 0.55:
+        return "@" + rng.choice(sorted(_REFERENCE_ACTORS))
+    if roll < 0.7:
+        left = "(" + " OR ".join(_random_term(rng, 2) for _ in range(2)) + ")"
+        return f"{left} NEAR/{rng.randint(0, 3)} {_random_term(rng, 2)}"
+    operator = rng.choice([" AND ", " OR ", " ", " AND NOT "])
+    return "(" + _random_term(rng, depth + 1) + operator + _random_term(rng, depth + 1) + ")"
+
+
+def _random_text(rng: random.Random) -> str:
+    parts = []
+    for _ in range(rng.randint(0, 9)):
+        parts += [rng.choice(_VOCABULARY), rng.choice(_TEXT_SEPARATORS)]
+    return "".join(parts)
+
+
+def _word_matches(spec: str, word: str) -> bool:
+    if spec.endswith("*"):
+        return word.startswith(spec[:-1])
+    if spec.startswith("="):
+        return word == spec[1:]
+    return word in inflections(spec)
+
+
+def _reference(node: Node, fields: list[list[str]]) -> bool:
+    """Whether a rule's tree is true of these fields' folded words, by its definition."""
+
+    def places(node: Node, allowed: frozenset[int]) -> set[tuple[int, int, int]]:
+        if isinstance(node, Scope):
+            return places(node.child, allowed & {FIELDS.index(node.field)})
+        if isinstance(node, Or):
+            return set().union(*(places(child, allowed) for child in node.children))
+        if isinstance(node, Actor):
+            aliases = [phrase_words(alias, rule="r") for alias in _REFERENCE_ACTORS[node.name]]
+            return set().union(*(places(Phrase(words), allowed) for words in aliases))
+        assert isinstance(node, Phrase)
+        size = len(node.words)
+        return {
+            (field, start, start + size - 1)
+            for field in allowed
+            for start in range(len(fields[field]) - size + 1)
+            if all(
+                _word_matches(spec, fields[field][start + i]) for i, spec in enumerate(node.words)
+            )
+        }
+
+    def holds(node: Node, allowed: frozenset[int]) -> bool:
+        if isinstance(node, Scope):
+            return holds(node.child, allowed & {FIELDS.index(node.field)})
+        if isinstance(node, Not):
+            return not holds(node.child, allowed)
+        if isinstance(node, And):
+            return all(holds(child, allowed) for child in node.children)
+        if isinstance(node, Or):
+            return any(holds(child, allowed) for child in node.children)
+        if isinstance(node, Near):
+            for a in places(node.left, allowed):
+                for b in places(node.right, allowed):
+                    if a[0] != b[0] or a == b:
+                        continue
+                    between = max(b[1] - a[2] - 1, a[1] - b[2] - 1, 0)
+                    if between <= node.distance:
+                        return True
+            return False
+        return bool(places(node, allowed))
+
+    return holds(node, frozenset(range(len(FIELDS))))
+
+
+@given(st.randoms(use_true_random=False))
+def test_matching_agrees_with_the_definition(rng: random.Random) -> None:
+    queries = [_random_term(rng, 0) for _ in range(6)]
+    rules = [RuleDef(f"r{i}", q, priority=rng.randint(0, 2)) for i, q in enumerate(queries)]
+    try:
+        matcher = compile_rules(rules, _REFERENCE_ACTORS)
+    except RuleError:
+        assume(False)  # e.g. a rule true of an entry without its terms
+    for _ in range(4):
+        title, summary = _random_text(rng), _random_text(rng)
+        fields = [[w.folded for w in words(text)] for text in (title, summary)]
+        ordered = sorted(rules, key=lambda rule: -rule.priority)
+        expected = [
+            r.name for r in ordered if _reference(parse_query(r.query, rule=r.name), fields)
+        ]
+        hits = matcher.match(title, summary)
+        assert [hit.rule for hit in hits] == expected, (queries, title, summary)
+        for hit in hits:
+            assert hit.spans, hit
+            for span in hit.spans:
+                text = title if span.field == "title" else summary
+                assert text[span.start : span.end] == span.text
+                assert [w.folded for w in words(span.text)], span

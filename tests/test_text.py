@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from itertools import pairwise
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from watcher.text import (
+    _CODEC_CHARACTERS,
+    _CODEC_SEPARATORS,
     FIELD_BREAK,
+    ScanLine,
     Word,
     WordLine,
+    _codecs,
     _exact_word_line,
     _fast_tables,
+    _fold_by_codec,
+    _fold_fast,
     fold,
     html_to_text,
+    scan_line,
     word_line,
     words,
 )
@@ -286,3 +294,100 @@ def test_fast_path_letters() -> None:
     assert tables.added == {ch: len(fold(ch)) - 1 for ch in tables.added}
     assert {"ß", "ẞ", "և"} <= set(tables.added)
     assert all(unicodedata.category(ch)[0] == "L" for ch in tables.added)
+
+
+# --- scan lines ---------------------------------------------------------------------------
+
+
+def _scanned_words(line: ScanLine) -> list[tuple[int, int, int]]:
+    return [line.displayed(m.start(), m.end()) for m in re.finditer(r"[^ \x00]+", line.line)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "line"),
+    [
+        # one space per separator: runs stay (the matcher copes with them)
+        (
+            ("Peacekeepers, a tool", "On March 7, the Ministry"),
+            " peacekeepers  a tool \x00 on march 7  the ministry ",
+        ),
+        (("", ""), "  \x00  "),
+        (("a",), " a "),
+        (("«Миротворцы» — Ёлка!", "İLHAM ƏLİYEV"), "  миротворцы    елка  \x00 ilham əliyev "),
+        # letters that fold to two; a field break inside a field is a separator
+        (("Straße և Երևան", "x\x00y"), " strasse եվ երեվան \x00 x y "),
+        (("Ελλάδα, ok", "b"), " ελλάδα  ok \x00 b "),  # no codec has Greek: casefold path
+        (("peace\u00adkeepers", "е\u0308лка"), " peacekeepers \x00 елка "),  # word by word
+    ],
+)
+def test_scan_line(fields: tuple[str, ...], line: str) -> None:
+    built = scan_line(*fields)
+    assert built.line == line
+    assert built.breaks == [i for i, ch in enumerate(line) if ch == FIELD_BREAK]
+    plain = [text.replace(FIELD_BREAK, " ") for text in fields]
+    assert _scanned_words(built) == _words_of_fields(*plain)
+
+
+def test_scan_line_maps_phrases_and_fields() -> None:
+    title, summary = "STRAẞE, İlham\u00a0Əliyev", "Երևան — «Ханкенди-Халфали»"
+    built = scan_line(title, summary)
+    phrase = built.line.index(" ilham əliyev ")
+    assert built.displayed(phrase + 1, phrase + len(" ilham əliyev")) == (0, 8, 20)
+    place = built.line.index(" ханкенди халфали ")
+    assert built.displayed(place + 1, place + len(" ханкенди халфали")) == (1, 9, 25)
+    assert summary[9:25] == "Ханкенди-Халфали"
+    assert built.field_of(phrase) == 0
+    assert built.field_of(place) == 1
+
+
+@given(st.lists(st.text(alphabet=_LINE_ALPHABET) | st.text(), min_size=1, max_size=3))
+@example(["Straße, ßß", "«Ё» ß"])
+@example(["և ok", "ԵՒ և"])
+@example(["x\x00y", ""])
+def test_scan_line_has_the_words_and_maps_them_back(fields: list[str]) -> None:
+    built = scan_line(*fields)
+    plain = [text.replace(FIELD_BREAK, " ") for text in fields]
+    assert _scanned_words(built) == _words_of_fields(*plain)
+    # The same words as the word line, whose runs of spaces are collapsed.
+    assert re.sub(" +", " ", built.line) == word_line(*fields).line
+    # Runs of words of one field map to the first word's start and the last word's end.
+    places = [(m.start(), m.end()) for m in re.finditer(r"[^ \x00]+", built.line)]
+    for (start, end), (next_start, next_end) in pairwise(places):
+        if FIELD_BREAK not in built.line[end:next_start]:
+            first, last = built.displayed(start, end), built.displayed(next_start, next_end)
+            assert built.displayed(start, next_end) == (first[0], first[1], last[2])
+
+
+_CODEC_TEXT = st.text(
+    alphabet=st.sampled_from(sorted(set("".join(_CODEC_CHARACTERS) + _CODEC_SEPARATORS)))
+)
+
+
+@given(_CODEC_TEXT | st.text(alphabet=_LINE_ALPHABET) | st.text())
+def test_codec_folding_is_the_casefold_path(text: str) -> None:
+    folded = _fold_by_codec(text)
+    assert folded is None or folded == _fold_fast(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ilham Aliyev, “quoted” — 7%",
+        "İlham Əliyev: Qarabağ, Şuşa (ölkə)",
+        "Ильхам Алиев — «Ханкенди», ЁЛКА",
+        "Երևան, Ստեփանակերտ։ ԵՎ և եւ",
+        "Straße, Łódź, Çanakkale",
+        "Київ, Қазақстан",
+    ],
+)
+def test_the_regions_text_takes_a_codec(text: str) -> None:
+    assert _fold_by_codec(text) == _fold_fast(text)
+
+
+def test_every_codec_letter_made_it_into_a_codec() -> None:
+    all_codecs, codec_of = _codecs()
+    assert len(all_codecs) == len(_CODEC_CHARACTERS)
+    for own in _CODEC_CHARACTERS:
+        for ch in own:
+            assert ch in codec_of, ch
+            assert _fold_by_codec(ch) == _fold_fast(ch), ch

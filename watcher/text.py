@@ -1,6 +1,6 @@
 """PURE text handling: HTML → displayed text, Unicode folding, and word splitting.
 
-Four forms of text meet here:
+Five forms of text meet here:
 - *displayed* text: what a subscriber reads (HTML stripped, entities decoded, whitespace
   collapsed). Entries carry it and spans point into it.
 - *folded* text: what rules compare (`fold`): NFKC, casefold, the region's letter quirks.
@@ -9,8 +9,12 @@ Four forms of text meet here:
   "Putin" never matches "Putinism", and offsets stay exact even where folding changes a
   word's length ("Straße" → "strasse", "և" → "եվ").
 - a *word line* (`word_line`): the folded words of an entry's fields as one string,
-  " w1 w2 \x00 w3 ", which the rule matcher scans in one pass; it maps positions in the
-  line back to displayed offsets, lazily, for the few words a rule hit.
+  " w1 w2 \\x00 w3 "; it maps positions in the line back to displayed offsets, lazily,
+  for the few words a rule hit.
+- a *scan line* (`scan_line`): the same, but with one space for each separator of the
+  displayed text (" w1  w2 \\x00 w3 " for "w1, w2" and "w3"), which costs a fraction of
+  a word line to build (two C-speed codec passes for the region's scripts); the rule
+  matcher scans it in one pass.
 """
 
 from __future__ import annotations
@@ -536,8 +540,8 @@ class ScanLine:
     " w1 w2  w3 \\x00 w4 ".
 
     Like a word line (`word_line`) but with runs of spaces left as they are, since
-    collapsing them would cost more than the rest of folding: each separator of the
-    displayed text is usually one space ("a, b" → " a  b "). Words are separated by one
+    collapsing them costs as much as folding itself: each separator of the displayed text
+    is usually one space ("a, b" → " a  b "). Words are separated by one
     space or more, consecutive words are those with only spaces between them, and a search
     for " word " (or " prefix") finds whole words only. No word touches a field break.
     `displayed` maps a run of whole words back to the field and its displayed offsets."""
@@ -548,7 +552,7 @@ class ScanLine:
         self, line: str, joined: str, fields: Sequence[str], exact: _ExactMap | None = None
     ) -> None:
         self.line = line
-        self._joined = joined  # " " + the fields joined by " \\x00 " + " "
+        self._joined = joined  # " " + the fields joined by " \x00 " + " "
         self._exact = exact  # for a line built word by word
         bases = [1]  # where each field starts in `joined`
         for text in fields[:-1]:
