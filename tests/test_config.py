@@ -13,6 +13,7 @@ from watcher.config import (
     PollingSettings,
     TelegramSettings,
     _Locator,
+    compiled_rules,
     load_config,
     parse_duration,
 )
@@ -1171,3 +1172,11 @@ def test_a_query_error_in_a_multiline_query_points_at_its_line(tmp_path: Path) -
     assert error.key == "rules[0].query"
     assert (error.line, error.column) == (line_of(main, "@lachinn"), 7)
     assert "did you mean @lachin?" in error.message
+
+
+def test_the_rules_are_compiled_once_with_the_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "w.toml", "[[rules]]\nname = 'k'\nquery = 'Karabakh'\n")
+    settings = load_config(path)
+    matcher = compiled_rules(settings)
+    assert matcher is settings.matcher
+    assert [hit.rule for hit in matcher.match("Karabakh today", "")] == ["k"]

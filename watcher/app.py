@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from watcher import __version__
 from watcher.bot_backend import StoreBackend
-from watcher.config import Settings, load_config
+from watcher.config import Settings, compiled_rules, load_config
 from watcher.config_watch import FileStamps
 from watcher.delivery import Delivery, Limits
 from watcher.digests import send_due_digests
@@ -28,7 +28,6 @@ from watcher.logs import RedactingFormatter
 from watcher.model import FeedDef, FeedState
 from watcher.parse import FeedParser
 from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed
-from watcher.rules import compile_rules
 from watcher.schedule import next_check_after_failure
 from watcher.scheduler import Ticker
 from watcher.store import Store
@@ -51,7 +50,7 @@ def utc_now() -> datetime:
 
 def build_ruleset(settings: Settings) -> RuleSet:
     return RuleSet(
-        matcher=compile_rules(settings.rules, settings.actors),
+        matcher=compiled_rules(settings),
         chats_by_rule={rule.name: rule.chats for rule in settings.rules},
     )
 

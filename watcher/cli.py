@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from watcher import __version__
-from watcher.config import Settings, load_config
+from watcher.config import Settings, compiled_rules, load_config
 from watcher.errors import ConfigError, StoreError
 
 DEFAULT_CONFIG = Path("config/watcher.toml")
@@ -106,7 +106,6 @@ def _match(args: argparse.Namespace) -> int:
         to_json,
         to_text,
     )
-    from watcher.rules import compile_rules
 
     settings = _load(args.config)
     if settings is None:
@@ -131,7 +130,7 @@ def _match(args: argparse.Namespace) -> int:
     except (OSError, FetchError) as exc:
         print(f"watcher: cannot read {args.source}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    matcher = compile_rules(settings.rules, settings.actors)
+    matcher = compiled_rules(settings)
     results = match_entries(entries, matcher, feed=args.feed, language=language)
     if args.json:
         print(to_json(results))

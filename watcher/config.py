@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from watcher.errors import ConfigError, RuleError
 from watcher.model import FeedDef, RuleDef
-from watcher.rules import compile_rules
+from watcher.rules import Matcher, compile_rules
 from watcher.text import words
 
 DEFAULT_DATABASE = "watcher.db"
@@ -120,6 +120,9 @@ class Settings:
     actors: Mapping[str, tuple[str, ...]]
     rules: tuple[RuleDef, ...]
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    # The rules compiled while validating them: compiling 1,000 rules with Russian forms
+    # takes about a second, so nothing compiles them a second time.
+    matcher: Matcher | None = field(default=None, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------- durations
@@ -142,6 +145,13 @@ def parse_duration(value: object) -> int:
 
 
 # --------------------------------------------------------------------------- loading
+
+
+def compiled_rules(settings: Settings) -> Matcher:
+    """The settings' rules, compiled (once, when the settings were loaded)."""
+    if settings.matcher is not None:
+        return settings.matcher
+    return compile_rules(settings.rules, settings.actors)
 
 
 def load_config(path: Path | str) -> Settings:
@@ -350,7 +360,7 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
     feeds = _feeds(sources, polling)
     actors = _actors(sources)
     rules, rule_places = _rules(sources, {feed.name for feed in feeds})
-    _compile(rules, rule_places, actors)
+    matcher = _compile(rules, rule_places, actors)
     return Settings(
         path=main,
         files=tuple(source.path for source in sources),
@@ -361,6 +371,7 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
         actors=MappingProxyType(actors),
         rules=tuple(rules),
         logging=logging,
+        matcher=matcher,
     )
 
 
@@ -630,10 +641,12 @@ def _rules(sources: list[_Source], feed_names: set[str]) -> tuple[list[RuleDef],
     return rules, places
 
 
-def _compile(rules: list[RuleDef], places: list[_At], actors: Mapping[str, Sequence[str]]) -> None:
+def _compile(
+    rules: list[RuleDef], places: list[_At], actors: Mapping[str, Sequence[str]]
+) -> Matcher:
     """Compile every query once so a mistake is reported at load time, with its line."""
     try:
-        compile_rules(rules, actors)
+        return compile_rules(rules, actors)
     except RuleError as exc:
         index = next((i for i, rule in enumerate(rules) if rule.name == exc.rule), None)
         if index is None:  # the matcher blamed no rule we know: report it as it came
