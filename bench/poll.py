@@ -268,7 +268,7 @@ async def prime(settings: Any, farm: Farm, port: int, *, full_history: bool) -> 
     Entries are the template's entries as parse_feed reads them, given the feed's own links
     and guids, through the store's own insert_entries; checked against a real parse of one
     feed per template, so a poll of these bodies would have recorded exactly these."""
-    from watcher.model import Entry, FetchResult
+    from watcher.model import Entry, FeedSuccess, FetchResult
     from watcher.parse import parse_feed
     from watcher.store import Store
 
@@ -334,12 +334,14 @@ async def prime(settings: Any, farm: Farm, port: int, *, full_history: bool) -> 
                         await tx.insert_entries(state.id, feed_entries, now)
                     await tx.feed_succeeded(
                         state.id,
-                        now=now,
-                        status=200,
-                        etag=farm.etag(i, generation),
-                        last_modified=farm.last_modified(i, generation),
-                        body_hash=hashlib.sha256(farm.body(i, generation)).hexdigest(),
-                        next_check_at=now if i < warm_up else tomorrow,
+                        FeedSuccess(
+                            checked_at=now,
+                            status=200,
+                            etag=farm.etag(i, generation),
+                            last_modified=farm.last_modified(i, generation),
+                            body_hash=hashlib.sha256(farm.body(i, generation)).hexdigest(),
+                            next_check_at=now if i < warm_up else tomorrow,
+                        ),
                     )
     finally:
         await store.close()

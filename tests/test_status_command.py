@@ -9,7 +9,7 @@ import pytest
 
 from watcher.cli import main
 from watcher.config import load_config
-from watcher.model import Entry
+from watcher.model import Entry, FeedSuccess
 from watcher.store import Store
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -45,12 +45,14 @@ async def prepare(config: Path) -> None:
             )
             await tx.feed_succeeded(
                 ids["healthy"],
-                now=NOW,
-                status=200,
-                etag=None,
-                last_modified=None,
-                body_hash=None,
-                next_check_at=NOW + timedelta(minutes=10),
+                FeedSuccess(
+                    checked_at=NOW,
+                    status=200,
+                    etag=None,
+                    last_modified=None,
+                    body_hash=None,
+                    next_check_at=NOW + timedelta(minutes=10),
+                ),
             )
             for _ in range(2):
                 await tx.feed_failed(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from watcher.errors import StoreError
-from watcher.model import Alert, Entry, FeedDef, FeedState
+from watcher.model import Alert, Entry, FeedDef, FeedState, FeedSuccess
 from watcher.store import Store, migrate
 from watcher.store.schema import SCHEMA_VERSION
 
@@ -156,12 +156,14 @@ async def test_feed_state_survives_reopen(tmp_path: Path) -> None:
         async with store.write() as tx:
             await tx.feed_succeeded(
                 apa,
-                now=NOW,
-                status=200,
-                etag='"v1"',
-                last_modified="Sat, 28 Nov 2026 10:00:00 GMT",
-                body_hash="abc",
-                next_check_at=NOW + timedelta(minutes=10),
+                FeedSuccess(
+                    checked_at=NOW,
+                    status=200,
+                    etag='"v1"',
+                    last_modified="Sat, 28 Nov 2026 10:00:00 GMT",
+                    body_hash="abc",
+                    next_check_at=NOW + timedelta(minutes=10),
+                ),
             )
             await tx.feed_failed(
                 apa, now=NOW, status=500, error="boom", next_check_at=NOW + timedelta(hours=1)
@@ -192,12 +194,14 @@ async def test_changing_a_feed_url_forgets_its_validators(store: Store) -> None:
     async with store.write() as tx:
         await tx.feed_succeeded(
             apa,
-            now=NOW,
-            status=200,
-            etag='"v1"',
-            last_modified=None,
-            body_hash="h",
-            next_check_at=NOW,
+            FeedSuccess(
+                checked_at=NOW,
+                status=200,
+                etag='"v1"',
+                last_modified=None,
+                body_hash="h",
+                next_check_at=NOW,
+            ),
         )
     await store.sync_feeds([FeedDef("apa", "https://apa.az/rss/en", 600), FEEDS[1]], NOW)
     state = await store.feed("apa")
@@ -247,13 +251,15 @@ async def test_batched_updates_share_transactions_and_all_land(tmp_path: Path) -
             *(
                 store.feed_unchanged(
                     ids[feed.name],
-                    now=NOW,
-                    status=304,
-                    etag=f'"{feed.name}"',
-                    last_modified=None,
-                    body_hash=None,
-                    next_check_at=NOW + timedelta(minutes=10),
-                    ttl_s=None,
+                    FeedSuccess(
+                        checked_at=NOW,
+                        status=304,
+                        etag=f'"{feed.name}"',
+                        last_modified=None,
+                        body_hash=None,
+                        next_check_at=NOW + timedelta(minutes=10),
+                        ttl_s=None,
+                    ),
                 )
                 for feed in feeds
             )

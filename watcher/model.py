@@ -112,6 +112,19 @@ class FeedState:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedSuccess:
+    """What a successful check (200 or 304) records about a feed."""
+
+    checked_at: datetime
+    status: int
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    next_check_at: datetime
+    ttl_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewEntry:
     """An entry the store had not seen before, with the id it was given."""
 

@@ -22,6 +22,7 @@ from watcher.model import (
     Alert,
     FeedDef,
     FeedState,
+    FeedSuccess,
     FetchResult,
     Hit,
     NewEntry,
@@ -212,13 +213,15 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
         interval = await _interval(feed, state, ctx)  # counts this poll's new entries too
         await tx.feed_succeeded(
             state.id,
-            now=now,
-            status=result.status,
-            etag=result.etag,
-            last_modified=result.last_modified,
-            body_hash=body_hash,
-            next_check_at=_next_check(now, interval, ctx, result, parsed.ttl_s),
-            ttl_s=parsed.ttl_s,
+            FeedSuccess(
+                checked_at=now,
+                status=result.status,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                body_hash=body_hash,
+                next_check_at=_next_check(now, interval, ctx, result, parsed.ttl_s),
+                ttl_s=parsed.ttl_s,
+            ),
         )
     return report
 
@@ -280,32 +283,23 @@ async def _record_unchanged(
 ) -> None:
     interval = await _interval(feed, state, ctx)
     now = ctx.clock()
+    success = FeedSuccess(
+        checked_at=now,
+        status=result.status,
+        # A 304 may omit the validators; keep the ones we had.
+        etag=result.etag or state.etag,
+        last_modified=result.last_modified or state.last_modified,
+        body_hash=state.body_hash,
+        next_check_at=_next_check(now, interval, ctx, result, state.ttl_s),
+        ttl_s=state.ttl_s,
+    )
     if report.moved_to is None:
         # The common case by far (a 304): batched with other feeds' into one transaction.
-        await ctx.store.feed_unchanged(
-            state.id,
-            now=now,
-            status=result.status,
-            etag=result.etag or state.etag,
-            last_modified=result.last_modified or state.last_modified,
-            body_hash=state.body_hash,
-            next_check_at=_next_check(now, interval, ctx, result, state.ttl_s),
-            ttl_s=state.ttl_s,
-        )
+        await ctx.store.feed_unchanged(state.id, success)
         return
     async with ctx.store.write() as tx:
         await tx.feed_moved(state.id, report.moved_to)
-        await tx.feed_succeeded(
-            state.id,
-            now=now,
-            status=result.status,
-            # A 304 may omit the validators; keep the ones we had.
-            etag=result.etag or state.etag,
-            last_modified=result.last_modified or state.last_modified,
-            body_hash=state.body_hash,
-            next_check_at=_next_check(now, interval, ctx, result, state.ttl_s),
-            ttl_s=state.ttl_s,
-        )
+        await tx.feed_succeeded(state.id, success)
 
 
 async def _record_failure(

@@ -11,7 +11,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, closing
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -20,9 +20,19 @@ import aiosqlite
 
 from watcher.errors import StoreError
 from watcher.identity import entry_keys
-from watcher.model import Alert, Entry, FeedDef, FeedState, NewEntry, OutboxItem
+from watcher.model import (
+    Alert,
+    Entry,
+    FeedDef,
+    FeedState,
+    FeedSuccess,
+    NewEntry,
+    OutboxItem,
+)
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
 from watcher.store.subscribers import SubscriberQueries
+from watcher.store.timestamps import from_db as _dt
+from watcher.store.timestamps import to_db as _ts
 
 # SQLite's default limit on bound parameters is 32766; stay far below it per statement.
 _ENTRY_ROWS_PER_STATEMENT = 500
@@ -30,14 +40,6 @@ _BUSY_TIMEOUT_MS = 5000
 _BATCH_ROWS = 50  # a batch this full is written at once (more would resume too many
 # polls in one turn of the event loop)
 _BATCH_WAIT_S = 0.02  # otherwise updates wait this long for company
-
-
-def _ts(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment is not None else None
-
-
-def _dt(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
 def migrate(path: Path) -> int:
@@ -172,32 +174,9 @@ class Store(SubscriberQueries):
             if not done.done():
                 done.set_result(None)
 
-    async def feed_unchanged(
-        self,
-        feed_id: int,
-        *,
-        now: datetime,
-        status: int,
-        etag: str | None,
-        last_modified: str | None,
-        body_hash: str | None,
-        next_check_at: datetime,
-        ttl_s: int | None,
-    ) -> None:
+    async def feed_unchanged(self, feed_id: int, success: FeedSuccess) -> None:
         """A poll that found nothing new (304, or the same body): batched."""
-        await self.batched(
-            FEED_SUCCEEDED_SQL,
-            feed_succeeded_params(
-                feed_id,
-                now=now,
-                status=status,
-                etag=etag,
-                last_modified=last_modified,
-                body_hash=body_hash,
-                next_check_at=next_check_at,
-                ttl_s=ttl_s,
-            ),
-        )
+        await self.batched(FEED_SUCCEEDED_SQL, feed_succeeded_params(feed_id, success))
 
     # -- feeds -------------------------------------------------------------------------
 
@@ -426,26 +405,16 @@ FEED_SUCCEEDED_SQL = """UPDATE feeds SET etag = ?, last_modified = ?, body_hash 
     failing_since = NULL, last_checked_at = ?, last_success_at = ?, ttl_s = ? WHERE id = ?"""
 
 
-def feed_succeeded_params(
-    feed_id: int,
-    *,
-    now: datetime,
-    status: int,
-    etag: str | None,
-    last_modified: str | None,
-    body_hash: str | None,
-    next_check_at: datetime,
-    ttl_s: int | None,
-) -> tuple[Any, ...]:
+def feed_succeeded_params(feed_id: int, success: FeedSuccess) -> tuple[Any, ...]:
     return (
-        etag,
-        last_modified,
-        body_hash,
-        _ts(next_check_at),
-        status,
-        _ts(now),
-        _ts(now),
-        ttl_s,
+        success.etag,
+        success.last_modified,
+        success.body_hash,
+        _ts(success.next_check_at),
+        success.status,
+        _ts(success.checked_at),
+        _ts(success.checked_at),
+        success.ttl_s,
         feed_id,
     )
 
@@ -522,31 +491,8 @@ class WriteTransaction:
             (chat_id, entry_id, " ".join(rules), _ts(now)),
         )
 
-    async def feed_succeeded(
-        self,
-        feed_id: int,
-        *,
-        now: datetime,
-        status: int,
-        etag: str | None,
-        last_modified: str | None,
-        body_hash: str | None,
-        next_check_at: datetime,
-        ttl_s: int | None = None,
-    ) -> None:
-        await self.db.execute(
-            FEED_SUCCEEDED_SQL,
-            feed_succeeded_params(
-                feed_id,
-                now=now,
-                status=status,
-                etag=etag,
-                last_modified=last_modified,
-                body_hash=body_hash,
-                next_check_at=next_check_at,
-                ttl_s=ttl_s,
-            ),
-        )
+    async def feed_succeeded(self, feed_id: int, success: FeedSuccess) -> None:
+        await self.db.execute(FEED_SUCCEEDED_SQL, feed_succeeded_params(feed_id, success))
 
     async def feed_failed(
         self,

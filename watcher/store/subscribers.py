@@ -10,19 +10,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from watcher.model import Alert, Subscriber
+from watcher.store.timestamps import from_db as _dt
+from watcher.store.timestamps import to_db as _ts
 
 if TYPE_CHECKING:
     import sqlite3
 
     from watcher.store.sqlite import WriteTransaction
-
-
-def _ts(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment is not None else None
-
-
-def _dt(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
 @dataclass(frozen=True, slots=True)
