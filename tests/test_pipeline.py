@@ -11,7 +11,7 @@ from tests.fakes.feed_server import FeedServer
 from watcher.fetch import Fetcher
 from watcher.model import CONSOLE_CHAT, FeedDef, FeedState, RuleDef
 from watcher.parse import FeedParser
-from watcher.pipeline import PollContext, RuleSet, poll_feed
+from watcher.pipeline import PollContext, RuleSet, poll_feed, record_crash
 from watcher.rules import compile_rules
 from watcher.store import Store
 
@@ -321,3 +321,13 @@ async def test_alerts_show_the_published_time_in_the_operators_zone(parts: Parts
     await poll_feed(feed, await state_of(context, feed), context)
     (queued, *_) = await context.store.due_outbox(context.clock())
     assert "— news · 8 Mar 2023 14:00" in queued.text
+
+
+async def test_a_crashed_poll_is_recorded_as_a_failure(parts: Parts) -> None:
+    server, context, clock = parts
+    feed = await setup_feed(context, server, rss(item(1, "x")))
+    report = await record_crash(feed, await state_of(context, feed), context, "boom")
+    assert report.error == "boom"
+    state = await state_of(context, feed)
+    assert (state.consecutive_errors, state.last_error) == (1, "boom")
+    assert state.next_check_at is not None and state.next_check_at > clock.now

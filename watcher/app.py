@@ -27,8 +27,7 @@ from watcher.fetch import Fetcher
 from watcher.logs import RedactingFormatter
 from watcher.model import FeedDef, FeedState
 from watcher.parse import FeedParser
-from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed
-from watcher.schedule import next_check_after_failure
+from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed, record_crash
 from watcher.scheduler import Ticker
 from watcher.store import Store
 from watcher.telegram.bot import SubscriberBot
@@ -230,8 +229,12 @@ class Daemon:
             # A bug, not a feed problem: log it, and still reschedule the feed so it is
             # neither lost nor retried every tick.
             log.exception("poll crashed feed=%s", feed.name)
-            report = PollReport(feed=feed.name, error=f"internal error: {exc!r}")
-            await self._reschedule_after_crash(context, feed, state, report)
+            error = f"internal error: {exc!r}"
+            report = PollReport(feed=feed.name, error=error)
+            try:
+                report = await record_crash(feed, state, context, error)
+            except Exception:
+                log.exception("could not record the failure of feed=%s", feed.name)
         _log_poll(report, time.perf_counter() - started)
         if report.alerts:
             delivery.wake()
@@ -265,24 +268,6 @@ class Daemon:
             )
         if notice is not None:
             await self._notify_admins(context.store, delivery, notice, console=context.console)
-
-    async def _reschedule_after_crash(
-        self, context: PollContext, feed: FeedDef, state: FeedState, report: PollReport
-    ) -> None:
-        now = utc_now()
-        try:
-            async with context.store.write() as tx:
-                await tx.feed_failed(
-                    state.id,
-                    now=now,
-                    status=None,
-                    error=report.error or "internal error",
-                    next_check_at=next_check_after_failure(
-                        now, feed.interval, state.consecutive_errors + 1
-                    ),
-                )
-        except Exception:
-            log.exception("could not record the failure of feed=%s", feed.name)
 
     async def _drain_polls(self) -> None:
         tasks = list(self._in_flight.values())

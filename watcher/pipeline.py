@@ -302,6 +302,14 @@ async def _record_unchanged(
         await tx.feed_succeeded(state.id, success)
 
 
+async def record_crash(feed: FeedDef, state: FeedState, ctx: PollContext, error: str) -> PollReport:
+    """A poll that raised (a bug, not a feed problem) is recorded as a failure, so the
+    feed is neither lost nor retried every tick."""
+    report = PollReport(feed=feed.name)
+    await _record_failure(feed, state, ctx, report, None, error, None)
+    return report
+
+
 async def _record_failure(
     feed: FeedDef,
     state: FeedState,
