@@ -89,3 +89,13 @@ async def wait_for_polls(server: FeedServer, path: str, n: int, timeout: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} polled {len(server.hits(path))} times, wanted {target}")
         await asyncio.sleep(0.05)
+
+
+def news_feed(*items: tuple[str, str]) -> str:
+    """An RSS document of (guid, title) items, newest first, each linked by its guid."""
+    body = "".join(
+        f"<item><title>{title}</title><guid>{guid}</guid>"
+        f"<link>https://apa.example/{guid}</link></item>"
+        for guid, title in items
+    )
+    return f"<rss version='2.0'><channel><title>APA</title>{body}</channel></rss>"

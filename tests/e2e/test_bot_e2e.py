@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import DaemonProcess
+from tests.e2e.daemon import DaemonProcess, news_feed
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -17,22 +17,13 @@ TOKEN = "818181:E2E-bot-token-abcdefghijklmnopqr"
 ALICE, BOB = 1001, 1002
 
 
-def rss(*items: tuple[str, str]) -> str:
-    body = "".join(
-        f"<item><title>{title}</title><guid>{guid}</guid>"
-        f"<link>https://apa.example/{guid}</link></item>"
-        for guid, title in items
-    )
-    return f"<rss version='2.0'><channel><title>APA</title>{body}</channel></rss>"
-
-
 def replies_to(telegram: FakeTelegram, chat: int) -> list[str]:
     return [m.visible_text for m in telegram.sent if m.chat_id == chat]
 
 
 async def test_subscribers_follow_mute_and_receive(tmp_path: Path) -> None:
     async with FeedServer() as server, FakeTelegram(TOKEN, rate_limits=None) as telegram:
-        server.serve("/apa.xml", rss(("old", "Old news")))
+        server.serve("/apa.xml", news_feed(("old", "Old news")))
         config = tmp_path / "watcher.toml"
         config.write_text(
             f"""
@@ -65,7 +56,9 @@ query = 'Karabakh'
             await telegram.wait_for_messages(5, timeout=15)
             assert any("karabakh" in text for text in replies_to(telegram, ALICE))
 
-            server.serve("/apa.xml", rss(("k1", "Karabakh talks resume"), ("old", "Old news")))
+            server.serve(
+                "/apa.xml", news_feed(("k1", "Karabakh talks resume"), ("old", "Old news"))
+            )
             await telegram.wait_until(
                 lambda: any(
                     t.startswith("Karabakh talks resume") for t in replies_to(telegram, ALICE)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import DaemonProcess
+from tests.e2e.daemon import DaemonProcess, news_feed
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from watcher.store import Store
@@ -19,15 +19,6 @@ from watcher.store import Store
 pytestmark = pytest.mark.e2e
 
 TOKEN = "717171:E2E-delivery-token-abcdefghijklmnop"
-
-
-def rss(*items: tuple[str, str]) -> str:
-    body = "".join(
-        f"<item><title>{title}</title><guid>{guid}</guid>"
-        f"<link>https://apa.example/{guid}</link></item>"
-        for guid, title in items
-    )
-    return f"<rss version='2.0'><channel><title>APA</title>{body}</channel></rss>"
 
 
 def write_config(folder: Path, server: FeedServer, api: str) -> Path:
@@ -74,7 +65,7 @@ async def add_followers(database: Path, chats: range) -> None:
 async def test_a_kill_during_a_burst_of_200_loses_nothing(tmp_path: Path) -> None:
     followers = range(1, 201)
     async with FeedServer() as server, FakeTelegram(TOKEN) as telegram:
-        server.serve("/apa.xml", rss(("old", "Old news")))
+        server.serve("/apa.xml", news_feed(("old", "Old news")))
         config = write_config(tmp_path, server, telegram.base_url)
         await add_followers(tmp_path / "watcher.db", followers)
         env = {"WATCHER_E2E_TOKEN": TOKEN}
@@ -83,7 +74,9 @@ async def test_a_kill_during_a_burst_of_200_loses_nothing(tmp_path: Path) -> Non
         try:
             first.start()
             await first.wait_for_log("poll feed=apa status=200")
-            server.serve("/apa.xml", rss(("k1", "Karabakh: talks resume"), ("old", "Old news")))
+            server.serve(
+                "/apa.xml", news_feed(("k1", "Karabakh: talks resume"), ("old", "Old news"))
+            )
             await telegram.wait_for_messages(50, timeout=20)
             first.kill()  # SIGKILL in the middle of the burst
             delivered_before = len(telegram.sent)
@@ -107,7 +100,7 @@ async def test_a_kill_during_a_burst_of_200_loses_nothing(tmp_path: Path) -> Non
 
 async def test_everything_arrives_in_order_after_a_long_outage(tmp_path: Path) -> None:
     async with FeedServer() as server, FakeTelegram(TOKEN) as telegram:
-        server.serve("/apa.xml", rss(("old", "Old news")))
+        server.serve("/apa.xml", news_feed(("old", "Old news")))
         config = write_config(tmp_path, server, telegram.base_url)
         await add_followers(tmp_path / "watcher.db", range(7, 9))
         daemon = DaemonProcess(config, {"WATCHER_E2E_TOKEN": TOKEN}, tmp_path)
@@ -118,7 +111,7 @@ async def test_everything_arrives_in_order_after_a_long_outage(tmp_path: Path) -
             items = [("old", "Old news")]
             for n in range(1, 5):
                 items.insert(0, (f"k{n}", f"Karabakh update {n}"))
-                server.serve("/apa.xml", rss(*items))
+                server.serve("/apa.xml", news_feed(*items))
                 # Each update its own poll (alerts=2: one per follower).
                 await wait_until(lambda n=n: daemon.stderr.count("alerts=2") >= n)
             # The outage went on through many retries of every alert.

@@ -3,6 +3,7 @@ and an invalid edit keeps the last good config running and tells the admins."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import DaemonProcess, wait_for_polls
+from tests.e2e.daemon import DaemonProcess, news_feed, wait_for_polls
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -24,12 +25,8 @@ ADMIN = 777
 
 
 def rss(*titles: str) -> str:
-    items = "".join(
-        f"<item><title>{title}</title><guid>{n}-{title}</guid>"
-        f"<link>https://apa.example/{abs(hash(title))}</link></item>"
-        for n, title in enumerate(titles)
-    )
-    return f"<rss version='2.0'><channel><title>APA</title>{items}</channel></rss>"
+    """Items keyed by their title, so an item keeps its guid when newer ones are added."""
+    return news_feed(*((re.sub(r"\W+", "-", title).strip("-"), title) for title in titles))
 
 
 def replace_file(path: Path, text: str) -> None:
