@@ -31,7 +31,6 @@ from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed, record
 from watcher.scheduler import Ticker
 from watcher.store import Store
 from watcher.telegram.bot import SubscriberBot
-from watcher.telegram.format import render_notice
 from watcher.telegram.send import TelegramSender
 
 log = logging.getLogger(__name__)
@@ -159,9 +158,7 @@ class Daemon:
 
         ticker = Ticker(tick, every_s=TICK_SECONDS, minutely=minutely)
         delivery_task = asyncio.create_task(delivery.run(self._stop), name="delivery")
-        watch_task = asyncio.create_task(
-            self._watch_config(store, delivery, console=sender is None), name="config-watch"
-        )
+        watch_task = asyncio.create_task(self._watch_config(store, delivery), name="config-watch")
         ticker.start()
         bot = None
         if token is not None:
@@ -267,7 +264,7 @@ class Daemon:
                 report.moved_to,
             )
         if notice is not None:
-            await self._notify_admins(context.store, delivery, notice, console=context.console)
+            await delivery.notify_admins(notice)
 
     async def _drain_polls(self) -> None:
         tasks = list(self._in_flight.values())
@@ -294,7 +291,7 @@ class Daemon:
 
     # -- hot reload ----------------------------------------------------------------------
 
-    async def _watch_config(self, store: Store, delivery: Delivery, *, console: bool) -> None:
+    async def _watch_config(self, store: Store, delivery: Delivery) -> None:
         """Reload when a config file changes or on SIGHUP. Stamps are taken before loading,
         so an edit made while a reload runs is seen on the next round."""
         stamps = FileStamps(self.settings.files)
@@ -306,10 +303,10 @@ class Daemon:
             if not requested and not stamps.changed():
                 continue
             stamps = FileStamps(self.settings.files)
-            if await self.reload(store, delivery, console=console):
+            if await self.reload(store, delivery):
                 stamps = FileStamps(self.settings.files)  # the new set of included files
 
-    async def reload(self, store: Store, delivery: Delivery, *, console: bool) -> bool:
+    async def reload(self, store: Store, delivery: Delivery) -> bool:
         """Apply the config files as they are now; on any error keep running on the last
         good config, log the error and tell the admins. Returns whether it applied."""
         try:
@@ -319,11 +316,8 @@ class Daemon:
             log.error("config reload failed, still running the last good config: %s", message)
             if message != self._last_reload_error:  # tell the admins once per distinct error
                 self._last_reload_error = message
-                await self._notify_admins(
-                    store,
-                    delivery,
-                    f"Config reload failed; still running the last good config.\n{message}",
-                    console=console,
+                await delivery.notify_admins(
+                    f"Config reload failed; still running the last good config.\n{message}"
                 )
             return False
         self._last_reload_error = None
@@ -354,19 +348,6 @@ class Daemon:
         if needs_restart:
             log.warning("changes to [%s] take effect after a restart", "], [".join(needs_restart))
         return True
-
-    async def _notify_admins(
-        self, store: Store, delivery: Delivery, text: str, *, console: bool
-    ) -> None:
-        admins = self.settings.telegram.admins
-        if console or not admins:
-            return
-        try:
-            await store.enqueue_notices(admins, render_notice(text), utc_now())
-        except Exception:
-            log.exception("could not queue a notice to the admins")
-            return
-        delivery.wake()
 
     def _on_signal(self, signum: int) -> None:
         log.info("signal %s received: stopping", signal.Signals(signum).name)

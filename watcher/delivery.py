@@ -251,10 +251,10 @@ class Delivery:
                 age,
                 reason,
             )
-            await self._notify_admins(
+            await self.notify_admins(
                 f"An alert to chat {item.chat_id} could not be delivered for {age} and was "
                 f"given up: {reason}",
-                item.chat_id,
+                about_chat=item.chat_id,
             )
             return
         if after_s is not None:
@@ -284,21 +284,27 @@ class Delivery:
             )
             if was_subscriber and item.chat_id > 0:
                 return  # a person who blocked the bot: their choice, not the operator's problem
-            await self._notify_admins(
+            await self.notify_admins(
                 f"Chat {item.chat_id} refuses the bot ({reason}); {dropped + 1} alert(s) "
                 "dropped. Remove it from the config or add the bot back.",
-                item.chat_id,
+                about_chat=item.chat_id,
             )
         else:
             log.warning("send rejected outbox=%d chat=%d reason=%s", item.id, item.chat_id, reason)
 
-    async def _notify_admins(self, text: str, about_chat: int) -> None:
-        # Never about an admin's own chat: a notice that cannot be delivered must not
-        # beget another notice.
+    async def notify_admins(self, text: str, *, about_chat: int | None = None) -> None:
+        """Queue a notice about Watcher itself to every admin (none without Telegram).
+        Never to the chat it is about: a notice that cannot be delivered must not beget
+        another notice."""
         admins = [admin for admin in self._admins if admin != about_chat]
-        if admins:
+        if self._telegram is None or not admins:
+            return
+        try:
             await self._store.enqueue_notices(admins, render_notice(text), self._clock())
-            self.wake()
+        except Exception:
+            log.exception("could not queue a notice to the admins")
+            return
+        self.wake()
 
     def _print(self, item: OutboxItem) -> None:
         rule = "─" * 60
