@@ -284,7 +284,7 @@ def test_a_syntax_error_at_the_end_of_the_file(tmp_path: Path) -> None:
             "storge",
             "[storge]",
             'unknown key "storge" at the top level; did you mean "storage"? allowed: actors, '
-            "feeds, include, logging, polling, rules, storage, telegram",
+            "feeds, http, include, logging, polling, retention, rules, storage, telegram",
         ),
         (
             "[telegram]\nadmin = [1]\n",
@@ -311,7 +311,7 @@ def test_a_syntax_error_at_the_end_of_the_file(tmp_path: Path) -> None:
             '[logging]\nlevl = "INFO"\n',
             "logging.levl",
             "levl",
-            'unknown key "levl" in [logging]; did you mean "level"? allowed: level',
+            'unknown key "levl" in [logging]; did you mean "level"? allowed: format, level',
         ),
         (
             '[actors.x]\nname = ["X"]\n',
@@ -364,7 +364,7 @@ def test_an_unknown_feed_key_gives_file_merged_index_and_line(tmp_path: Path) ->
     assert (error.file, error.key, error.line) == (feeds, "feeds[2].intervall", 8)
     assert error.message == (
         'unknown key "intervall" in a [[feeds]] entry; did you mean "interval"? '
-        "allowed: interval, language, name, url"
+        "allowed: interval, language, name, tags, url"
     )
 
 
@@ -1180,3 +1180,60 @@ def test_the_rules_are_compiled_once_with_the_config(tmp_path: Path) -> None:
     matcher = compiled_rules(settings)
     assert matcher is settings.matcher
     assert [hit.rule for hit in matcher.match("Karabakh today", "")] == ["k"]
+
+
+def test_read_token_from_a_systemd_credential(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "telegram-token").write_text(f"{FAKE_TOKEN}\n", encoding="utf-8")
+    environ = {"CREDENTIALS_DIRECTORY": str(credentials), "TELEGRAM_BOT_TOKEN": "from-env"}
+
+    assert TelegramSettings().read_token(environ) == FAKE_TOKEN
+    # Another service's credentials directory without ours: the environment still counts.
+    (credentials / "telegram-token").unlink()
+    assert TelegramSettings().read_token(environ) == "from-env"
+
+
+def test_retention_http_logging_format_and_feed_tags(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        "w.toml",
+        """
+        [logging]
+        format = "JSON"
+        [retention]
+        entries = "120d"
+        outbox = "7d"
+        [http]
+        listen = "[::1]:9464"
+        [[feeds]]
+        name = "apa"
+        url = "https://apa.az/rss"
+        tags = ["az", "wire", "az"]
+        """,
+    )
+    settings = load_config(main)
+
+    assert settings.logging.format == "json"
+    assert (settings.retention.entries, settings.retention.outbox) == (120 * 86400, 7 * 86400)
+    assert settings.http.listen == ("::1", 9464)
+    assert settings.feeds[0].tags == ("az", "wire")
+    defaults = load_config(write(tmp_path, "d.toml", "")).http
+    assert defaults.listen is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[http]\nlisten = "9464"\n', 'expected "HOST:PORT"'),
+        ('[http]\nlisten = "127.0.0.1:99999"\n', 'expected "HOST:PORT"'),
+        ('[retention]\nentries = "12h"\n', "expected at least 1d"),
+        ('[logging]\nformat = "xml"\n', "expected one of auto, json, text"),
+    ],
+)
+def test_bad_retention_http_and_log_format(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, "w.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert message in caught.value.message
+    assert caught.value.line == 2

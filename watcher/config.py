@@ -45,6 +45,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 T = TypeVar("T")
 
+# The name of the systemd credential holding the bot token (LoadCredential=telegram-token:...).
+TOKEN_CREDENTIAL = "telegram-token"
+
 
 # --------------------------------------------------------------------------- settings
 
@@ -69,26 +72,31 @@ class TelegramSettings:
     timezone: str = "UTC"  # IANA name: times in alerts and daily digests use it
 
     def read_token(self, environ: Mapping[str, str]) -> str | None:
-        """The bot token: from `token_file` if set, else from the environment variable
-        `token_env`. Surrounding whitespace is dropped; an empty token counts as none."""
-        if self.token_file is None:
-            return environ.get(self.token_env, "").strip() or None
-        try:
-            text = self.token_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read the bot token file: {exc.strerror or exc}",
-                file=self.token_file,
-                key="telegram.token_file",
-            ) from None
-        except UnicodeDecodeError:
-            # The decoder's message quotes bytes of the file: keep them out of logs.
-            raise ConfigError(
-                "the bot token file is not UTF-8 text",
-                file=self.token_file,
-                key="telegram.token_file",
-            ) from None
-        return text.strip() or None
+        """The bot token, from the first of: `token_file`; the systemd credential
+        `telegram-token` (`LoadCredential=`, found in `$CREDENTIALS_DIRECTORY`); the
+        environment variable `token_env`. Surrounding whitespace is dropped; an empty token
+        counts as none."""
+        if self.token_file is not None:
+            return _read_token_file(self.token_file, "telegram.token_file")
+        credentials = environ.get("CREDENTIALS_DIRECTORY")
+        if credentials:
+            credential = Path(credentials) / TOKEN_CREDENTIAL
+            if credential.exists():
+                return _read_token_file(credential, "telegram (systemd credential)")
+        return environ.get(self.token_env, "").strip() or None
+
+
+def _read_token_file(path: Path, key: str) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the bot token file: {exc.strerror or exc}", file=path, key=key
+        ) from None
+    except UnicodeDecodeError:
+        # The decoder's message quotes bytes of the file: keep them out of logs.
+        raise ConfigError("the bot token file is not UTF-8 text", file=path, key=key) from None
+    return text.strip() or None
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,18 @@ class PollingSettings:
 @dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
+    format: str = "auto"  # "auto": JSON lines unless stderr is a terminal; "json"; "text"
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    entries: int = 90 * 86400  # seconds an entry (and its identity for dedupe) is kept
+    outbox: int = 30 * 86400  # seconds a sent or dead outbox row is kept
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    listen: tuple[str, int] | None = None  # (host, port) for /healthz and /metrics; off if None
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,8 @@ class Settings:
     actors: Mapping[str, tuple[str, ...]]
     rules: tuple[RuleDef, ...]
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     # The rules compiled while validating them: compiling 1,000 rules with Russian forms
     # takes about a second, so nothing compiles them a second time.
     matcher: Matcher | None = field(default=None, compare=False, repr=False)
@@ -300,8 +322,19 @@ def _syntax_error(exc: tomllib.TOMLDecodeError, path: Path, text: str) -> Config
 
 # --------------------------------------------------------------------------- validation
 
-_TOP_KEYS = ("include", "storage", "telegram", "polling", "logging", "feeds", "actors", "rules")
-_SINGLE_TABLES = ("storage", "telegram", "polling", "logging")
+_TOP_KEYS = (
+    "include",
+    "storage",
+    "telegram",
+    "polling",
+    "logging",
+    "retention",
+    "http",
+    "feeds",
+    "actors",
+    "rules",
+)
+_SINGLE_TABLES = ("storage", "telegram", "polling", "logging", "retention", "http")
 _STORAGE_KEYS = ("path",)
 _TELEGRAM_KEYS = (
     "api_base_url",
@@ -326,8 +359,11 @@ _POLLING_KEYS = (
     "per_host",
     "failing_after",
 )
-_LOGGING_KEYS = ("level",)
-_FEED_KEYS = ("name", "url", "interval", "language")
+_LOGGING_KEYS = ("level", "format")
+LOG_FORMATS = ("auto", "json", "text")
+_RETENTION_KEYS = ("entries", "outbox")
+_HTTP_KEYS = ("listen",)
+_FEED_KEYS = ("name", "url", "interval", "language", "tags")
 _ACTOR_KEYS = ("names",)
 _RULE_KEYS = ("name", "query", "chats", "feeds", "languages", "priority")
 
@@ -357,6 +393,8 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
     telegram = _telegram(tables.get("telegram"))
     polling = _polling(tables.get("polling"))
     logging = _logging(tables.get("logging"))
+    retention = _retention(tables.get("retention"))
+    http = _http(tables.get("http"))
     feeds = _feeds(sources, polling)
     actors = _actors(sources)
     rules, rule_places = _rules(sources, {feed.name for feed in feeds})
@@ -371,6 +409,8 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
         actors=MappingProxyType(actors),
         rules=tuple(rules),
         logging=logging,
+        retention=retention,
+        http=http,
         matcher=matcher,
     )
 
@@ -520,13 +560,57 @@ def _logging(found: tuple[dict[str, Any], _At] | None) -> LoggingSettings:
         return LoggingSettings()
     table, at = found
     _check_keys(table, at, _LOGGING_KEYS, "in [logging]")
-    if "level" not in table:
-        return LoggingSettings()
-    key = at.key("level")
-    level = _string(table["level"], key).upper()
-    if level not in LOG_LEVELS:
-        raise key.error(f"expected one of {', '.join(LOG_LEVELS)}, got {_show(table['level'])}")
-    return LoggingSettings(level=level)
+    level, fmt = LoggingSettings.level, LoggingSettings.format
+    if "level" in table:
+        key = at.key("level")
+        level = _string(table["level"], key).upper()
+        if level not in LOG_LEVELS:
+            raise key.error(f"expected one of {', '.join(LOG_LEVELS)}, got {_show(table['level'])}")
+    if "format" in table:
+        key = at.key("format")
+        fmt = _string(table["format"], key).lower()
+        if fmt not in LOG_FORMATS:
+            raise key.error(
+                f"expected one of {', '.join(LOG_FORMATS)}, got {_show(table['format'])}"
+            )
+    return LoggingSettings(level=level, format=fmt)
+
+
+def _retention(found: tuple[dict[str, Any], _At] | None) -> RetentionSettings:
+    if found is None:
+        return RetentionSettings()
+    table, at = found
+    _check_keys(table, at, _RETENTION_KEYS, "in [retention]")
+    values = {key: _duration(table[key], at.key(key)) for key in _RETENTION_KEYS if key in table}
+    entries = values.get("entries", RetentionSettings.entries)
+    if entries < 86400:
+        # Shorter than a day, an entry still in its feed could be forgotten and alerted again.
+        raise at.key("entries").error(f"expected at least 1d, got {_show(table['entries'])}")
+    return RetentionSettings(entries=entries, outbox=values.get("outbox", RetentionSettings.outbox))
+
+
+def _http(found: tuple[dict[str, Any], _At] | None) -> HttpSettings:
+    if found is None:
+        return HttpSettings()
+    table, at = found
+    _check_keys(table, at, _HTTP_KEYS, "in [http]")
+    if "listen" not in table:
+        return HttpSettings()
+    return HttpSettings(listen=_listen_address(table["listen"], at.key("listen")))
+
+
+_LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})")
+
+
+def _listen_address(value: object, at: _At) -> tuple[str, int]:
+    text = _text(value, at)
+    found = _LISTEN.fullmatch(text)
+    port = int(found["port"]) if found else -1
+    if found is None or port > 65535:
+        raise at.error(
+            f'expected "HOST:PORT" such as "127.0.0.1:9464" or "[::1]:9464", got {_show(value)}'
+        )
+    return (found["v6"] or found["host"], port)
 
 
 def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
@@ -552,6 +636,9 @@ def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
         language = None
         if "language" in table:
             language = _language(table["language"], at.key("language"))
+        tags: tuple[str, ...] = ()
+        if "tags" in table:
+            tags = tuple(dict.fromkeys(_list_of(table["tags"], at.key("tags"), _text, "tags")))
         feeds.append(
             FeedDef(
                 name=name,
@@ -559,6 +646,7 @@ def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
                 interval=interval,
                 language=language,
                 auto_interval=auto,
+                tags=tags,
             )
         )
     return feeds

@@ -19,6 +19,7 @@ class FeedDef:
     interval: int  # seconds between checks (with `auto`: the starting point)
     language: str | None = None
     auto_interval: bool = False  # adapt the interval to how often the feed publishes
+    tags: tuple[str, ...] = ()  # operator's grouping (OPML categories); no effect on polling
 
 
 @dataclass(frozen=True, slots=True)
