@@ -8,7 +8,7 @@ PIP_VERSION := 26.3
 CONFIG ?= config/watcher.toml
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: run test lint check install install-test bench clean lock
+.PHONY: run test lint check check-unit install install-test bench clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,12 @@ lint: install-test
 	$(BIN)/ruff format --check watcher tests $(wildcard bench)
 	$(BIN)/mypy
 
-test: lint
+test: lint check-unit
 	$(BIN)/python -m pytest
+
+# systemd-analyze verify and security on systemd/watcher.service (needs systemd-analyze).
+check-unit: install
+	systemd/check-unit
 
 check: install
 	$(BIN)/watcher check --config $(CONFIG)

@@ -29,6 +29,8 @@ from watcher.model import FeedDef, FeedState
 from watcher.parse import FeedParser
 from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed, record_crash
 from watcher.scheduler import Ticker
+from watcher.sd_notify import SystemdNotifier
+from watcher.service_status import read_service_status
 from watcher.store import Store
 from watcher.telegram.bot import SubscriberBot
 from watcher.telegram.send import TelegramSender
@@ -40,6 +42,10 @@ CONFIG_CHECK_SECONDS = 1.0  # edits to config files apply within a couple of sec
 # SIGTERM to exit must stay well under systemd's default 90 s and our promised 10 s.
 POLL_GRACE_S = 5.0
 DELIVERY_GRACE_S = 3.0
+# systemd's STATUS= line is refreshed this often even without a watchdog.
+STATUS_EVERY_S = 30.0
+# A watchdog probe of the database that takes longer than this counts as no answer.
+DATABASE_PROBE_TIMEOUT_S = 5.0
 
 
 def utc_now() -> datetime:
@@ -75,6 +81,9 @@ class Daemon:
         # this bound only keeps the number of waiting tasks modest.
         self._max_polls = settings.polling.concurrency * 4
         self._in_flight_ids: dict[str, int] = {}
+        self._notifier = SystemdNotifier(environ)
+        self._ticked = asyncio.Event()
+        self.last_tick_monotonic: float | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -112,6 +121,7 @@ class Daemon:
                     parser.close()
         finally:
             await store.close()
+            self._notifier.close()
         log.info("stopped")
         return 0
 
@@ -147,6 +157,8 @@ class Daemon:
 
         async def tick() -> None:
             await self._tick(store, context, delivery)
+            self.last_tick_monotonic = time.monotonic()
+            self._ticked.set()
 
         async def minutely() -> None:
             try:
@@ -160,6 +172,7 @@ class Daemon:
         delivery_task = asyncio.create_task(delivery.run(self._stop), name="delivery")
         watch_task = asyncio.create_task(self._watch_config(store, delivery), name="config-watch")
         ticker.start()
+        await self._first_tick()
         bot = None
         if token is not None:
             backend = StoreBackend(
@@ -177,10 +190,18 @@ class Daemon:
             self.settings.storage.path,
             "telegram" if sender is not None else "console",
         )
+        # READY=1 only now: migrations ran (Store.open), the scheduler ticked, the bot
+        # started (or, with Telegram unreachable, is retrying in the background: holding
+        # READY back would only make systemd kill a daemon that polls fine).
+        self._notifier.ready(await self._status_line(store))
+        health_task = asyncio.create_task(self._report_health(store), name="systemd-health")
         try:
             await self._stop.wait()
         finally:
             log.info("stopping in_flight_polls=%d", len(self._in_flight))
+            self._notifier.stopping()
+            health_task.cancel()
+            await asyncio.gather(health_task, return_exceptions=True)
             ticker.stop()
             if bot is not None:
                 await bot.stop()  # before the store closes: a command may be using it
@@ -188,6 +209,45 @@ class Daemon:
             await asyncio.gather(watch_task, return_exceptions=True)
             await self._drain_polls()
             await _finish(delivery_task, DELIVERY_GRACE_S)
+
+    async def _first_tick(self) -> None:
+        stop = asyncio.create_task(self._stop.wait())
+        ticked = asyncio.create_task(self._ticked.wait())
+        await asyncio.wait({stop, ticked}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stop, ticked):
+            task.cancel()
+
+    async def _status_line(self, store: Store) -> str:
+        try:
+            return (await read_service_status(store)).line()
+        except Exception as exc:
+            log.warning("could not read the service status: %r", exc)
+            return "running; status unavailable (database did not answer)"
+
+    async def _report_health(self, store: Store) -> None:
+        """WATCHDOG=1 at half of WATCHDOG_USEC, but only while this loop runs (this task
+        is scheduled on it) and the database answers; STATUS= every STATUS_EVERY_S."""
+        interval = self._notifier.watchdog_interval_s
+        every = min(interval, STATUS_EVERY_S) if interval is not None else STATUS_EVERY_S
+        last_status = time.monotonic()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every)
+            if self._stop.is_set() or not self._notifier.enabled:
+                return
+            try:
+                status = await asyncio.wait_for(
+                    read_service_status(store), DATABASE_PROBE_TIMEOUT_S
+                )
+            except Exception as exc:
+                # No WATCHDOG=1: if this lasts, systemd restarts the daemon.
+                log.warning("watchdog: the database did not answer: %r", exc)
+                continue
+            if interval is not None:
+                self._notifier.watchdog()
+            if time.monotonic() - last_status >= STATUS_EVERY_S:
+                last_status = time.monotonic()
+                self._notifier.status(status.line())
 
     async def _tick(self, store: Store, context: PollContext, delivery: Delivery) -> None:
         if self._stop.is_set():
@@ -303,8 +363,11 @@ class Daemon:
             if not requested and not stamps.changed():
                 continue
             stamps = FileStamps(self.settings.files)
-            if await self.reload(store, delivery):
+            self._notifier.reloading()
+            applied = await self.reload(store, delivery)
+            if applied:
                 stamps = FileStamps(self.settings.files)  # the new set of included files
+            self._notifier.reloaded(await self._status_line(store))
 
     async def reload(self, store: Store, delivery: Delivery) -> bool:
         """Apply the config files as they are now; on any error keep running on the last
