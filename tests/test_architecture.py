@@ -23,7 +23,13 @@ PURE = {
     "watcher.model",
     "watcher.errors",
 }
-ADAPTERS = {"watcher.fetch", "watcher.parse", "watcher.store", "watcher.telegram"}
+ADAPTERS = {
+    "watcher.fetch",
+    "watcher.parse",
+    "watcher.store",
+    "watcher.telegram",
+    "watcher.sd_notify",
+}
 ORCHESTRATION = {
     "watcher.pipeline",
     "watcher.delivery",
@@ -35,9 +41,14 @@ ORCHESTRATION = {
     "watcher.digests",
     "watcher.bot_backend",
     "watcher.config_watch",
+    "watcher.metrics",
+    "watcher.http_api",
+    "watcher.loop_lag",
+    "watcher.service_status",
 }
 LIBRARY_HOME = {
-    "aiohttp": {"watcher.fetch"},
+    # fetch is the HTTP client; http_api serves /metrics and /healthz (aiohttp.web).
+    "aiohttp": {"watcher.fetch", "watcher.http_api"},
     "feedparser": {"watcher.parse"},
     "aiosqlite": {"watcher.store"},
     "telegram": {"watcher.telegram"},
@@ -45,6 +56,7 @@ LIBRARY_HOME = {
     "aiolimiter": {"watcher.delivery"},
     "ahocorasick": {"watcher.rules"},
     "pymorphy3": {"watcher.rules"},
+    "prometheus_client": {"watcher.metrics", "watcher.http_api"},
 }
 IO_MODULES = {
     "asyncio",
@@ -56,7 +68,15 @@ IO_MODULES = {
     "os",
     "shutil",
     "io",
-} | {"aiohttp", "feedparser", "aiosqlite", "telegram", "apscheduler", "aiolimiter"}
+} | {
+    "aiohttp",
+    "feedparser",
+    "aiosqlite",
+    "telegram",
+    "apscheduler",
+    "aiolimiter",
+    "prometheus_client",
+}
 
 
 def module_name(path: Path) -> str:

@@ -1226,6 +1226,10 @@ def test_retention_http_logging_format_and_feed_tags(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ('[http]\nlisten = "9464"\n', 'expected "HOST:PORT"'),
+        ('[http]\nlisten = ":9464"\n', 'expected "HOST:PORT"'),
+        ('[http]\nlisten = "::1:9464"\n', 'expected "HOST:PORT"'),
+        ('[http]\nlisten = "[]:9464"\n', 'expected "HOST:PORT"'),
+        ('[http]\nlisten = "127.0.0.1:http"\n', 'expected "HOST:PORT"'),
         ('[http]\nlisten = "127.0.0.1:99999"\n', 'expected "HOST:PORT"'),
         ('[retention]\nentries = "12h"\n', "expected at least 1d"),
         ('[logging]\nformat = "xml"\n', "expected one of auto, json, text"),

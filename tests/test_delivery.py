@@ -216,7 +216,7 @@ async def test_html_telegram_cannot_parse_is_resent_as_plain_text(
 ) -> None:
     broken = "<b>Karabakh <unknown>tag</b> & more"
     outcome = await sender.send(42, broken)
-    assert isinstance(outcome, Sent)
+    assert isinstance(outcome, Sent) and outcome.plain_text
     (message,) = fake.sent
     assert message.parse_mode is None
     assert message.text == "Karabakh tag & more"

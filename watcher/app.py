@@ -24,7 +24,10 @@ from watcher.delivery import Delivery, Limits
 from watcher.digests import send_due_digests
 from watcher.errors import ConfigError
 from watcher.fetch import Fetcher
+from watcher.http_api import DatabaseWritable, HealthServer, loop_check, tick_check
 from watcher.logs import RedactingFormatter
+from watcher.loop_lag import LoopLagMonitor
+from watcher.metrics import Metrics
 from watcher.model import FeedDef, FeedState
 from watcher.parse import FeedParser
 from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed, record_crash
@@ -46,6 +49,8 @@ DELIVERY_GRACE_S = 3.0
 STATUS_EVERY_S = 30.0
 # A watchdog probe of the database that takes longer than this counts as no answer.
 DATABASE_PROBE_TIMEOUT_S = 5.0
+# /healthz reports the scheduler stuck when it has not ticked for this long.
+TICK_STALE_S = 30.0
 
 
 def utc_now() -> datetime:
@@ -84,6 +89,7 @@ class Daemon:
         self._notifier = SystemdNotifier(environ)
         self._ticked = asyncio.Event()
         self.last_tick_monotonic: float | None = None
+        self.metrics = Metrics()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -141,6 +147,7 @@ class Daemon:
             max_retry_delay=timedelta(seconds=self.settings.telegram.max_retry_delay),
             admins=self.settings.telegram.admins,
             limits=Limits(max_in_flight=self.settings.telegram.max_in_flight),
+            metrics=self.metrics,
         )
         context = PollContext(
             store=store,
@@ -153,6 +160,7 @@ class Daemon:
             timezone=ZoneInfo(self.settings.telegram.timezone),
             min_interval_s=self.settings.polling.min_interval,
             max_interval_s=self.settings.polling.max_interval,
+            metrics=self.metrics,
         )
 
         async def tick() -> None:
@@ -169,6 +177,11 @@ class Daemon:
                 log.exception("digest round failed")
 
         ticker = Ticker(tick, every_s=TICK_SECONDS, minutely=minutely)
+        lag = LoopLagMonitor(on_lag=self.metrics.observe_loop_lag)
+        lag.start()
+        http = self._health_server(store, lag)
+        if http is not None:
+            await http.start()
         delivery_task = asyncio.create_task(delivery.run(self._stop), name="delivery")
         watch_task = asyncio.create_task(self._watch_config(store, delivery), name="config-watch")
         ticker.start()
@@ -202,6 +215,9 @@ class Daemon:
             self._notifier.stopping()
             health_task.cancel()
             await asyncio.gather(health_task, return_exceptions=True)
+            if http is not None:
+                await http.stop()
+            await lag.stop()
             ticker.stop()
             if bot is not None:
                 await bot.stop()  # before the store closes: a command may be using it
@@ -209,6 +225,27 @@ class Daemon:
             await asyncio.gather(watch_task, return_exceptions=True)
             await self._drain_polls()
             await _finish(delivery_task, DELIVERY_GRACE_S)
+
+    def _health_server(self, store: Store, lag: LoopLagMonitor) -> HealthServer | None:
+        listen = self.settings.http.listen
+        if listen is None:
+            return None
+
+        async def before_scrape() -> None:
+            await self.metrics.refresh(
+                store, now=utc_now(), failing_after=self.settings.polling.failing_after
+            )
+
+        return HealthServer(
+            listen,
+            metrics=self.metrics,
+            before_scrape=before_scrape,
+            checks={
+                "event_loop": loop_check(lag),
+                "database": DatabaseWritable(self.settings.storage.path),
+                "scheduler": tick_check(lambda: self.last_tick_monotonic, max_age_s=TICK_STALE_S),
+            },
+        )
 
     async def _first_tick(self) -> None:
         stop = asyncio.create_task(self._stop.wait())
@@ -365,6 +402,7 @@ class Daemon:
             stamps = FileStamps(self.settings.files)
             self._notifier.reloading()
             applied = await self.reload(store, delivery)
+            self.metrics.observe_reload(applied=applied)
             if applied:
                 stamps = FileStamps(self.settings.files)  # the new set of included files
             self._notifier.reloaded(await self._status_line(store))

@@ -20,6 +20,7 @@ from typing import TextIO
 
 from aiolimiter import AsyncLimiter
 
+from watcher.metrics import Metrics, SendOutcome
 from watcher.model import CONSOLE_CHAT, OutboxItem
 from watcher.store import Store
 from watcher.telegram.format import html_to_console, render_notice
@@ -68,8 +69,10 @@ class Delivery:
         retry_for: timedelta = timedelta(hours=24),
         max_retry_delay: timedelta = MAX_RETRY_DELAY,
         admins: Sequence[int] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._telegram = telegram
         self._clock = clock
         self._console = console or sys.stdout
@@ -197,6 +200,8 @@ class Delivery:
                 if chat_id == CONSOLE_CHAT:
                     self._print(item)
                     await self._store.mark_sent(item.id, None, self._clock())
+                    if self._metrics is not None:
+                        self._metrics.observe_console_alert()
                     delivered += 1
                     continue
                 async with self._chat_limiter(chat_id), self._overall, self._in_flight:
@@ -213,8 +218,9 @@ class Delivery:
         outcome = await self._telegram.send(item.chat_id, item.text)
         now = self._clock()
         match outcome:
-            case Sent(message_id=message_id):
+            case Sent(message_id=message_id, plain_text=plain_text):
                 await self._store.mark_sent(item.id, message_id, now)
+                self._observe("sent_plain_text" if plain_text else "sent")
                 log.info("sent outbox=%d chat=%d message_id=%d", item.id, item.chat_id, message_id)
                 return True
             case RetryLater(reason=reason, after_s=after_s, whole_bot=whole_bot):
@@ -225,6 +231,7 @@ class Delivery:
                 # The new id replaces the old one everywhere: pending rows, subscriptions,
                 # and (through the migration table) rule chats from the config.
                 await self._store.record_chat_migration(item.chat_id, new_chat_id, now)
+                self._observe("migrated")
                 log.warning(
                     "chat migrated old=%d new=%d: update the chat id in the config",
                     item.chat_id,
@@ -244,6 +251,7 @@ class Delivery:
         age = now - item.created_at if item.created_at is not None else timedelta(0)
         if after_s is None and age >= self._retry_for:
             await self._store.mark_dead(item.id, reason)
+            self._observe("dead")
             log.error(
                 "giving up outbox=%d chat=%d after %s error=%s",
                 item.id,
@@ -264,14 +272,19 @@ class Delivery:
                 self._paused_until = until
             await self._store.delay_chat(item.chat_id, until)
             await self._store.mark_retry(item.id, reason, until)
+            # Telegram's retry_after comes with a 429; only a rejected token stops the bot.
+            self._observe("bot_paused" if whole_bot else "rate_limited", retry_after_s=after_s)
         else:
             delay = retry_delay(item.attempts, self._max_retry_delay)
             await self._store.mark_retry(item.id, reason, now + delay)
+            self._observe("retry")
         log.warning("send deferred outbox=%d chat=%d reason=%s", item.id, item.chat_id, reason)
 
     async def _rejected(self, item: OutboxItem, reason: str) -> None:
         await self._store.mark_dead(item.id, reason)
-        if "forbidden" in reason.lower():
+        blocked = "forbidden" in reason.lower()
+        self._observe("blocked" if blocked else "rejected")
+        if blocked:
             # Blocked or removed: nothing queued for this chat will ever get through.
             dropped = await self._store.drop_pending(item.chat_id, reason)
             was_subscriber = await self._store.deactivate_subscriber(item.chat_id)
@@ -291,6 +304,10 @@ class Delivery:
             )
         else:
             log.warning("send rejected outbox=%d chat=%d reason=%s", item.id, item.chat_id, reason)
+
+    def _observe(self, outcome: SendOutcome, *, retry_after_s: float | None = None) -> None:
+        if self._metrics is not None:
+            self._metrics.observe_send(outcome, retry_after_s=retry_after_s)
 
     async def notify_admins(self, text: str, *, about_chat: int | None = None) -> None:
         """Queue a notice about Watcher itself to every admin (none without Telegram).

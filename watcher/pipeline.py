@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from watcher.errors import FetchError, ParseError
 from watcher.fetch import Fetcher
+from watcher.metrics import Metrics, PollOutcome
 from watcher.model import (
     CONSOLE_CHAT,
     Alert,
@@ -81,6 +83,7 @@ class PollContext:
     min_interval_s: int = 60  # bounds of "auto" intervals
     max_interval_s: int = 3600  # bounds of "auto", and of waits servers ask for
     rng: random.Random = field(default_factory=random.Random)
+    metrics: Metrics | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,19 @@ def plan_alerts(
 
 
 async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollReport:
+    started = time.perf_counter()
     report = PollReport(feed=feed.name)
+    outcome = await _poll(feed, state, ctx, report)
+    # Only a poll whose outcome was recorded counts: one that raised is counted by
+    # record_crash, so every poll counts once.
+    if ctx.metrics is not None:
+        ctx.metrics.observe_poll(outcome, time.perf_counter() - started)
+    return report
+
+
+async def _poll(
+    feed: FeedDef, state: FeedState, ctx: PollContext, report: PollReport
+) -> PollOutcome:
     try:
         result = await ctx.fetcher.fetch(
             state.url, etag=state.etag, last_modified=state.last_modified
@@ -176,9 +191,9 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
     except FetchError as exc:
         if exc.status == 410:
             await _record_gone(state, ctx, report, str(exc))
-        else:
-            await _record_failure(feed, state, ctx, report, exc.status, str(exc), exc.retry_after)
-        return report
+            return "gone"
+        await _record_failure(feed, state, ctx, report, exc.status, str(exc), exc.retry_after)
+        return "fetch_error"
     report.status = result.status
     report.recovered = state.failing_since is not None
     if result.moved_to is not None and result.moved_to != state.url:
@@ -186,18 +201,23 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
     body_hash = hashlib.sha256(result.body).hexdigest() if result.body is not None else None
     if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
         await _record_unchanged(feed, state, ctx, result, report)
-        return report
+        return "not_modified" if result.not_modified else "unchanged"
 
+    parse_started = time.perf_counter()
     try:
         parsed = await ctx.parser.parse(result)
     except ParseError as exc:
         await _record_failure(feed, state, ctx, report, result.status, str(exc), None)
-        return report
+        return "parse_error"
+    finally:
+        if ctx.metrics is not None:
+            ctx.metrics.observe_parse(time.perf_counter() - parse_started)
     report.parsed = True
     report.entries = len(parsed.entries)
 
     now = ctx.clock()
     rules = ctx.rules()
+    hit_rules: list[str] = []  # one name per hit
     async with ctx.store.write() as tx:
         if report.moved_to is not None:
             await tx.feed_moved(state.id, report.moved_to)
@@ -207,7 +227,8 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
             report.primed = True  # a newly added feed: its backlog is history, not news
         else:
             matched = match_new_entries(new_entries, feed, rules)
-            report.hits = sum(len(item.hits) for item in matched)
+            hit_rules = [hit.rule for item in matched for hit in item.hits]
+            report.hits = len(hit_rules)
             if matched:
                 await _queue(matched, feed, rules, ctx, tx, now, report)
         interval = await _interval(feed, state, ctx)  # counts this poll's new entries too
@@ -223,7 +244,11 @@ async def poll_feed(feed: FeedDef, state: FeedState, ctx: PollContext) -> PollRe
                 ttl_s=parsed.ttl_s,
             ),
         )
-    return report
+    if ctx.metrics is not None:  # after the commit: counted only once it is true
+        ctx.metrics.observe_new_entries(report.new)
+        ctx.metrics.observe_rule_hits(hit_rules)
+        ctx.metrics.observe_alerts(queued=report.alerts, held=report.held)
+    return "new_entries" if report.new else "no_new_entries"
 
 
 async def _queue(
@@ -305,6 +330,8 @@ async def _record_unchanged(
 async def record_crash(feed: FeedDef, state: FeedState, ctx: PollContext, error: str) -> PollReport:
     """A poll that raised (a bug, not a feed problem) is recorded as a failure, so the
     feed is neither lost nor retried every tick."""
+    if ctx.metrics is not None:
+        ctx.metrics.observe_poll("crashed")
     report = PollReport(feed=feed.name)
     await _record_failure(feed, state, ctx, report, None, error, None)
     return report

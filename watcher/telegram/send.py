@@ -31,6 +31,7 @@ _INVALID_TOKEN_RETRY_S = 300.0
 @dataclass(frozen=True, slots=True)
 class Sent:
     message_id: int
+    plain_text: bool = False  # Telegram refused our HTML, so it went without formatting
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +129,10 @@ class TelegramSender:
 
     async def _send_plain(self, chat_id: int, html_text: str) -> SendOutcome:
         try:
-            return await self._send(chat_id, html_to_console(html_text), parse_mode=None)
+            sent = await self._send(chat_id, html_to_console(html_text), parse_mode=None)
         except TelegramError as exc:
             return self._classify(exc)
+        return Sent(message_id=sent.message_id, plain_text=True) if isinstance(sent, Sent) else sent
 
     @staticmethod
     def _classify(exc: TelegramError) -> SendOutcome:
