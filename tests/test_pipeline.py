@@ -331,3 +331,34 @@ async def test_a_crashed_poll_is_recorded_as_a_failure(parts: Parts) -> None:
     state = await state_of(context, feed)
     assert (state.consecutive_errors, state.last_error) == (1, "boom")
     assert state.next_check_at is not None and state.next_check_at > clock.now
+
+
+async def test_an_entry_published_before_the_retention_horizon_is_never_alerted(
+    parts: Parts,
+) -> None:
+    """Its identity may have been pruned: it could be an old alert coming back."""
+    server, context, clock = parts
+    context.retention_s = 90 * 86400
+    feed = await setup_feed(context, server, rss(item(1, "old")))
+    await poll_feed(feed, await state_of(context, feed), context)
+
+    def dated(n: int, title: str, published: datetime) -> str:
+        stamp = published.strftime("%a, %d %b %Y %H:%M:%S +0000")
+        return item(n, title).replace("</item>", f"<pubDate>{stamp}</pubDate></item>")
+
+    server.serve(
+        "/rss",
+        rss(
+            dated(2, "Karabakh, 91 days ago", clock.now - timedelta(days=91)),
+            dated(3, "Karabakh, 89 days ago", clock.now - timedelta(days=89)),
+            item(4, "Karabakh, undated"),
+            item(1, "old"),
+        ),
+    )
+    clock.now += timedelta(minutes=10)
+    report = await poll_feed(feed, await state_of(context, feed), context)
+
+    assert report.new == 3  # all recorded, so none comes back as new later
+    alerted = [i.text for i in await context.store.due_outbox(clock.now) if i.chat_id == 42]
+    assert len(alerted) == 2
+    assert not any("91 days ago" in text for text in alerted)

@@ -161,6 +161,7 @@ class Daemon:
             min_interval_s=self.settings.polling.min_interval,
             max_interval_s=self.settings.polling.max_interval,
             metrics=self.metrics,
+            retention_s=self.settings.retention.entries,
         )
 
         async def tick() -> None:
@@ -443,6 +444,8 @@ class Daemon:
                 ("telegram", old.telegram, new.telegram),
                 ("polling", _fixed_polling(old), _fixed_polling(new)),
                 ("logging", old.logging, new.logging),
+                ("retention", old.retention, new.retention),
+                ("http", old.http, new.http),
             )
             if before != after
         ]

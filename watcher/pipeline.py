@@ -84,6 +84,10 @@ class PollContext:
     max_interval_s: int = 3600  # bounds of "auto", and of waits servers ask for
     rng: random.Random = field(default_factory=random.Random)
     metrics: Metrics | None = None
+    # [retention] entries: identities older than this may have been pruned, so an entry
+    # published before this horizon is recorded but never alerted (it could be one we
+    # alerted long ago and forgot).
+    retention_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,19 @@ def match_new_entries(
         if hits:
             matched.append(Matched(new, hits))
     return matched
+
+
+def published_within(
+    new_entries: Sequence[NewEntry], retention_s: int | None, now: datetime
+) -> list[NewEntry]:
+    """PURE: the entries not published before the retention horizon (undated ones count
+    as recent: they are judged by when we first saw them, which is now)."""
+    if retention_s is None:
+        return list(new_entries)
+    horizon = now - timedelta(seconds=retention_s)
+    return [
+        new for new in new_entries if new.entry.published is None or new.entry.published >= horizon
+    ]
 
 
 def _chronological(new_entries: Sequence[NewEntry]) -> list[NewEntry]:
@@ -226,7 +243,8 @@ async def _poll(
         if state.last_success_at is None:
             report.primed = True  # a newly added feed: its backlog is history, not news
         else:
-            matched = match_new_entries(new_entries, feed, rules)
+            recent = published_within(new_entries, ctx.retention_s, now)
+            matched = match_new_entries(recent, feed, rules)
             hit_rules = [hit.rule for item in matched for hit in item.hits]
             report.hits = len(hit_rules)
             if matched:
