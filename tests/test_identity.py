@@ -14,6 +14,18 @@ from watcher.model import Entry
         ("https://turan.az/news/1?utm_source=tg&utm_medium=x", "https://turan.az/news/1"),
         ("https://turan.az/news/1?fbclid=abc&id=7", "https://turan.az/news/1?id=7"),
         ("https://TURAN.az:443/news/1", "https://turan.az/news/1"),
+        ("https://turan.az/news/1?gclid=1&msclkid=2&igshid=3", "https://turan.az/news/1"),
+        # AMP renderings of the same article.
+        ("https://amp.theguardian.com/world/2023/x", "https://www.theguardian.com/world/2023/x"),
+        ("https://apa.az/news/1/amp", "https://apa.az/news/1"),
+        ("https://apa.az/news/1/amp/", "https://apa.az/news/1/"),
+        ("https://apa.az/amp/news/1", "https://apa.az/news/1"),
+        ("https://apa.az/news/1.amp.html", "https://apa.az/news/1.html"),
+        ("https://apa.az/news/1?amp=1", "https://apa.az/news/1"),
+        ("https://apa.az/news/1?outputType=amp", "https://apa.az/news/1"),
+        ("https://apa.az/news/1?amp", "https://apa.az/news/1"),
+        ("https://apa-az.cdn.ampproject.org/c/s/apa.az/news/1", "https://apa.az/news/1"),
+        ("https://apa-az.cdn.ampproject.org/c/apa.az/news/1", "http://apa.az/news/1"),
     ],
 )
 def test_canonical_url_folds_trivial_variants(a: str, b: str) -> None:
@@ -26,6 +38,10 @@ def test_canonical_url_folds_trivial_variants(a: str, b: str) -> None:
         ("https://turan.az/news/1", "https://turan.az/news/2"),
         ("https://turan.az/news?id=1", "https://turan.az/news?id=2"),
         ("https://turan.az/news/1", "https://apa.az/news/1"),
+        # "amp" as a real word of the path, or a page named amp, is kept.
+        ("https://apa.az/amp", "https://apa.az"),
+        ("https://apa.az/tags/amp/1", "https://apa.az/tags/1"),
+        ("https://apa.az/news?amp=0", "https://apa.az/news"),
     ],
 )
 def test_canonical_url_keeps_different_links_apart(a: str, b: str) -> None:

@@ -17,7 +17,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from watcher.model import Entry
 
 _TRACKING_PREFIXES = ("utm_",)
-_TRACKING_PARAMS = frozenset({"fbclid", "gclid", "yclid", "mc_cid", "mc_eid", "ref_src"})
+_TRACKING_PARAMS = frozenset(
+    {"fbclid", "gclid", "dclid", "msclkid", "yclid", "mc_cid", "mc_eid", "ref_src", "igshid"}
+)
+# Parameters that only ask for the AMP rendering of the same article.
+_AMP_PARAMS = frozenset({"amp", "outputtype"})
+# Google's AMP cache: https://example-com.cdn.ampproject.org/c/s/example.com/path
+_AMP_CACHE_SUFFIX = ".cdn.ampproject.org"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,22 +35,54 @@ class EntryKeys:
 def canonical_url(url: str) -> str:
     """A form of `url` under which trivially different spellings of one link compare equal:
     http ≡ https, host case and `www.` ignored, no fragment, no tracking parameters, no
-    trailing slash."""
+    trailing slash, and the AMP rendering of an article equal to the article (an `amp.`
+    host, an `/amp` path segment, `.amp.html`, `?amp=1`, Google's AMP cache)."""
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower()
-    host = host.removeprefix("www.")
+    path = parts.path
+    if host.endswith(_AMP_CACHE_SUFFIX):
+        # /c/s/HOST/PATH (s = https) or /c/HOST/PATH; /i/ and /v/ are images and viewers.
+        cached = path.split("/")
+        if len(cached) > 3 and cached[1] == "c":
+            rest = cached[3:] if cached[2] == "s" else cached[2:]
+            host, path = rest[0].lower(), "/" + "/".join(rest[1:])
+    host = host.removeprefix("www.").removeprefix("amp.")
     if parts.port is not None and parts.port not in (80, 443):
         host = f"{host}:{parts.port}"
     query = urlencode(
         [
             (k, v)
             for k, v in parse_qsl(parts.query, keep_blank_values=True)
-            if k.lower() not in _TRACKING_PARAMS and not k.lower().startswith(_TRACKING_PREFIXES)
+            if not _tracking(k.lower()) and not _amp_request(k.lower(), v.lower())
         ]
     )
-    path = parts.path.rstrip("/")
     scheme = "https" if parts.scheme.lower() in ("http", "https") else parts.scheme.lower()
-    return urlunsplit((scheme, host, path, query, ""))
+    return urlunsplit((scheme, host, _without_amp(path).rstrip("/"), query, ""))
+
+
+def _tracking(key: str) -> bool:
+    return key in _TRACKING_PARAMS or key.startswith(_TRACKING_PREFIXES)
+
+
+def _amp_request(key: str, value: str) -> bool:
+    return key in _AMP_PARAMS and value in ("", "1", "true", "amp", "yes")
+
+
+def _without_amp(path: str) -> str:
+    segments = path.split("/")
+    if segments and segments[-1] == "":
+        segments.pop()  # a trailing slash
+    if len(segments) > 2 and segments[-1] == "amp":
+        segments.pop()  # /news/123/amp
+    elif len(segments) > 2 and segments[1] == "amp":
+        del segments[1]  # /amp/news/123
+    if segments:
+        last = segments[-1]
+        for amp_suffix, plain in ((".amp.html", ".html"), (".amp.htm", ".htm"), (".amp", "")):
+            if last.endswith(amp_suffix) and len(last) > len(amp_suffix):
+                segments[-1] = last[: -len(amp_suffix)] + plain
+                break
+    return "/".join(segments)
 
 
 def _digest(*parts: str) -> str:
