@@ -278,3 +278,26 @@ async def test_due_feeds_leaves_out_feeds_being_polled(store: Store) -> None:
     apa = await feed_id(store, "apa")
     assert [f.name for f in await store.due_feeds(NOW, exclude=[apa])] == ["trend"]
     assert await store.due_feeds(NOW, limit=0) == []
+
+
+async def test_a_parse_marks_its_known_entries_seen_and_the_feed_parsed(store: Store) -> None:
+    apa, trend = await feed_id(store, "apa"), await feed_id(store, "trend")
+    later, latest = NOW + timedelta(hours=1), NOW + timedelta(hours=2)
+    async with store.write() as tx:
+        await tx.insert_entries(apa, [entry(1), entry(2), entry(3)], NOW)
+    async with store.write() as tx:
+        await tx.insert_entries(apa, [entry(4), entry(1)], later)  # 2 and 3 dropped out
+    async with store.write() as tx:  # trend carries entry 3's article under its own guid
+        assert (
+            await tx.insert_entries(trend, [entry(9, link="https://apa.az/news/3")], latest) == []
+        )
+    with sqlite3.connect(store.path) as db:
+        seen = dict(db.execute("SELECT guid, last_seen_at FROM entries").fetchall())
+        parsed = dict(db.execute("SELECT name, last_parsed_at FROM feeds").fetchall())
+    assert seen == {
+        "g1": later.timestamp(),
+        "g2": NOW.timestamp(),
+        "g3": latest.timestamp(),  # seen again through its link
+        "g4": later.timestamp(),
+    }
+    assert parsed == {"apa": later.timestamp(), "trend": latest.timestamp()}

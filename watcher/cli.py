@@ -1,4 +1,4 @@
-"""The `watcher` command: run the daemon, check a config."""
+"""The `watcher` command: run the daemon, check a config, and the operator's tools."""
 
 from __future__ import annotations
 
@@ -64,6 +64,41 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="every feed with its state")
     with_config(status)
     status.add_argument("--json", action="store_true", help="print a JSON array")
+    feeds = commands.add_parser("feeds", help="import feeds from OPML, export them as OPML")
+    feeds_commands = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    feeds_import = feeds_commands.add_parser(
+        "import",
+        help="add the feeds of an OPML file to the config",
+        description="Adds a [[feeds]] entry for every feed of FILE whose URL is not configured "
+        "yet (http/https, www. and a trailing slash do not count as different), with its "
+        "folders and categories as tags. Existing text is kept as it is; nothing is written "
+        "unless the result is a valid config.",
+    )
+    with_config(feeds_import)
+    feeds_import.add_argument("file", type=Path, metavar="FILE.opml")
+    feeds_import.add_argument(
+        "--into",
+        type=Path,
+        metavar="FEEDS.toml",
+        help="the config file to append to (default: the one that holds [[feeds]] entries, "
+        "else the main config file)",
+    )
+    feeds_export = feeds_commands.add_parser(
+        "export", help="print the configured feeds as an OPML 2.0 document"
+    )
+    with_config(feeds_export)
+    feeds_export.add_argument(
+        "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout"
+    )
+    backup = commands.add_parser(
+        "backup",
+        help="copy the database while the daemon runs",
+        description="Copies the database with SQLite's online backup API (safe while the "
+        "daemon runs), checks the copy's integrity and renames it to DEST. DEST may be a "
+        "directory: the copy is then named after the time.",
+    )
+    with_config(backup)
+    backup.add_argument("dest", type=Path, metavar="DEST")
     return parser
 
 
@@ -154,6 +189,79 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from watcher.backup import backup_database
+
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_INVALID_CONFIG
+    try:
+        report = backup_database(settings.storage.path, args.dest)
+    except (StoreError, OSError) as exc:
+        print(f"watcher: backup failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    counts = report.counts
+    print(
+        f"backed up {settings.storage.path} to {report.path}: {_size(report.size_bytes)}, "
+        f"schema v{report.schema_version}, integrity ok, {counts.get('feeds', 0)} feeds, "
+        f"{counts.get('entries', 0)} entries, {counts.get('outbox', 0)} outbox rows, "
+        f"{counts.get('subscribers', 0)} subscribers ({report.seconds:.1f} s)"
+    )
+    return EXIT_OK
+
+
+def _size(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def _feeds(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_INVALID_CONFIG
+    if args.feeds_command == "export":
+        return _feeds_export(settings, args.output)
+    return _feeds_import(settings, args.file, args.into)
+
+
+def _feeds_export(settings: Settings, output: Path | None) -> int:
+    from datetime import UTC, datetime
+
+    from watcher.feeds_command import export_opml
+
+    document = export_opml(settings, datetime.now(UTC))
+    if output is None:
+        sys.stdout.write(document)
+        return EXIT_OK
+    try:
+        output.write_text(document, encoding="utf-8")
+    except OSError as exc:
+        print(f"watcher: cannot write {output}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"wrote {len(settings.feeds)} feeds to {output}")
+    return EXIT_OK
+
+
+def _feeds_import(settings: Settings, path: Path, into: Path | None) -> int:
+    from watcher.feeds_command import import_opml
+    from watcher.opml import OpmlError
+
+    try:
+        result = import_opml(settings, path.read_bytes(), into=into, source=path.name)
+    except OpmlError as exc:
+        print(f"watcher: {path}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ConfigError as exc:
+        print(f"watcher: nothing imported: {exc}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    except OSError as exc:
+        print(f"watcher: nothing imported: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(result.summary())
+    return EXIT_OK
+
+
 def _run(path: Path, log_level: str | None) -> int:
     # Imported here so `watcher check` and `--version` stay quick and light.
     from watcher.app import Daemon
@@ -181,4 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _match(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "feeds":
+        return _feeds(args)
+    if args.command == "backup":
+        return _backup(args)
     raise AssertionError(f"unhandled command {args.command}")

@@ -168,11 +168,34 @@ def _v5_due_index(db: sqlite3.Connection) -> None:
     )
 
 
+def _v6_retention(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- When an entry was last in a parsed document of any feed (by either of its keys).
+        -- Rows from before this version have only first_seen_at to go by.
+        ALTER TABLE entries ADD COLUMN last_seen_at REAL;
+        UPDATE entries SET last_seen_at = first_seen_at;
+        -- When the feed's body was last parsed, i.e. when its list of entries was last
+        -- known. NULL for a feed not parsed since this version: its entries are kept until
+        -- it is, because nobody knows which of them it still lists.
+        ALTER TABLE feeds ADD COLUMN last_parsed_at REAL;
+        -- Retention: the oldest entries first; an entry is kept while an outbox row or a
+        -- held alert refers to it; delivered outbox rows by the time they were settled.
+        CREATE INDEX entries_last_seen ON entries(last_seen_at);
+        CREATE INDEX held_alerts_entry ON held_alerts(entry_id);
+        CREATE INDEX outbox_settled ON outbox(coalesce(sent_at, created_at))
+            WHERE status IN ('sent', 'dead');
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
     _v3_feed_ttl,
     _v4_subscribers,
     _v5_due_index,
+    _v6_retention,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,7 +19,7 @@ from typing import Any, Self
 import aiosqlite
 
 from watcher.errors import StoreError
-from watcher.identity import entry_keys
+from watcher.identity import EntryKeys, entry_keys
 from watcher.model import (
     Alert,
     Entry,
@@ -428,8 +428,14 @@ class WriteTransaction:
     async def insert_entries(
         self, feed_id: int, entries: Sequence[Entry], now: datetime
     ) -> list[NewEntry]:
-        """Record entries; return only those never seen before (by guid in this feed or by
-        link anywhere), in feed order. One statement per chunk of rows."""
+        """Record the entries of one parsed document of a feed; return only those never
+        seen before (by guid in this feed or by link anywhere), in feed order. One statement
+        per chunk of rows.
+
+        `entries` must be the whole document: the entries already known are marked as seen
+        `now` and the feed as parsed `now`, which is what retention reads to tell an entry
+        still listed by its feed (kept, or it would come back as new) from one that dropped
+        out."""
         keys = entry_keys(feed_id, entries)
         by_guid_key: dict[str, Entry] = {}
         rows: list[tuple[Any, ...]] = []
@@ -448,26 +454,47 @@ class WriteTransaction:
                     entry.summary,
                     _ts(entry.published),
                     _ts(now),
+                    _ts(now),
                 )
             )
         inserted: dict[str, int] = {}
         for start in range(0, len(rows), _ENTRY_ROWS_PER_STATEMENT):
             chunk = rows[start : start + _ENTRY_ROWS_PER_STATEMENT]
-            placeholders = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            placeholders = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
             params = [value for row in chunk for value in row]
             async with self.db.execute(
                 f"""INSERT OR IGNORE INTO entries (feed_id, guid_key, link_key, guid, link,
-                    title, summary, published_at, first_seen_at)
+                    title, summary, published_at, first_seen_at, last_seen_at)
                     VALUES {placeholders} RETURNING id, guid_key""",
                 params,
             ) as cursor:
                 for entry_id, guid_key in await cursor.fetchall():
                     inserted[guid_key] = entry_id
+        known = [key for key in dict.fromkeys(keys) if key.guid_key not in inserted]
+        await self._seen_again(known, now)
+        await self.db.execute(
+            "UPDATE feeds SET last_parsed_at = ? WHERE id = ?", (_ts(now), feed_id)
+        )
         return [
             NewEntry(id=inserted[key], entry=entry)
             for key, entry in by_guid_key.items()
             if key in inserted
         ]
+
+    async def _seen_again(self, known: Sequence[EntryKeys], now: datetime) -> None:
+        """Mark the stored entries behind `known` as seen `now`, whichever of its keys
+        recognised each: a link another feed recorded first counts as seen too, or pruning
+        it would let this feed's copy through as new."""
+        for start in range(0, len(known), _ENTRY_ROWS_PER_STATEMENT):
+            chunk = known[start : start + _ENTRY_ROWS_PER_STATEMENT]
+            guid_keys = [key.guid_key for key in chunk]
+            link_keys = [key.link_key for key in chunk if key.link_key is not None]
+            await self.db.execute(
+                f"""UPDATE entries SET last_seen_at = ?
+                    WHERE guid_key IN ({",".join("?" * len(guid_keys))})
+                       OR link_key IN ({",".join("?" * len(link_keys))})""",
+                (_ts(now), *guid_keys, *link_keys),
+            )
 
     async def enqueue(self, alerts: Sequence[Alert], now: datetime) -> int:
         """Add alerts to the outbox (one row per entry x chat); return how many were new."""

@@ -1,0 +1,184 @@
+"""Retention: forget old entries and settled outbox rows, keeping what dedupe needs.
+
+An entry row is what makes a feed item "already seen". Deleting the row of an item its feed
+still lists would let the next changed document bring it back as new, and alert again. So an
+entry is deleted only when all of these hold:
+
+- it was last seen (in any parsed document, by guid or link) before the retention horizon;
+- its feed has parsed a document since, without it (`entries.last_seen_at` <
+  `feeds.last_parsed_at`); a feed no longer configured, or disabled after a 410, lists
+  nothing;
+- if it has a link, every configured feed has parsed a document since it was last seen: the
+  link key is global, so any feed listing the same article keeps it alive. The database does
+  not remember which feeds list which links, so a feed not parsed for a long time (its body
+  unchanged, or failing) holds back the pruning of linked entries seen after its last parse;
+  `PruneReport.waiting_on` names it;
+- no outbox row and no held alert refers to it (delivered outbox rows go first, once past
+  their own retention; an entry outlives the rows about it, never the other way round).
+
+Deletes run in batches, each in its own short write transaction, so the daemon's writes
+interleave with a long prune.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from watcher.store.sqlite import Store
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    outbox_deleted: int
+    entries_deleted: int
+    batches: int  # write transactions used
+    seconds: float
+    # Linked entries past the horizon kept only because a configured feed was last parsed
+    # before they were last seen (it might list them: see the module docstring), and the
+    # feed with the oldest parse, which holds them back; None when nothing is held back.
+    held_back: int = 0
+    waiting_on: str | None = None
+
+
+async def prune(
+    store: Store,
+    now: datetime,
+    *,
+    keep_entries_s: int,
+    keep_outbox_s: int,
+    batch_rows: int = BATCH_ROWS,
+) -> PruneReport:
+    """Delete sent and dead outbox rows settled more than `keep_outbox_s` ago, then the
+    entries no feed lists any more that were last seen more than `keep_entries_s` ago;
+    then let SQLite refresh its statistics (`PRAGMA optimize`)."""
+    started = time.monotonic()
+    outbox_horizon = now - timedelta(seconds=keep_outbox_s)
+    entry_horizon = now - timedelta(seconds=keep_entries_s)
+    outbox_deleted, outbox_batches = await _prune_outbox(store, outbox_horizon, batch_rows)
+    entries_deleted, entry_batches = await _prune_entries(store, entry_horizon, batch_rows)
+    held_back, waiting_on = await _held_back(store, entry_horizon)
+    await optimize(store)
+    report = PruneReport(
+        outbox_deleted=outbox_deleted,
+        entries_deleted=entries_deleted,
+        batches=outbox_batches + entry_batches,
+        seconds=time.monotonic() - started,
+        held_back=held_back,
+        waiting_on=waiting_on,
+    )
+    waiting = (
+        f"; kept {held_back} more with links seen after feed {waiting_on!r} was last parsed"
+        if waiting_on
+        else ""
+    )
+    log.info(
+        "retention: deleted %d entries last seen before %s and %d outbox rows settled "
+        "before %s (%d batches, %.2f s)%s",
+        report.entries_deleted,
+        entry_horizon.isoformat(timespec="seconds"),
+        report.outbox_deleted,
+        outbox_horizon.isoformat(timespec="seconds"),
+        report.batches,
+        report.seconds,
+        waiting,
+    )
+    return report
+
+
+async def _prune_outbox(store: Store, horizon: datetime, batch_rows: int) -> tuple[int, int]:
+    deleted = batches = 0
+    while True:
+        async with store.write() as tx:
+            cursor = await tx.db.execute(
+                """DELETE FROM outbox WHERE id IN (
+                       SELECT id FROM outbox
+                       WHERE status IN ('sent', 'dead') AND coalesce(sent_at, created_at) < ?
+                       LIMIT ?)""",
+                (horizon.timestamp(), batch_rows),
+            )
+            in_batch = max(cursor.rowcount, 0)
+        deleted += in_batch
+        batches += 1
+        if in_batch < batch_rows:
+            return deleted, batches
+        await asyncio.sleep(0)  # the write lock is fair: waiting writers go first
+
+
+async def _prune_entries(store: Store, horizon: datetime, batch_rows: int) -> tuple[int, int]:
+    deleted = batches = 0
+    # Keyset pagination over (last_seen_at, id): entries kept for a reference are not
+    # scanned again by the next batch.
+    after: tuple[float, int] = (float("-inf"), 0)
+    while True:
+        async with store.write() as tx:
+            async with tx.db.execute(
+                f"""WITH oldest_parse AS ({_OLDEST_PARSE})
+                   SELECT e.id, e.last_seen_at,
+                          (e.link_key IS NULL OR o.at IS NULL OR e.last_seen_at < o.at)
+                          AND {_UNLISTED_UNREFERENCED}
+                   FROM entries e JOIN feeds f ON f.id = e.feed_id
+                        LEFT JOIN oldest_parse o
+                   WHERE e.last_seen_at < ? AND (e.last_seen_at, e.id) > (?, ?)
+                   ORDER BY e.last_seen_at, e.id LIMIT ?""",
+                (horizon.timestamp(), *after, batch_rows),
+            ) as cursor:
+                rows = list(await cursor.fetchall())
+            doomed = [row[0] for row in rows if row[2]]
+            if doomed:
+                await tx.db.execute(
+                    f"DELETE FROM entries WHERE id IN ({','.join('?' * len(doomed))})", doomed
+                )
+        deleted += len(doomed)
+        batches += 1
+        if len(rows) < batch_rows:
+            return deleted, batches
+        after = (rows[-1][1], rows[-1][0])
+        await asyncio.sleep(0)
+
+
+# The configured, enabled feeds that were ever fetched: any of them may list any link. One
+# fetched before `last_parsed_at` existed and not parsed since counts as parsed at the
+# beginning of time: what it lists is unknown.
+_LISTING_FEEDS = """FROM feeds WHERE active = 1 AND disabled_at IS NULL
+    AND (last_parsed_at IS NOT NULL OR last_success_at IS NOT NULL)"""
+_OLDEST_PARSE = f"SELECT min(coalesce(last_parsed_at, -1)) AS at {_LISTING_FEEDS}"
+
+# Entry `e` of feed `f` is not listed by its own feed and nothing refers to it.
+_UNLISTED_UNREFERENCED = """(f.active = 0 OR f.disabled_at IS NOT NULL
+        OR e.last_seen_at < f.last_parsed_at)
+    AND NOT EXISTS (SELECT 1 FROM outbox WHERE entry_id = e.id)
+    AND NOT EXISTS (SELECT 1 FROM held_alerts WHERE entry_id = e.id)"""
+
+
+async def _held_back(store: Store, horizon: datetime) -> tuple[int, str | None]:
+    """How many entries only the link rule keeps, and the feed that holds them back."""
+    rows = await store._fetchall(  # reads, like the store's own: no transaction needed
+        f"""WITH oldest_parse AS ({_OLDEST_PARSE})
+            SELECT count(*) FROM entries e JOIN feeds f ON f.id = e.feed_id, oldest_parse o
+            WHERE e.last_seen_at < ? AND e.link_key IS NOT NULL AND e.last_seen_at >= o.at
+              AND {_UNLISTED_UNREFERENCED}""",
+        (horizon.timestamp(),),
+    )
+    held_back = int(rows[0][0])
+    if not held_back:
+        return 0, None
+    rows = await store._fetchall(
+        f"SELECT name {_LISTING_FEEDS} ORDER BY coalesce(last_parsed_at, -1), name LIMIT 1", ()
+    )
+    return held_back, str(rows[0][0])
+
+
+async def optimize(store: Store) -> None:
+    """`PRAGMA optimize`: SQLite re-analyses the tables whose statistics went stale, so the
+    query planner keeps choosing the right indexes as tables grow and shrink. Cheap when
+    there is nothing to do; run it daily and after a prune."""
+    async with store.write() as tx:
+        await tx.db.execute("PRAGMA optimize")
