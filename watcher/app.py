@@ -34,7 +34,7 @@ from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed, record
 from watcher.scheduler import Ticker
 from watcher.sd_notify import SystemdNotifier
 from watcher.service_status import read_service_status
-from watcher.store import Store
+from watcher.store import Store, prune
 from watcher.telegram.bot import SubscriberBot
 from watcher.telegram.send import TelegramSender
 
@@ -177,7 +177,10 @@ class Daemon:
             except Exception:
                 log.exception("digest round failed")
 
-        ticker = Ticker(tick, every_s=TICK_SECONDS, minutely=minutely)
+        async def daily() -> None:
+            await self._upkeep(store)
+
+        ticker = Ticker(tick, every_s=TICK_SECONDS, minutely=minutely, daily=daily)
         lag = LoopLagMonitor(on_lag=self.metrics.observe_loop_lag)
         lag.start()
         http = self._health_server(store, lag)
@@ -226,6 +229,16 @@ class Daemon:
             await asyncio.gather(watch_task, return_exceptions=True)
             await self._drain_polls()
             await _finish(delivery_task, DELIVERY_GRACE_S)
+
+    async def _upkeep(self, store: Store) -> None:
+        """Retention: forget what is older than [retention] allows, then PRAGMA optimize."""
+        retention = self.settings.retention
+        try:
+            await prune(
+                store, utc_now(), keep_entries_s=retention.entries, keep_outbox_s=retention.outbox
+            )
+        except Exception:
+            log.exception("retention failed; it runs again tomorrow")
 
     def _health_server(self, store: Store, lag: LoopLagMonitor) -> HealthServer | None:
         listen = self.settings.http.listen

@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="overrides [logging] level of the config (default: INFO)",
     )
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "json", "text"],
+        help="overrides [logging] format: JSON lines, readable text, or auto (JSON unless "
+        "stderr is a terminal; the default)",
+    )
     check = commands.add_parser("check", help="validate the config; exit 0 if valid, 2 if not")
     with_config(check)
     check.add_argument(
@@ -262,15 +268,19 @@ def _feeds_import(settings: Settings, path: Path, into: Path | None) -> int:
     return EXIT_OK
 
 
-def _run(path: Path, log_level: str | None) -> int:
+def _run(path: Path, log_level: str | None, chosen_format: str | None) -> int:
     # Imported here so `watcher check` and `--version` stay quick and light.
     from watcher.app import Daemon
-    from watcher.logs import setup_logging
+    from watcher.logs import log_format, setup_logging
 
     settings = _load(path)
     if settings is None:
         return EXIT_INVALID_CONFIG
-    formatter = setup_logging(log_level or settings.logging.level)
+    formatter = setup_logging(
+        log_level or settings.logging.level,
+        # argparse allowed only known names: log_format() finds each of them.
+        fmt=(log_format(chosen_format) if chosen_format else None) or settings.logging.format,
+    )
     daemon = Daemon(settings, environ=os.environ, log_formatter=formatter)
     try:
         return asyncio.run(daemon.run())
@@ -281,10 +291,20 @@ def _run(path: Path, log_level: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # `watcher feeds export | head`: the reader has gone, which is not our error.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check":
         return _check(args.config, args.fetch)
     if args.command == "run":
-        return _run(args.config, args.log_level)
+        return _run(args.config, args.log_level, args.log_format)
     if args.command == "match":
         return _match(args)
     if args.command == "status":

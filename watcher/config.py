@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from watcher.errors import ConfigError, RuleError
+from watcher.logs import LOG_FORMATS, LogFormat, log_format
 from watcher.model import FeedDef, RuleDef
 from watcher.rules import Matcher, compile_rules
 from watcher.text import words
@@ -115,7 +116,7 @@ class PollingSettings:
 @dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
-    format: str = "auto"  # "auto": JSON lines unless stderr is a terminal; "json"; "text"
+    format: LogFormat = "auto"  # "auto": JSON lines unless stderr is a terminal
 
 
 @dataclass(frozen=True)
@@ -360,7 +361,6 @@ _POLLING_KEYS = (
     "failing_after",
 )
 _LOGGING_KEYS = ("level", "format")
-LOG_FORMATS = ("auto", "json", "text")
 _RETENTION_KEYS = ("entries", "outbox")
 _HTTP_KEYS = ("listen",)
 _FEED_KEYS = ("name", "url", "interval", "language", "tags")
@@ -568,11 +568,12 @@ def _logging(found: tuple[dict[str, Any], _At] | None) -> LoggingSettings:
             raise key.error(f"expected one of {', '.join(LOG_LEVELS)}, got {_show(table['level'])}")
     if "format" in table:
         key = at.key("format")
-        fmt = _string(table["format"], key).lower()
-        if fmt not in LOG_FORMATS:
+        chosen = log_format(_string(table["format"], key))
+        if chosen is None:
             raise key.error(
                 f"expected one of {', '.join(LOG_FORMATS)}, got {_show(table['format'])}"
             )
+        fmt = chosen
     return LoggingSettings(level=level, format=fmt)
 
 

@@ -26,6 +26,12 @@ REDACTED = "[REDACTED]"
 LogFormat = Literal["auto", "json", "text"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "text")
 
+
+def log_format(name: str) -> LogFormat | None:
+    """The format named `name` (any case), or None if there is none by that name."""
+    return next((known for known in LOG_FORMATS if known == name.lower()), None)
+
+
 # key=value, where the value is a Python repr of a string (our `%r` fields) or runs to
 # the next space. The key must follow a space or start the message.
 _FIELD = re.compile(

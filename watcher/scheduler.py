@@ -11,11 +11,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 TICK_JOB_ID = "tick"
 MINUTE_JOB_ID = "minute"
+DAILY_JOB_ID = "daily"
+# Upkeep (retention, PRAGMA optimize) runs when news is usually quiet in the region.
+DAILY_AT_UTC = (0, 30)  # 04:30 in Baku and Yerevan, 03:30 in Moscow
 
 
 class Ticker:
-    """Calls `tick` every `every_s` seconds, and `minutely` at the start of every minute
-    (digests), on the running event loop."""
+    """Calls `tick` every `every_s` seconds, `minutely` at the start of every minute
+    (digests) and `daily` once a day (upkeep), on the running event loop."""
 
     def __init__(
         self,
@@ -23,8 +26,21 @@ class Ticker:
         *,
         every_s: float,
         minutely: Callable[[], Awaitable[None]] | None = None,
+        daily: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
+        if daily is not None:
+            hour, minute = DAILY_AT_UTC
+            self._scheduler.add_job(
+                daily,
+                "cron",
+                hour=hour,
+                minute=minute,
+                id=DAILY_JOB_ID,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=6 * 3600,  # a daemon busy or paused at 00:30 still runs it
+            )
         if minutely is not None:
             self._scheduler.add_job(
                 minutely,
@@ -45,6 +61,11 @@ class Ticker:
             max_instances=1,
             misfire_grace_time=60,
         )
+
+    def next_daily_run(self) -> datetime | None:
+        """When the daily upkeep runs next (None without one, or before `start()`)."""
+        job = self._scheduler.get_job(DAILY_JOB_ID)
+        return getattr(job, "next_run_time", None) if job is not None else None
 
     def start(self) -> None:
         """Needs a running event loop."""
