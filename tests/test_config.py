@@ -284,7 +284,8 @@ def test_a_syntax_error_at_the_end_of_the_file(tmp_path: Path) -> None:
             "storge",
             "[storge]",
             'unknown key "storge" at the top level; did you mean "storage"? allowed: actors, '
-            "feeds, http, include, logging, polling, retention, rules, storage, telegram",
+            "feeds, http, include, logging, polling, retention, rules, storage, stories, "
+            "telegram",
         ),
         (
             "[telegram]\nadmin = [1]\n",
@@ -1206,6 +1207,9 @@ def test_retention_http_logging_format_and_feed_tags(tmp_path: Path) -> None:
         outbox = "7d"
         [http]
         listen = "[::1]:9464"
+        [stories]
+        window = "24h"
+        realert_on_update = true
         [[feeds]]
         name = "apa"
         url = "https://apa.az/rss"
@@ -1217,6 +1221,7 @@ def test_retention_http_logging_format_and_feed_tags(tmp_path: Path) -> None:
     assert settings.logging.format == "json"
     assert (settings.retention.entries, settings.retention.outbox) == (120 * 86400, 7 * 86400)
     assert settings.http.listen == ("::1", 9464)
+    assert (settings.stories.window, settings.stories.realert_on_update) == (86400, True)
     assert settings.feeds[0].tags == ("az", "wire")
     defaults = load_config(write(tmp_path, "d.toml", "")).http
     assert defaults.listen is None

@@ -126,6 +126,12 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class StoriesSettings:
+    window: int = 48 * 3600  # entries further apart than this never form one story
+    realert_on_update: bool = False  # an entry whose text changed alerts again if it hits
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     listen: tuple[str, int] | None = None  # (host, port) for /healthz and /metrics; off if None
 
@@ -143,6 +149,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    stories: StoriesSettings = field(default_factory=StoriesSettings)
     # The rules compiled while validating them: compiling 1,000 rules with Russian forms
     # takes about a second, so nothing compiles them a second time.
     matcher: Matcher | None = field(default=None, compare=False, repr=False)
@@ -331,11 +338,12 @@ _TOP_KEYS = (
     "logging",
     "retention",
     "http",
+    "stories",
     "feeds",
     "actors",
     "rules",
 )
-_SINGLE_TABLES = ("storage", "telegram", "polling", "logging", "retention", "http")
+_SINGLE_TABLES = ("storage", "telegram", "polling", "logging", "retention", "http", "stories")
 _STORAGE_KEYS = ("path",)
 _TELEGRAM_KEYS = (
     "api_base_url",
@@ -363,6 +371,7 @@ _POLLING_KEYS = (
 _LOGGING_KEYS = ("level", "format")
 _RETENTION_KEYS = ("entries", "outbox")
 _HTTP_KEYS = ("listen",)
+_STORIES_KEYS = ("window", "realert_on_update")
 _FEED_KEYS = ("name", "url", "interval", "language", "tags")
 _ACTOR_KEYS = ("names",)
 _RULE_KEYS = ("name", "query", "chats", "feeds", "languages", "priority")
@@ -395,6 +404,7 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
     logging = _logging(tables.get("logging"))
     retention = _retention(tables.get("retention"))
     http = _http(tables.get("http"))
+    stories = _stories(tables.get("stories"))
     feeds = _feeds(sources, polling)
     actors = _actors(sources)
     rules, rule_places = _rules(sources, {feed.name for feed in feeds})
@@ -411,6 +421,7 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
         logging=logging,
         retention=retention,
         http=http,
+        stories=stories,
         matcher=matcher,
     )
 
@@ -598,6 +609,20 @@ def _http(found: tuple[dict[str, Any], _At] | None) -> HttpSettings:
     if "listen" not in table:
         return HttpSettings()
     return HttpSettings(listen=_listen_address(table["listen"], at.key("listen")))
+
+
+def _stories(found: tuple[dict[str, Any], _At] | None) -> StoriesSettings:
+    if found is None:
+        return StoriesSettings()
+    table, at = found
+    _check_keys(table, at, _STORIES_KEYS, "in [stories]")
+    window = StoriesSettings.window
+    if "window" in table:
+        window = _duration(table["window"], at.key("window"))
+    realert = StoriesSettings.realert_on_update
+    if "realert_on_update" in table:
+        realert = _boolean(table["realert_on_update"], at.key("realert_on_update"))
+    return StoriesSettings(window=window, realert_on_update=realert)
 
 
 _LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})")
