@@ -190,6 +190,41 @@ def _v6_retention(db: sqlite3.Connection) -> None:
     )
 
 
+def _v7_entry_versions(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- A third identity, scoped to the feed: the folded title and the publication time.
+        -- It recognises an item whose guid and link both changed (feeds that churn guids).
+        -- NULL for an undated entry and for entries recorded before this version.
+        ALTER TABLE entries ADD COLUMN title_key TEXT;
+        CREATE UNIQUE INDEX entries_title_key ON entries(title_key) WHERE title_key IS NOT NULL;
+        -- A digest of the folded title and summary as last recorded: when a known entry
+        -- comes back with another digest, its text changed (an updated entry). NULL: not
+        -- known yet (recorded before this version); the next sighting fills it in.
+        ALTER TABLE entries ADD COLUMN content_key TEXT;
+        ALTER TABLE entries ADD COLUMN updated_at REAL;
+        """,
+    )
+
+
+def _v8_stories(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- The story an alerted entry belongs to: the id of the story's first entry (its
+        -- own id for a new story). NULL for entries that alerted nobody.
+        ALTER TABLE entries ADD COLUMN story_id INTEGER;
+        CREATE INDEX entries_story ON entries(story_id) WHERE story_id IS NOT NULL;
+        -- An outbox row that edits a message sent before (the other outlets of a story),
+        -- naming the outbox row of that message. Its entry_id is NULL: the (entry, chat)
+        -- pair of a message stays unique.
+        ALTER TABLE outbox ADD COLUMN edit_of INTEGER;
+        CREATE INDEX outbox_edit_of ON outbox(edit_of) WHERE edit_of IS NOT NULL;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -197,5 +232,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_subscribers,
     _v5_due_index,
     _v6_retention,
+    _v7_entry_versions,
+    _v8_stories,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
