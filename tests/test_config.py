@@ -1209,6 +1209,7 @@ def test_retention_http_logging_format_and_feed_tags(tmp_path: Path) -> None:
         listen = "[::1]:9464"
         [stories]
         window = "24h"
+        threshold = 0.2
         realert_on_update = true
         [[feeds]]
         name = "apa"
@@ -1221,7 +1222,8 @@ def test_retention_http_logging_format_and_feed_tags(tmp_path: Path) -> None:
     assert settings.logging.format == "json"
     assert (settings.retention.entries, settings.retention.outbox) == (120 * 86400, 7 * 86400)
     assert settings.http.listen == ("::1", 9464)
-    assert (settings.stories.window, settings.stories.realert_on_update) == (86400, True)
+    stories = settings.stories
+    assert (stories.window, stories.threshold, stories.realert_on_update) == (86400, 0.2, True)
     assert settings.feeds[0].tags == ("az", "wire")
     defaults = load_config(write(tmp_path, "d.toml", "")).http
     assert defaults.listen is None
@@ -1238,6 +1240,8 @@ def test_retention_http_logging_format_and_feed_tags(tmp_path: Path) -> None:
         ('[http]\nlisten = "127.0.0.1:99999"\n', 'expected "HOST:PORT"'),
         ('[retention]\nentries = "12h"\n', "expected at least 1d"),
         ('[logging]\nformat = "xml"\n', "expected one of auto, json, text"),
+        ("[stories]\nthreshold = 1.5\n", "expected a number greater than 0 and at most 1"),
+        ('[stories]\nthreshold = "high"\n', "expected a number greater than 0 and at most 1"),
     ],
 )
 def test_bad_retention_http_and_log_format(tmp_path: Path, text: str, message: str) -> None:

@@ -128,6 +128,7 @@ class RetentionSettings:
 @dataclass(frozen=True)
 class StoriesSettings:
     window: int = 48 * 3600  # entries further apart than this never form one story
+    threshold: float = 0.15  # the score (0..1) at which an entry joins a story; see README
     realert_on_update: bool = False  # an entry whose text changed alerts again if it hits
 
 
@@ -371,7 +372,7 @@ _POLLING_KEYS = (
 _LOGGING_KEYS = ("level", "format")
 _RETENTION_KEYS = ("entries", "outbox")
 _HTTP_KEYS = ("listen",)
-_STORIES_KEYS = ("window", "realert_on_update")
+_STORIES_KEYS = ("window", "threshold", "realert_on_update")
 _FEED_KEYS = ("name", "url", "interval", "language", "tags")
 _ACTOR_KEYS = ("names",)
 _RULE_KEYS = ("name", "query", "chats", "feeds", "languages", "priority")
@@ -619,10 +620,20 @@ def _stories(found: tuple[dict[str, Any], _At] | None) -> StoriesSettings:
     window = StoriesSettings.window
     if "window" in table:
         window = _duration(table["window"], at.key("window"))
+    threshold = StoriesSettings.threshold
+    if "threshold" in table:
+        threshold = _fraction(table["threshold"], at.key("threshold"))
     realert = StoriesSettings.realert_on_update
     if "realert_on_update" in table:
         realert = _boolean(table["realert_on_update"], at.key("realert_on_update"))
-    return StoriesSettings(window=window, realert_on_update=realert)
+    return StoriesSettings(window=window, threshold=threshold, realert_on_update=realert)
+
+
+def _fraction(value: object, at: _At) -> float:
+    # TOML integers 0 and 1 are fine too; booleans are ints in Python but not fractions.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise at.error(f"expected a number greater than 0 and at most 1, got {_show(value)}")
+    return float(value)
 
 
 _LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})")
