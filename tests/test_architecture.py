@@ -38,6 +38,7 @@ ORCHESTRATION = {
     "watcher.scheduler",
     "watcher.logs",
     "watcher.match_command",
+    "watcher.replay_command",
     "watcher.status_command",
     "watcher.check_command",
     "watcher.digests",
@@ -49,6 +50,7 @@ ORCHESTRATION = {
     "watcher.http_api",
     "watcher.loop_lag",
     "watcher.service_status",
+    "watcher.story_alerts",
 }
 LIBRARY_HOME = {
     # fetch is the HTTP client; http_api serves /metrics and /healthz (aiohttp.web).

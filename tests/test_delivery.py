@@ -8,13 +8,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.telegram_api import Bucket, FakeTelegram, RateLimits
 from watcher.delivery import Delivery, Limits
+from watcher.metrics import Metrics
 from watcher.model import CONSOLE_CHAT, Alert, Entry, FeedDef, Hit
-from watcher.store import Store
-from watcher.telegram.format import render_alert
-from watcher.telegram.send import Sent, TelegramSender
+from watcher.store import Store, StoryEdit
+from watcher.telegram.format import MESSAGE_LIMIT, add_sources, render_alert
+from watcher.telegram.send import Edited, Sent, TelegramSender
 
 TOKEN = "123456:TEST-token-for-the-fake-bot-api-server"
 
@@ -221,3 +223,221 @@ async def test_html_telegram_cannot_parse_is_resent_as_plain_text(
     assert message.parse_mode is None
     assert message.text == "Karabakh tag & more"
     assert "telegram rejected our HTML" in caplog.text
+
+
+# -- edits: another outlet of a message's story -------------------------------------------
+
+# Three requests at once to a private chat, as the fake allows: the edit tests need no pacing.
+QUICK = Limits(private_per_period=3.0)
+
+
+async def queue_story_message(store: Store, chat: int, summary: str = "text") -> tuple[int, str]:
+    """A message about an entry of apa; returns its outbox id and text."""
+    await queue(store, chat)
+    rows = await store._fetchall(
+        "SELECT id, text FROM outbox WHERE chat_id = ? ORDER BY id DESC LIMIT 1", (chat,)
+    )
+    return int(rows[0][0]), str(rows[0][1])
+
+
+async def queue_edit(store: Store, message: tuple[int, str], chat: int, *sources: str) -> int:
+    """An edit of `message` naming `sources`, for a new entry (another outlet's report)."""
+    state = await store.feed("apa")
+    assert state is not None
+    async with store.write() as tx:
+        n = await store.count_entries()
+        entry = Entry(guid=f"g{n}", link=f"https://apa.az/{n}", title="Karabakh", summary="")
+        (new,) = await tx.insert_entries(state.id, [entry], now())
+        edit = StoryEdit(new.id, chat, message[0], add_sources(message[1], sources), ("karabakh",))
+        assert await store.enqueue_edits(tx, [edit], now()) == 1
+    rows = await store._fetchall("SELECT max(id) FROM outbox", ())
+    return int(rows[0][0])
+
+
+def sends(metrics: Metrics) -> dict[str, float]:
+    families = text_string_to_metric_families(metrics.exposition().decode())
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in families
+        if family.name == "watcher_telegram_sends"
+        for sample in family.samples
+        if sample.name == "watcher_telegram_sends_total"
+    }
+
+
+async def row(store: Store, outbox_id: int) -> tuple[str, int | None, str | None]:
+    rows = await store._fetchall(
+        "SELECT status, message_id, last_error FROM outbox WHERE id = ?", (outbox_id,)
+    )
+    return rows[0][0], rows[0][1], rows[0][2]
+
+
+async def test_an_edit_adds_the_other_outlet_to_the_message_sent(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    metrics = Metrics(process_metrics=False)
+    message = await queue_story_message(store, 42)
+    edit = await queue_edit(store, message, 42, "Trend")
+    assert await Delivery(store, sender, clock=now, limits=QUICK, metrics=metrics).drain() == 2
+
+    (sent,) = fake.sent
+    (edited,) = fake.edits
+    assert (edited.chat_id, edited.message_id) == (42, sent.message_id)
+    assert edited.visible_text == sent.visible_text + "\nAlso: Trend"
+    assert edited.parse_mode == "HTML" and edited.link_preview_disabled
+    assert await row(store, edit) == ("sent", sent.message_id, None)
+    assert sends(metrics)["edited"] == 1 and sends(metrics)["sent"] == 1
+
+
+async def test_a_later_edit_names_every_outlet_and_wins(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    message = await queue_story_message(store, 42)
+    await queue_edit(store, message, 42, "Trend")
+    await queue_edit(store, message, 42, "Trend", "Report")
+    await Delivery(store, sender, clock=now, limits=QUICK).drain()
+    (sent,) = fake.sent
+    current = fake.message(42, sent.message_id)
+    assert current is not None and current.visible_text.endswith("\nAlso: Trend, Report")
+    assert len(fake.edits) == 2
+
+
+async def test_an_edit_waits_behind_its_message_and_follows_it(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    message = await queue_story_message(store, 42)
+    await queue_edit(store, message, 42, "Trend")
+    fake.fail_next(1, 502, methods=["sendMessage"])
+    assert await Delivery(store, sender, clock=now, limits=QUICK).drain() == 0
+    assert fake.calls_to("editMessageText") == []  # never before its message
+    assert await store.outbox_counts() == {"pending": 2}
+
+    later = Delivery(store, sender, clock=lambda: now() + timedelta(minutes=1), limits=QUICK)
+    assert await later.drain() == 2
+    assert [call.method for call in fake.calls if call.method != "getMe"] == [
+        "sendMessage",
+        "sendMessage",
+        "editMessageText",
+    ]
+    (sent,) = fake.sent
+    assert fake.edits[0].message_id == sent.message_id
+
+
+async def test_message_is_not_modified_counts_as_edited(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    metrics = Metrics(process_metrics=False)
+    message = await queue_story_message(store, 42)
+    # The same text twice: as when an edit went through but the process died before
+    # recording it, and it is made again.
+    await queue_edit(store, message, 42, "Trend")
+    repeated = await queue_edit(store, message, 42, "Trend")
+    delivery = Delivery(store, sender, clock=now, limits=QUICK, metrics=metrics)
+    assert await delivery.drain() == 3
+
+    assert len(fake.calls_to("editMessageText")) == 2 and len(fake.edits) == 1
+    assert (await row(store, repeated))[0] == "sent"
+    assert await store.outbox_counts() == {"sent": 3}
+    assert sends(metrics)["edited"] == 2
+    (sent,) = fake.sent
+    outcome = await sender.edit(42, sent.message_id, add_sources(message[1], ["Trend"]))
+    assert outcome == Edited(unchanged=True)
+
+
+async def test_an_edit_of_a_message_the_user_deleted_is_dropped(
+    fake: FakeTelegram, store: Store, sender: TelegramSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = Metrics(process_metrics=False)
+    message = await queue_story_message(store, 42)
+    delivery = Delivery(store, sender, clock=now, limits=QUICK, metrics=metrics)
+    await delivery.drain()
+    fake.user_deletes(42, fake.sent[0].message_id)
+    edit = await queue_edit(store, message, 42, "Trend")
+    with caplog.at_level("INFO", logger="watcher.delivery"):
+        assert await delivery.drain() == 1
+
+    assert fake.edits == [] and len(fake.calls_to("editMessageText")) == 1
+    status, _, reason = await row(store, edit)
+    assert status == "sent" and reason is not None and "to edit not found" in reason
+    assert await store.outbox_counts() == {"sent": 2}  # settled: not a dead letter
+    assert sends(metrics)["edit_dropped"] == 1 and sends(metrics)["edited"] == 0
+    assert "edit dropped" in caplog.text
+
+
+async def test_a_message_that_can_no_longer_be_edited_drops_the_edit(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    message = await queue_story_message(store, 42)
+    delivery = Delivery(store, sender, clock=now, limits=QUICK)
+    await delivery.drain()
+    fake.uneditable.add((42, fake.sent[0].message_id))
+    edit = await queue_edit(store, message, 42, "Trend")
+    assert await delivery.drain() == 1
+    status, _, reason = await row(store, edit)
+    assert status == "sent" and reason is not None and "can't be edited" in reason
+    assert await delivery.drain() == 0  # settled: not tried again
+
+
+async def test_an_edit_of_a_message_given_up_is_dropped_without_asking(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    metrics = Metrics(process_metrics=False)
+    fake.unknown_chats.add(13)  # its message is rejected (chat not found)
+    message = await queue_story_message(store, 13)
+    edit = await queue_edit(store, message, 13, "Trend")
+    delivery = Delivery(store, sender, clock=now, limits=QUICK, metrics=metrics)
+    await delivery.drain()
+    await delivery.drain()
+    assert fake.calls_to("editMessageText") == []
+    assert (await row(store, edit))[0] == "sent"
+    assert await store.outbox_counts() == {"dead": 1, "sent": 1}
+    assert sends(metrics)["rejected"] == 1 and sends(metrics)["edit_dropped"] == 1
+
+
+async def test_an_edit_told_to_wait_waits_like_a_message(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    message = await queue_story_message(store, 42)
+    await queue_edit(store, message, 42, "Trend")
+    fake.fail_next(1, 429, methods=["editMessageText"])
+    delivery = Delivery(store, sender, clock=now, limits=QUICK)
+    assert await delivery.drain() == 1  # the message; the edit waits Telegram's second
+    assert fake.count_429 == 1 and fake.edits == []
+    assert await delivery.drain() == 0
+    later = Delivery(store, sender, clock=lambda: now() + timedelta(seconds=2), limits=QUICK)
+    assert await later.drain() == 1
+    assert len(fake.edits) == 1 and fake.count_429 == 1
+
+
+async def test_an_edit_of_a_full_message_stays_within_4096(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    state = await store.feed("apa")
+    assert state is not None
+    entry = Entry("long", "https://apa.az/long", "Karabakh " * 40, "Karabakh talks " * 300)
+    text = render_alert(entry, "apa", [Hit(f"rule_{n}") for n in range(500)])
+    async with store.write() as tx:
+        (new,) = await tx.insert_entries(state.id, [entry], now())
+        await tx.enqueue([Alert(new.id, 42, text)], now())
+    outbox_id = int((await store._fetchall("SELECT max(id) FROM outbox", ()))[0][0])
+    sources = [f"Regional outlet {n}" for n in range(200)]
+    await queue_edit(store, (outbox_id, text), 42, *sources)
+    assert await Delivery(store, sender, clock=now, limits=QUICK).drain() == 2
+
+    (sent,) = fake.sent
+    (edited,) = fake.edits
+    assert len(sent.visible_text) > MESSAGE_LIMIT - 100
+    assert len(edited.visible_text) <= MESSAGE_LIMIT
+    assert edited.visible_text.split("\n")[-1].startswith("Also: Regional outlet 0, ")
+    assert edited.entities[-1]["type"] == "italic"
+
+
+async def test_console_prints_an_edit_as_the_alert_again_marked(store: Store) -> None:
+    message = await queue_story_message(store, CONSOLE_CHAT)
+    await queue_edit(store, message, CONSOLE_CHAT, "Trend")
+    out = io.StringIO()
+    assert await Delivery(store, None, clock=now, console=out).drain() == 2
+    first, second = out.getvalue().split("─" * 60 + "\n" + "─" * 60)
+    assert "edited" not in first
+    assert "(edited: another source reported this story)" in second
+    assert second.rstrip("─\n").endswith("Also: Trend")

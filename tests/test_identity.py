@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from watcher.identity import canonical_url, entry_keys
+from watcher.identity import canonical_url, content_key, entry_keys
 from watcher.model import Entry
 
 
@@ -77,3 +77,78 @@ def test_entry_without_guid_or_link_is_keyed_by_title_and_date() -> None:
     assert a == b
     assert a.guid_key != c.guid_key
     assert a.link_key is None
+
+
+AT = datetime(2026, 11, 28, 9, 41, 17, tzinfo=UTC)
+
+
+def dated(guid: str, link: str, title: str, published: datetime | None = AT) -> Entry:
+    return Entry(guid=guid, link=link, title=title, summary="", published=published)
+
+
+def test_title_key_recognises_an_item_whose_guid_and_link_both_changed() -> None:
+    (first,) = entry_keys(1, [dated("a1", "https://x.az/s/1?sid=1", "Road to Khankendi reopens")])
+    (again,) = entry_keys(
+        1,
+        # The same minute, the same words: case, spacing and punctuation aside.
+        [
+            dated(
+                "a2", "https://x.az/s/9?sid=2", "ROAD to  Khankendi reopens!", AT.replace(second=59)
+            )
+        ],
+    )
+    assert first.guid_key != again.guid_key and first.link_key != again.link_key
+    assert first.title_key is not None and first.title_key == again.title_key
+
+
+def test_title_key_differs_by_feed_minute_and_words() -> None:
+    base = dated("a", "https://x.az/1", "Road to Khankendi reopens")
+    (key,) = entry_keys(1, [base])
+    (other_feed,) = entry_keys(2, [base])
+    (next_minute,) = entry_keys(
+        1, [dated("a", "https://x.az/1", base.title, AT.replace(minute=42))]
+    )
+    (other_words,) = entry_keys(1, [dated("a", "https://x.az/1", "Road to Khankendi closes")])
+    assert (
+        len({key.title_key, other_feed.title_key, next_minute.title_key, other_words.title_key})
+        == 4
+    )
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        dated("a", "https://x.az/1", "Road to Khankendi reopens", None),  # undated
+        # A date without a time: every item of that day would share the minute.
+        dated(
+            "a", "https://x.az/1", "Road to Khankendi reopens", datetime(2026, 11, 28, tzinfo=UTC)
+        ),
+        dated("a", "https://x.az/1", "News digest"),  # too few words to tell items apart
+        dated("a", "https://x.az/1", "«»"),
+    ],
+    ids=["undated", "date only", "two words", "no words"],
+)
+def test_no_title_key_where_it_would_identify_too_little(item: Entry) -> None:
+    (key,) = entry_keys(1, [item])
+    assert key.title_key is None
+
+
+def test_a_title_and_minute_shared_by_two_items_of_a_batch_is_no_title_key() -> None:
+    keys = entry_keys(
+        1,
+        [
+            dated("live-1", "https://x.az/live/1", "Live: talks in Brussels"),
+            dated("live-2", "https://x.az/live/2", "Live: talks in Brussels"),
+            dated("other", "https://x.az/3", "Talks in Brussels end"),
+        ],
+    )
+    assert [key.title_key is None for key in keys] == [True, True, False]
+
+
+def test_content_key_ignores_case_spacing_and_punctuation_but_not_words() -> None:
+    (key,) = entry_keys(1, [Entry("g", None, "Road reopens", "Russian peacekeepers left.")])
+    same = content_key("ROAD  reopens!", "russian peacekeepers — left")
+    assert key.content_key == same
+    assert content_key("Road reopens", "Russian peacekeepers left the road") != same
+    # Words moving between title and summary change the text.
+    assert content_key("Road reopens Russian", "peacekeepers left") != same

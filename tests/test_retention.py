@@ -17,7 +17,7 @@ from watcher.model import Alert, Entry, FeedDef, FeedSuccess, RuleDef
 from watcher.parse import FeedParser
 from watcher.pipeline import PollContext, RuleSet, poll_feed
 from watcher.rules import compile_rules
-from watcher.store import Store, migrate, optimize, prune
+from watcher.store import Store, StoryEdit, migrate, optimize, prune
 from watcher.store.schema import MIGRATIONS
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -143,6 +143,43 @@ async def test_settled_outbox_rows_go_after_their_retention_pending_ones_never(
     # Entry 1 lost its last outbox row and goes; 2 and 3 are still referred to.
     assert report.entries_deleted == 1
     assert await guids(store) == ["g2", "g3", "g9"]
+
+
+async def test_edits_go_with_their_message_and_a_pending_edit_keeps_it(store: Store) -> None:
+    ids = await parse(store, "apa", [entry(n) for n in range(1, 5)], ago(200))
+    await parse(store, "apa", [entry(9)], ago(100))  # all dropped out of the feed
+    async with store.write() as tx:
+        await tx.enqueue([Alert(ids[0], 42, "old"), Alert(ids[1], 42, "kept")], ago(200))
+    old, kept = (row[0] for row in await store._fetchall("SELECT id FROM outbox", ()))
+    async with store.write() as tx:
+        await store.enqueue_edits(
+            tx,
+            [
+                StoryEdit(ids[2], 42, old, "old, Also: Trend"),  # settled within retention
+                StoryEdit(ids[3], 42, kept, "kept, Also: Trend"),  # still to be sent
+            ],
+            ago(35),
+        )
+    old_edit, kept_edit = (
+        row[0] for row in await store._fetchall("SELECT id FROM outbox WHERE edit_of", ())
+    )
+    for message in (old, kept):
+        await store.mark_sent(message, 1, ago(199))
+    await store.mark_sent(old_edit, 1, ago(5))
+
+    report = await prune(store, NOW, **KEEP)
+
+    # The old message went, with its edit although that was settled lately: no edit names
+    # a message that is gone. The other waits for its edit, which needs its message id.
+    assert report.outbox_deleted == 2
+    left = await store._fetchall("SELECT id, edit_of FROM outbox ORDER BY id", ())
+    assert [tuple(row) for row in left] == [(kept, None), (kept_edit, kept)]
+    assert await guids(store) == ["g2", "g4", "g9"]  # entries still referred to are kept
+
+    await store.mark_sent(kept_edit, 1, ago(1))
+    later = await prune(store, NOW + timedelta(days=31), **KEEP)
+    assert later.outbox_deleted == 2
+    assert await store.outbox_counts() == {}
 
 
 async def test_a_held_alert_keeps_its_entry(store: Store) -> None:

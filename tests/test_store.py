@@ -2,15 +2,17 @@
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from watcher.errors import StoreError
-from watcher.model import Alert, Entry, FeedDef, FeedState, FeedSuccess
+from watcher.model import Alert, Entry, FeedDef, FeedState, FeedSuccess, UpdatedEntry
 from watcher.store import Store, migrate
 from watcher.store.schema import SCHEMA_VERSION
+from watcher.store.sqlite import RecordedEntries
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 FEEDS = [
@@ -301,3 +303,110 @@ async def test_a_parse_marks_its_known_entries_seen_and_the_feed_parsed(store: S
         "g4": later.timestamp(),
     }
     assert parsed == {"apa": later.timestamp(), "trend": latest.timestamp()}
+
+
+def stored(store: Store, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(store.path) as db:
+        return db.execute(sql).fetchall()
+
+
+async def record(
+    store: Store, feed: str, entries: list[Entry], at: datetime = NOW
+) -> RecordedEntries:
+    fid = await feed_id(store, feed)
+    async with store.write() as tx:
+        return await tx.record_entries(fid, entries, at)
+
+
+async def test_an_item_whose_guid_and_link_changed_is_known_by_title_and_minute(
+    store: Store,
+) -> None:
+    published = NOW - timedelta(minutes=5)
+    item = replace(entry(1), title="Road to Khankendi reopens", published=published)
+    await record(store, "apa", [item])
+    churned = replace(item, guid="g1-again", link="https://apa.az/news/1?session=2")
+    again = await record(store, "apa", [churned], NOW + timedelta(minutes=10))
+    assert (again.new, again.updated) == ([], [])
+    # Another feed's item with that title and minute is its own entry.
+    other = await record(store, "trend", [replace(churned, guid="t1", link="https://trend.az/1")])
+    assert len(other.new) == 1
+    assert stored(store, "SELECT count(DISTINCT title_key) FROM entries") == [(2,)]
+
+
+async def test_a_known_entry_with_other_words_comes_back_updated(store: Store) -> None:
+    (first,) = (await record(store, "apa", [entry(1), entry(2)])).new[:1]
+    edited = replace(entry(1), title="Title 1, corrected", summary="Summary 1 with more")
+    later = NOW + timedelta(minutes=10)
+    result = await record(store, "apa", [edited, entry(2)], later)
+    assert result.new == []
+    assert result.updated == [UpdatedEntry(id=first.id, entry=edited, previous=entry(1))]
+    assert stored(store, "SELECT title, summary, updated_at FROM entries WHERE guid = 'g1'") == [
+        ("Title 1, corrected", "Summary 1 with more", later.timestamp())
+    ]
+    # Listed again as it is now: nothing changed.
+    assert (await record(store, "apa", [edited, entry(2)], later)).updated == []
+
+
+async def test_a_new_guid_with_a_new_headline_at_a_known_link_updates_that_entry(
+    store: Store,
+) -> None:
+    (first,) = (await record(store, "apa", [entry(1)])).new
+    renamed = replace(entry(1), guid="g1-v2", title="Title 1 rewritten")
+    result = await record(store, "apa", [renamed])
+    assert result.new == []
+    assert [(u.id, u.entry.title, u.previous.title) for u in result.updated] == [
+        (first.id, "Title 1 rewritten", "Title 1")
+    ]
+
+
+async def test_a_link_another_feed_recorded_is_seen_not_compared(store: Store) -> None:
+    await record(store, "apa", [entry(1)])
+    theirs = replace(entry(1), guid="t1", title="Trend's own headline", summary="Their text")
+    result = await record(store, "trend", [theirs])
+    assert (result.new, result.updated) == ([], [])
+    assert stored(store, "SELECT title, updated_at FROM entries") == [("Title 1", None)]
+
+
+async def test_case_spacing_and_punctuation_are_no_update(store: Store) -> None:
+    await record(store, "apa", [entry(1)])
+    restyled = replace(entry(1), title="TITLE  1.", summary="summary — 1!")
+    assert (await record(store, "apa", [restyled])).updated == []
+    assert stored(store, "SELECT title FROM entries") == [("Title 1",)]
+
+
+async def test_a_missing_content_key_is_filled_in_silently(store: Store) -> None:
+    await record(store, "apa", [entry(1)])
+    with sqlite3.connect(store.path) as db:  # as recorded before content keys existed
+        db.execute("UPDATE entries SET content_key = NULL")
+    edited = replace(entry(1), summary="Summary 1, edited before the upgrade")
+    assert (await record(store, "apa", [edited])).updated == []
+    assert stored(
+        store, "SELECT summary, updated_at FROM entries WHERE content_key IS NOT NULL"
+    ) == [(edited.summary, None)]
+    (update,) = (await record(store, "apa", [entry(1)])).updated  # now its text is known
+    assert update.previous == edited
+
+
+async def test_a_content_key_from_another_folding_is_refreshed_not_an_update(
+    store: Store,
+) -> None:
+    await record(store, "apa", [entry(1)])
+    with sqlite3.connect(store.path) as db:  # what a different folding would have stored
+        db.execute("UPDATE entries SET content_key = 'folded-otherwise'")
+    assert (await record(store, "apa", [entry(1)])).updated == []
+    (key,) = stored(store, "SELECT content_key FROM entries")
+    assert key != ("folded-otherwise",)
+
+
+async def test_an_item_listed_twice_under_two_guids_is_one_new_entry(store: Store) -> None:
+    twice = [entry(1), replace(entry(1), guid="g1-copy", summary="A different teaser")]
+    result = await record(store, "apa", twice)
+    assert (len(result.new), result.updated) == (1, [])
+
+
+async def test_alerted_chats_names_every_outbox_row_of_the_entries(store: Store) -> None:
+    new = (await record(store, "apa", [entry(1), entry(2), entry(3)])).new
+    async with store.write() as tx:
+        await tx.enqueue([Alert(new[0].id, 42, "a"), Alert(new[1].id, 7, "b")], NOW)
+        assert await tx.alerted_chats([new[0].id, new[2].id]) == {(new[0].id, 42)}
+        assert await tx.alerted_chats([]) == set()

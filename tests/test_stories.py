@@ -516,3 +516,23 @@ def test_similarity_is_reflexive_symmetric_and_bounded(
         twins = fresh_index()
         twins.add(1, "apa", T0, one)
         assert twins.add(2, "trend", T0, signature(title, summary)) == twins.story_of(1)
+
+
+def test_the_words_a_rule_matched_are_no_evidence_of_one_story() -> None:
+    """Two headlines of different events that share only the rule's words: one story if
+    those words count, two if they are set aside as the daemon does."""
+    apa = ("Russian peacekeepers leave & 5 < 6 now", "")
+    turan = ("Russian peacekeeping contingent rotates", "")
+    index = StoryIndex()
+    index.add(1, "apa", T0, signature(*apa, ignore=["Russian peacekeepers"]))
+    assert index.add(2, "turan", T0, signature(*turan, ignore=["Russian peacekeeping"])) is None
+
+    counted = StoryIndex()
+    counted.add(1, "apa", T0, signature(*apa))
+    assert counted.add(2, "turan", T0, signature(*turan)) == 1
+
+
+def test_ignored_words_are_folded_like_the_text() -> None:
+    full = signature("İLHAM ƏLİYEV met Pashinyan in Brussels", "")
+    without = signature("İLHAM ƏLİYEV met Pashinyan in Brussels", "", ignore=["Ilham Əliyev"])
+    assert full.terms - without.terms == {"ilham", "əliye"}

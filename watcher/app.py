@@ -35,6 +35,7 @@ from watcher.scheduler import Ticker
 from watcher.sd_notify import SystemdNotifier
 from watcher.service_status import read_service_status
 from watcher.store import Store, prune
+from watcher.story_alerts import StoryTracker, story_settings
 from watcher.telegram.bot import SubscriberBot
 from watcher.telegram.send import TelegramSender
 
@@ -162,6 +163,8 @@ class Daemon:
             max_interval_s=self.settings.polling.max_interval,
             metrics=self.metrics,
             retention_s=self.settings.retention.entries,
+            realert_on_update=self.settings.stories.realert_on_update,
+            stories=await self._story_tracker(store),
         )
 
         async def tick() -> None:
@@ -229,6 +232,12 @@ class Daemon:
             await asyncio.gather(watch_task, return_exceptions=True)
             await self._drain_polls()
             await _finish(delivery_task, DELIVERY_GRACE_S)
+
+    async def _story_tracker(self, store: Store) -> StoryTracker:
+        """The story index, rebuilt from the store: a story begun before a restart goes on."""
+        tracker = StoryTracker(story_settings(self.settings.stories))
+        await tracker.load(store, utc_now())
+        return tracker
 
     async def _upkeep(self, store: Store) -> None:
         """Retention: forget what is older than [retention] allows, then PRAGMA optimize."""
@@ -459,6 +468,7 @@ class Daemon:
                 ("logging", old.logging, new.logging),
                 ("retention", old.retention, new.retention),
                 ("http", old.http, new.http),
+                ("stories", old.stories, new.stories),
             )
             if before != after
         ]

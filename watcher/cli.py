@@ -7,10 +7,11 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from watcher import __version__
-from watcher.config import Settings, compiled_rules, load_config
+from watcher.config import Settings, compiled_rules, load_config, parse_duration
 from watcher.errors import ConfigError, StoreError
 
 DEFAULT_CONFIG = Path("config/watcher.toml")
@@ -67,6 +68,23 @@ def _parser() -> argparse.ArgumentParser:
         "--feed", help="match as if the entries came from this configured feed (rule filters)"
     )
     match.add_argument("--language", help="match as entries of this language (rule filters)")
+    replay = commands.add_parser(
+        "replay",
+        help="show what the current rules would have alerted on lately, by story",
+        description="Runs the current rules over the stored entries first seen within SINCE "
+        "and shows the entries that would have alerted, grouped into stories as the daemon "
+        "groups them. Reads the database only (safe while the daemon runs); sends nothing.",
+    )
+    with_config(replay)
+    replay.add_argument(
+        "--since",
+        type=_duration,
+        required=True,
+        metavar="SINCE",
+        help="how far back: a duration like 90m, 12h or 7d",
+    )
+    replay.add_argument("--rule", metavar="NAME", help="only this rule's hits")
+    replay.add_argument("--json", action="store_true", help="print a JSON array of stories")
     status = commands.add_parser("status", help="every feed with its state")
     with_config(status)
     status.add_argument("--json", action="store_true", help="print a JSON array")
@@ -106,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     with_config(backup)
     backup.add_argument("dest", type=Path, metavar="DEST")
     return parser
+
+
+def _duration(value: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _load(path: Path) -> Settings | None:
@@ -177,6 +202,37 @@ def _match(args: argparse.Namespace) -> int:
         print(to_json(results))
     else:
         print(to_text(results, highlight_ansi if sys.stdout.isatty() else highlight_brackets))
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from watcher.match_command import highlight_ansi, highlight_brackets
+    from watcher.replay_command import find_rule, replay, to_json, to_text, unknown_rule
+
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_INVALID_CONFIG
+    names = [rule.name for rule in settings.rules]
+    rule = None
+    if args.rule is not None:
+        rule = find_rule(args.rule, names)
+        if rule is None:
+            print(f"watcher: {unknown_rule(args.rule, names)}", file=sys.stderr)
+            return EXIT_INVALID_CONFIG
+    since = datetime.now(UTC) - args.since
+    try:
+        result = replay(settings, since=since, rule=rule)
+    except StoreError as exc:
+        print(f"watcher: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(to_json(result))
+    else:
+        mark = highlight_ansi if sys.stdout.isatty() else highlight_brackets
+        print(to_text(result, mark, since=since, tz=ZoneInfo(settings.telegram.timezone)))
     return EXIT_OK
 
 
@@ -307,6 +363,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(args.config, args.log_level, args.log_format)
     if args.command == "match":
         return _match(args)
+    if args.command == "replay":
+        return _replay(args)
     if args.command == "status":
         return _status(args)
     if args.command == "feeds":

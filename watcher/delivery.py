@@ -6,6 +6,11 @@ Telegram's limits are kept here rather than discovered through 429s: about one m
 second to a private chat, 20 a minute to a group or channel (negative ids), 30 a second
 overall. Different chats are served concurrently; one chat's rows go strictly in order,
 one at a time.
+
+An edit row (a message edited to name another outlet of its story) takes its turn in its
+chat's order like any row, and the message it edits, queued before it, has had its turn: if
+that message was sent, the edit goes out under the same limits; if it was given up, or the
+person deleted it, the edit is dropped (settled, not given up: there is nothing to edit).
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import Literal, TextIO
 
 from aiolimiter import AsyncLimiter
 
@@ -24,7 +29,15 @@ from watcher.metrics import Metrics, SendOutcome
 from watcher.model import CONSOLE_CHAT, OutboxItem
 from watcher.store import Store
 from watcher.telegram.format import html_to_console, render_notice
-from watcher.telegram.send import Migrated, Rejected, RetryLater, Sent, TelegramSender
+from watcher.telegram.send import (
+    Edited,
+    EditGone,
+    Migrated,
+    Rejected,
+    RetryLater,
+    Sent,
+    TelegramSender,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +166,7 @@ class Delivery:
         # runs: the rows read may predate that task's last "sent", and would go twice.
         busy = set(self._busy_chats)
         items = await self._store.due_outbox(now, limit=_BATCH, chat_ids=only, exclude_chats=busy)
+        edits = await self._store.edits_among([item.id for item in items]) if items else {}
         by_chat: dict[int, list[OutboxItem]] = {}
         for item in items:
             by_chat.setdefault(item.chat_id, []).append(item)
@@ -161,7 +175,7 @@ class Delivery:
             if chat in busy or chat in self._busy_chats or self._held(chat, now):
                 continue
             self._busy_chats.add(chat)
-            task = asyncio.create_task(self._deliver_chat(chat, chat_items, stop))
+            task = asyncio.create_task(self._deliver_chat(chat, chat_items, edits, stop))
             self._chat_tasks.add(task)
             task.add_done_callback(self._chat_tasks.discard)
             started.append(task)
@@ -187,7 +201,11 @@ class Delivery:
         return limiter
 
     async def _deliver_chat(
-        self, chat_id: int, items: Sequence[OutboxItem], stop: asyncio.Event | None
+        self,
+        chat_id: int,
+        items: Sequence[OutboxItem],
+        edits: Mapping[int, int],
+        stop: asyncio.Event | None,
     ) -> int:
         """One chat's due rows, oldest first, stopping at the first that is not delivered
         so that nothing overtakes it. Waiting for the chat's own limit happens here, so a
@@ -198,10 +216,23 @@ class Delivery:
                 if (stop is not None and stop.is_set()) or self._paused_until is not None:
                     break
                 if chat_id == CONSOLE_CHAT:
-                    self._print(item)
+                    self._print(item, edit=item.id in edits)
                     await self._store.mark_sent(item.id, None, self._clock())
                     if self._metrics is not None:
                         self._metrics.observe_console_alert()
+                    delivered += 1
+                    continue
+                target_id = edits.get(item.id)
+                if target_id is not None:
+                    message_id = await self._edit_target(item, target_id)
+                    if message_id == "wait":
+                        break  # the message it edits has not had its turn yet
+                    if message_id == "dropped":
+                        delivered += 1
+                        continue
+                    async with self._chat_limiter(chat_id), self._overall, self._in_flight:
+                        if not await self._deliver_edit(item, message_id):
+                            break
                     delivered += 1
                     continue
                 async with self._chat_limiter(chat_id), self._overall, self._in_flight:
@@ -228,16 +259,71 @@ class Delivery:
             case Rejected(reason=reason):
                 await self._rejected(item, reason)
             case Migrated(new_chat_id=new_chat_id):
-                # The new id replaces the old one everywhere: pending rows, subscriptions,
-                # and (through the migration table) rule chats from the config.
-                await self._store.record_chat_migration(item.chat_id, new_chat_id, now)
-                self._observe("migrated")
-                log.warning(
-                    "chat migrated old=%d new=%d: update the chat id in the config",
+                await self._migrated(item, new_chat_id, now)
+        return False
+
+    async def _migrated(self, item: OutboxItem, new_chat_id: int, now: datetime) -> None:
+        # The new id replaces the old one everywhere: pending rows, subscriptions, and
+        # (through the migration table) rule chats from the config.
+        await self._store.record_chat_migration(item.chat_id, new_chat_id, now)
+        self._observe("migrated")
+        log.warning(
+            "chat migrated old=%d new=%d: update the chat id in the config",
+            item.chat_id,
+            new_chat_id,
+        )
+        self.wake()  # resend at the new id without waiting for the idle check
+
+    async def _edit_target(
+        self, item: OutboxItem, target_id: int
+    ) -> int | Literal["wait", "dropped"]:
+        """The Telegram id of the message an edit row edits; "wait" while that message
+        waits for its turn; "dropped" when there is nothing to edit (the edit was dropped)."""
+        target = await self._store.edit_target(target_id)
+        if target is not None and target.status == "pending" and target.chat_id == item.chat_id:
+            return "wait"
+        if target is None:
+            reason = "the message it edits is no longer recorded"
+        elif target.chat_id != item.chat_id:
+            reason = f"the message it edits went to chat {target.chat_id}"  # a migration
+        elif target.status != "sent" or target.message_id is None:
+            reason = "the message it edits was never delivered"
+        else:
+            return int(target.message_id)
+        await self._drop_edit(item, reason)
+        return "dropped"
+
+    async def _drop_edit(self, item: OutboxItem, reason: str) -> None:
+        await self._store.drop_edit(item.id, reason, self._clock())
+        self._observe("edit_dropped")
+        log.info("edit dropped outbox=%d chat=%d reason=%s", item.id, item.chat_id, reason)
+
+    async def _deliver_edit(self, item: OutboxItem, message_id: int) -> bool:
+        assert self._telegram is not None
+        outcome = await self._telegram.edit(item.chat_id, message_id, item.text)
+        now = self._clock()
+        match outcome:
+            case Edited(unchanged=unchanged, plain_text=plain_text):
+                await self._store.mark_sent(item.id, message_id, now)
+                self._observe("edited")
+                log.info(
+                    "edited outbox=%d chat=%d message_id=%d%s%s",
+                    item.id,
                     item.chat_id,
-                    new_chat_id,
+                    message_id,
+                    " unchanged=1" if unchanged else "",
+                    " plain_text=1" if plain_text else "",
                 )
-                self.wake()  # resend at the new id without waiting for the idle check
+                return True
+            case EditGone(reason=reason):
+                await self._drop_edit(item, reason)
+                return True
+            case RetryLater(reason=reason, after_s=after_s, whole_bot=whole_bot):
+                await self._retry_later(item, reason, after_s, whole_bot, now)
+            case Rejected(reason=reason):
+                await self._rejected(item, reason)
+            case Migrated(new_chat_id=new_chat_id):
+                await self._migrated(item, new_chat_id, now)
         return False
 
     async def _retry_later(
@@ -323,7 +409,9 @@ class Delivery:
             return
         self.wake()
 
-    def _print(self, item: OutboxItem) -> None:
+    def _print(self, item: OutboxItem, *, edit: bool = False) -> None:
         rule = "─" * 60
-        self._console.write(f"{rule}\n{html_to_console(item.text)}\n{rule}\n")
+        # A terminal cannot edit what it printed: the alert comes again, marked.
+        head = "(edited: another source reported this story)\n" if edit else ""
+        self._console.write(f"{rule}\n{head}{html_to_console(item.text)}\n{rule}\n")
         self._console.flush()

@@ -1,9 +1,15 @@
-"""PURE: the keys that say two feed items are the same entry.
+"""PURE: the keys that say two feed items are the same entry, and whether its text changed.
 
-Two keys per entry, either of which marks it as already seen:
+Three keys per entry, any of which marks it as already seen:
 - the guid key, scoped to its feed (guids are only unique within a feed);
 - the link key, global, over a canonical form of the link, so the same article coming back
-  under a new guid, in this feed or another, is recognised.
+  under a new guid, in this feed or another, is recognised;
+- the title key, scoped to its feed: the folded title words and the publication minute, for
+  feeds that change both guid and link of an item they republish. Only for titles that can
+  tell items apart (see `entry_keys`).
+
+A fourth digest, the content key, is no identity: it says whether a known entry came back
+with other words in its title or summary (markup, case, spacing and punctuation aside).
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from watcher.model import Entry
+from watcher.text import FIELD_BREAK, scan_line
 
 _TRACKING_PREFIXES = ("utm_",)
 _TRACKING_PARAMS = frozenset(
@@ -26,10 +34,18 @@ _AMP_PARAMS = frozenset({"amp", "outputtype"})
 _AMP_CACHE_SUFFIX = ".cdn.ampproject.org"
 
 
+# A title key needs a title of this many words at least: "News digest" or "Live updates"
+# recur with other content, and a minute is not narrow enough to tell those apart.
+_TITLE_KEY_MIN_WORDS = 3
+_MIDNIGHT = time(0)
+
+
 @dataclass(frozen=True, slots=True)
 class EntryKeys:
     guid_key: str
     link_key: str | None
+    title_key: str | None  # None: undated, date only, a short title, or shared (entry_keys)
+    content_key: str
 
 
 def canonical_url(url: str) -> str:
@@ -89,11 +105,43 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
+def _folded_words(title: str, summary: str) -> str:
+    """The folded words of an entry's title and summary (`watcher.text.words`, built the
+    cheaper way), one space apart, the two fields apart by " \\0 "."""
+    return " ".join(scan_line(title, summary).line.split())
+
+
+def content_key(title: str, summary: str) -> str:
+    """A digest of the folded words of an entry's title and summary. Two texts that differ
+    only in case, spacing, punctuation or markup (gone from displayed text) share it."""
+    return _digest("content", _folded_words(title, summary))
+
+
+def _title_key(feed_id: int, published: datetime | None, folded: str) -> str | None:
+    """The folded title words (from `folded`, an entry's `_folded_words`) and the minute
+    of publication, scoped to the feed; None where it would identify too little (see
+    `entry_keys`)."""
+    if published is None:
+        return None
+    published = published.astimezone(UTC)
+    if published.time() == _MIDNIGHT:
+        return None  # most likely a date without a time: every item that day shares it
+    title = folded.partition(FIELD_BREAK)[0].rstrip()
+    if not title or title.count(" ") + 1 < _TITLE_KEY_MIN_WORDS:
+        return None
+    return _digest("title", str(feed_id), title, str(int(published.timestamp()) // 60))
+
+
 def entry_keys(feed_id: int, entries: Sequence[Entry]) -> list[EntryKeys]:
     """Keys for one feed's batch of entries, in order.
 
     Some feeds give every item the same guid; a guid shared by items with different links
     in one batch identifies nothing, so those items are keyed by their link instead.
+
+    A title key wrongly shared by two different items hides the second one for good, so it
+    is left out wherever that is likely: for undated entries, for a publication time of
+    exactly midnight UTC (a date without a time), for titles of fewer than three words, and
+    for a title and minute that two different items of this batch share ("Live: …").
     """
     links_per_guid: dict[str, set[str | None]] = {}
     for entry in entries:
@@ -101,7 +149,9 @@ def entry_keys(feed_id: int, entries: Sequence[Entry]) -> list[EntryKeys]:
             links_per_guid.setdefault(entry.guid, set()).add(entry.link)
     guid_counts = Counter(entry.guid for entry in entries if entry.guid)
 
-    keys: list[EntryKeys] = []
+    # guid key, link, title key, content key
+    identities: list[tuple[str, str | None, str | None, str]] = []
+    items_per_title: dict[str, set[str]] = {}
     for entry in entries:
         link = canonical_url(entry.link) if entry.link else None
         guid_trusted = bool(entry.guid) and not (
@@ -114,10 +164,18 @@ def entry_keys(feed_id: int, entries: Sequence[Entry]) -> list[EntryKeys]:
         else:
             published = entry.published.isoformat() if entry.published else ""
             identity = "text:" + entry.title + "\0" + published
-        keys.append(
-            EntryKeys(
-                guid_key=_digest(str(feed_id), identity),
-                link_key=_digest(link) if link else None,
-            )
+        guid_key = _digest(str(feed_id), identity)
+        folded = _folded_words(entry.title, entry.summary)
+        title_key = _title_key(feed_id, entry.published, folded)
+        if title_key is not None:
+            items_per_title.setdefault(title_key, set()).add(guid_key)
+        identities.append((guid_key, link, title_key, _digest("content", folded)))
+    return [
+        EntryKeys(
+            guid_key=guid_key,
+            link_key=_digest(link) if link else None,
+            title_key=title_key if title_key and len(items_per_title[title_key]) == 1 else None,
+            content_key=content,
         )
-    return keys
+        for guid_key, link, title_key, content in identities
+    ]

@@ -101,7 +101,7 @@ def highlight_ansi(text: str) -> str:
     return f"\x1b[1;7m{text}\x1b[0m"
 
 
-def _highlighted(text: str, spans: Sequence[Span], mark: Callable[[str], str]) -> str:
+def highlighted(text: str, spans: Sequence[Span], mark: Callable[[str], str]) -> str:
     """`text` with each span marked; spans of one field do not overlap."""
     out: list[str] = []
     cursor = 0
@@ -120,7 +120,7 @@ def _excerpt(text: str, spans: Sequence[Span], mark: Callable[[str], str]) -> st
     start = max(0, min(s.start for s in spans) - _CONTEXT_CHARS)
     end = min(len(text), max(s.end for s in spans) + _CONTEXT_CHARS)
     shifted = [Span(s.field, s.start - start, s.end - start, s.text) for s in spans]
-    body = _highlighted(text[start:end], shifted, mark)
+    body = highlighted(text[start:end], shifted, mark)
     return ("…" if start > 0 else "") + body + ("…" if end < len(text) else "")
 
 
@@ -131,7 +131,7 @@ def to_text(results: Sequence[MatchedEntry], mark: Callable[[str], str]) -> str:
         spans = [s for hit in result.hits for s in hit.spans]
         title_spans = [s for s in spans if s.field == "title"]
         summary_spans = [s for s in spans if s.field == "summary"]
-        lines.append(f"{number}. {_highlighted(result.entry.title, title_spans, mark)}")
+        lines.append(f"{number}. {highlighted(result.entry.title, title_spans, mark)}")
         if result.entry.link:
             lines.append(f"   {result.entry.link}")
         if not result.hits:

@@ -58,6 +58,8 @@ SendOutcome = Literal[
     "blocked",  # the chat blocked or removed the bot: its queue is dropped
     "rejected",  # a permanent error for this message (400)
     "migrated",  # the group became a supergroup: resent to its new id
+    "edited",  # a message edited to name another outlet of its story (or already so)
+    "edit_dropped",  # an edit whose message is gone (deleted, given up): nothing to edit
 ]
 FEED_STATES: Final = ("ok", "new", "failing", "disabled")
 OUTBOX_STATUSES: Final = ("pending", "sent", "dead")

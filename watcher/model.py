@@ -134,6 +134,16 @@ class NewEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdatedEntry:
+    """A known entry that came back with other words in its title or summary: `entry` as
+    the feed lists it now, `previous` as it was recorded before."""
+
+    id: int
+    entry: Entry
+    previous: Entry
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """One message to one chat about one entry (or, without an entry, a notice to an
     operator)."""

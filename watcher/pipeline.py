@@ -12,8 +12,8 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
 from watcher.errors import FetchError, ParseError
@@ -29,6 +29,7 @@ from watcher.model import (
     Hit,
     NewEntry,
     Subscriber,
+    UpdatedEntry,
 )
 from watcher.parse import FeedParser
 from watcher.rules import Matcher
@@ -38,6 +39,7 @@ from watcher.schedule import (
     next_check_after_success,
 )
 from watcher.store import Store, WriteTransaction
+from watcher.story_alerts import StoryTracker
 from watcher.telegram.format import render_alert
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class PollReport:
     status: int | None = None
     entries: int = 0
     new: int = 0
+    updated: int = 0  # known entries of this feed that came back with other words
     hits: int = 0
     alerts: int = 0
     primed: bool = False  # first successful poll: recorded without alerting
@@ -88,6 +91,12 @@ class PollContext:
     # published before this horizon is recorded but never alerted (it could be one we
     # alerted long ago and forgot).
     retention_s: int | None = None
+    # [stories] realert_on_update: an updated entry alerts (again) for every rule it hits, not
+    # only for those its change made it hit; never twice to one chat.
+    realert_on_update: bool = False
+    # One alert per story and chat: later outlets edit the message sent (None: every
+    # entry alerts on its own).
+    stories: StoryTracker | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,37 @@ def match_new_entries(
         if hits:
             matched.append(Matched(new, hits))
     return matched
+
+
+def match_updated_entries(
+    updated: Sequence[UpdatedEntry], feed: FeedDef, rules: RuleSet, *, realert: bool = False
+) -> list[Matched]:
+    """PURE: the updated entries to alert about, oldest first, each with the rules to alert
+    for: those its new text hits and its old text did not (a rule it hit before alerted
+    then, or would have), or with `realert` every rule its new text hits."""
+    previous = {item.id: item.previous for item in updated}
+    matched: list[Matched] = []
+    for new in _chronological([NewEntry(item.id, item.entry) for item in updated]):
+        hits = rules.matcher.match(
+            new.entry.title, new.entry.summary, feed=feed.name, language=feed.language
+        )
+        if hits and not realert:
+            before = previous[new.id]
+            hit_before = {
+                hit.rule
+                for hit in rules.matcher.match(
+                    before.title, before.summary, feed=feed.name, language=feed.language
+                )
+            }
+            hits = [hit for hit in hits if hit.rule not in hit_before]
+        if hits:
+            matched.append(Matched(new, hits))
+    return matched
+
+
+def matched_texts(matched: Sequence[Matched]) -> dict[int, list[str]]:
+    """PURE: per entry id, the texts its rules matched."""
+    return {item.new.id: [span.text for hit in item.hits for span in hit.spans] for item in matched}
 
 
 def published_within(
@@ -238,8 +278,10 @@ async def _poll(
     async with ctx.store.write() as tx:
         if report.moved_to is not None:
             await tx.feed_moved(state.id, report.moved_to)
-        new_entries = await tx.insert_entries(state.id, parsed.entries, now)
+        recorded = await tx.record_entries(state.id, parsed.entries, now)
+        new_entries = recorded.new
         report.new = len(new_entries)
+        report.updated = len(recorded.updated)
         if state.last_success_at is None:
             report.primed = True  # a newly added feed: its backlog is history, not news
         else:
@@ -249,6 +291,13 @@ async def _poll(
             report.hits = len(hit_rules)
             if matched:
                 await _queue(matched, feed, rules, ctx, tx, now, report)
+            rematched = match_updated_entries(
+                recorded.updated, feed, rules, realert=ctx.realert_on_update
+            )
+            if rematched:
+                hit_rules += [hit.rule for item in rematched for hit in item.hits]
+                report.hits = len(hit_rules)
+                await _queue_updates(rematched, feed, rules, ctx, tx, now, report)
         interval = await _interval(feed, state, ctx)  # counts this poll's new entries too
         await tx.feed_succeeded(
             state.id,
@@ -292,11 +341,121 @@ async def _queue(
         now=now,
         tz=ctx.timezone,
     )
-    report.alerts = await tx.enqueue(plan.alerts, now)
+    edits = 0
+    if ctx.stories is not None:
+        stories = await ctx.stories.apply(
+            [item.new for item in matched],
+            plan.alerts,
+            {entry_id for _, entry_id, _ in plan.held},
+            feed.name,
+            ctx.store,
+            tx,
+            now,
+            matched=matched_texts(matched),
+        )
+        plan.alerts, edits = stories.messages, len(stories.edits)
+    # An edit is the alert of its entry to its chat, in the form of an edit: counted too.
+    report.alerts = await tx.enqueue(plan.alerts, now) + edits
     for chat, entry_id, held_rules in plan.held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held = len(plan.held)
     report.hit_rules = sorted(hit_rules)
+
+
+async def _queue_updates(
+    matched: Sequence[Matched],
+    feed: FeedDef,
+    rules: RuleSet,
+    ctx: PollContext,
+    tx: WriteTransaction,
+    now: datetime,
+    report: PollReport,
+) -> None:
+    """Inside the poll's transaction: alerts about updated entries, marked as updated, to
+    the chats that have had no message about the entry yet (the outbox keeps one row per
+    entry and chat; a chat that got one is not sent a second), and with stories on, to the
+    chats that have none about its story (those get an edit naming its outlet)."""
+    hit_rules = {hit.rule for item in matched for hit in item.hits}
+    subscribers = {} if ctx.console else await ctx.store.subscribers_of(hit_rules)
+    migrations = {} if ctx.console else await ctx.store.chat_migrations()
+    plan = plan_alerts(
+        matched,
+        feed,
+        rules,
+        subscribers=subscribers,
+        migrations=migrations,
+        console=ctx.console,
+        now=now,
+        tz=ctx.timezone,
+    )
+    had = await tx.alerted_chats([item.new.id for item in matched])
+    by_id = {item.new.id: item for item in matched}
+    alerts = []
+    for alert in plan.alerts:
+        item = by_id.get(alert.entry_id) if alert.entry_id is not None else None
+        if item is None or (item.new.id, alert.chat_id) in had:
+            continue
+        hits = {hit.rule: hit for hit in item.hits}
+        text = render_alert(
+            item.new.entry,
+            feed.name,
+            [hits[rule] for rule in alert.rules],
+            tz=ctx.timezone,
+            updated=True,
+        )
+        alerts.append(replace(alert, text=text))
+    held = [
+        (chat, entry_id, names)
+        for chat, entry_id, names in plan.held
+        if (entry_id, chat) not in had
+    ]
+    edits = 0
+    if ctx.stories is not None:
+        alerts, edits = await _updates_in_stories(
+            ctx.stories, matched, alerts, {entry_id for _, entry_id, _ in held}, feed, ctx, tx, now
+        )
+    report.alerts += await tx.enqueue(alerts, now) + edits
+    for chat, entry_id, held_rules in held:
+        await tx.hold(chat, entry_id, held_rules, now)
+    report.held += len(held)
+    report.hit_rules = sorted({*report.hit_rules, *hit_rules})
+
+
+async def _updates_in_stories(
+    tracker: StoryTracker,
+    matched: Sequence[Matched],
+    alerts: Sequence[Alert],
+    held: Collection[int],
+    feed: FeedDef,
+    ctx: PollContext,
+    tx: WriteTransaction,
+    now: datetime,
+) -> tuple[list[Alert], int]:
+    """The alerts about updated entries once stories are taken into account: the messages
+    to queue, and how many edits were queued. An entry that alerted nobody before has no
+    story: it is placed in one now, as a new entry would be. One that has a story already
+    keeps it; a chat with a message about that story gets an edit, not a message."""
+    stories = await ctx.store.stories_of([item.new.id for item in matched])
+    unplaced = [item.new for item in matched if stories.get(item.new.id) is None]
+    unplaced_ids = {new.id for new in unplaced}
+    placed = await tracker.apply(
+        unplaced,
+        [alert for alert in alerts if alert.entry_id in unplaced_ids],
+        [entry_id for entry_id in held if entry_id in unplaced_ids],
+        feed.name,
+        ctx.store,
+        tx,
+        now,
+        matched=matched_texts(matched),
+    )
+    in_story = {entry: story for entry, story in stories.items() if story is not None}
+    storied = [alert for alert in alerts if alert.entry_id in in_story]
+    messages = await ctx.store.story_messages(
+        set(in_story.values()), {alert.chat_id for alert in storied}
+    )
+    plan = tracker.plan(storied, in_story, messages, feed.name)
+    await ctx.store.enqueue_edits(tx, plan.edits, now)
+    return [*placed.messages, *plan.messages], len(placed.edits) + len(plan.edits)
 
 
 async def _interval(feed: FeedDef, state: FeedState, ctx: PollContext) -> int:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 import math
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -69,10 +69,17 @@ def _terms(text: str, limit: int | None = None) -> list[str]:
     return [sys.intern(word.folded[:STEM_LENGTH]) for word in found]
 
 
-def signature(title: str, summary: str) -> Signature:
+def signature(title: str, summary: str, *, ignore: Iterable[str] = ()) -> Signature:
     """The signature of an entry from its title and summary (displayed text; markup and
-    entities left in by a feed are decoded first, so they make no difference)."""
-    return Signature(frozenset(_terms(title) + _terms(summary, SUMMARY_WORDS)))
+    entities left in by a feed are decoded first, so they make no difference).
+
+    `ignore` holds texts whose words are left out: the words a rule matched. Every entry a
+    rule alerts on has them, so they say nothing about which event it reports; counted,
+    two short headlines of different events that share only the rule's words would be one
+    story (the weights cannot discount them while the index holds few entries)."""
+    terms = frozenset(_terms(title) + _terms(summary, SUMMARY_WORDS))
+    ignored = {term for text in ignore for term in _terms(text)}
+    return Signature(terms - ignored if ignored else terms)
 
 
 @dataclass(frozen=True, slots=True)

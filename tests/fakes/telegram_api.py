@@ -22,6 +22,10 @@ Behaviour worth knowing when writing tests:
   Long-poll timeouts and `set_delay` always use real time.
 * Order of checks for a send: parameters and HTML, then chat not found / migrated, then rate
   limits, then blocked (a send to a blocked chat still costs a token, as on Telegram).
+* **Edits** (editMessageText) answer as Telegram does: "message to edit not found" for a message
+  the bot never sent or the user deleted (`user_deletes`), "message can't be edited" for one in
+  `uneditable`, "message is not modified" when text, entities and markup are all the same; then
+  rate limits and blocked, like a send.
 * **Faults**: `fail_next` (the next N calls), `start_downtime`/`end_downtime` (every call), each
   answering an HTTP status (500 JSON like Telegram's; 502/503/504 as nginx's HTML page) or
   `DROP` (connection closed without an answer); `set_delay` slows answers down.
@@ -565,6 +569,7 @@ class FakeTelegram:
         self.unknown_chats: set[int] = set()
         self.migrated_chats: dict[int, int] = {}
         self.channel_chats: set[int] = set()
+        self.uneditable: set[tuple[int, int]] = set()  # (chat, message): "can't be edited"
 
         # Records.
         self.calls: list[ApiCall] = []
@@ -672,6 +677,10 @@ class FakeTelegram:
         self.blocked_chats.add(chat_id)
         if notify:
             self._queue_update("my_chat_member", self._member_change(chat_id, "member", "kicked"))
+
+    def user_deletes(self, chat_id: int, message_id: int) -> None:
+        """The user deleted a bot message (for both sides): edits of it are not found."""
+        del self._messages[(chat_id, message_id)]
 
     def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> None:
         self.migrated_chats[old_chat_id] = new_chat_id
@@ -1052,6 +1061,8 @@ class FakeTelegram:
         text, parsed, parse_mode = self._parse_text(params)
         reply_markup = _reply_markup(params)
         chat_id, stored = self._stored_message(params, "message to edit not found")
+        if (chat_id, stored.message_id) in self.uneditable:
+            raise _bad_request("message can't be edited")
         if (parsed.text, parsed.entities, reply_markup) == (
             stored.visible_text,
             stored.entities,

@@ -2,6 +2,19 @@
 
 from watcher.store.retention import PruneReport, optimize, prune
 from watcher.store.sqlite import Store, WriteTransaction, migrate
+from watcher.store.stories import EditTarget, StoryEdit, StoryEntry, StoryMessage
 from watcher.store.subscribers import HeldAlert
 
-__all__ = ["HeldAlert", "PruneReport", "Store", "WriteTransaction", "migrate", "optimize", "prune"]
+__all__ = [
+    "EditTarget",
+    "HeldAlert",
+    "PruneReport",
+    "Store",
+    "StoryEdit",
+    "StoryEntry",
+    "StoryMessage",
+    "WriteTransaction",
+    "migrate",
+    "optimize",
+    "prune",
+]

@@ -16,6 +16,10 @@ entry is deleted only when all of these hold:
 - no outbox row and no held alert refers to it (delivered outbox rows go first, once past
   their own retention; an entry outlives the rows about it, never the other way round).
 
+An outbox row that edits a message (`edit_of`: another outlet of the message's story) goes
+with that message, or before it: a message past its retention is kept while an edit of it is
+pending (the edit needs its Telegram id), and deleted together with its settled edits.
+
 Deletes run in batches, each in its own short write transaction, so the daemon's writes
 interleave with a long prune.
 """
@@ -97,17 +101,28 @@ async def _prune_outbox(store: Store, horizon: datetime, batch_rows: int) -> tup
     deleted = batches = 0
     while True:
         async with store.write() as tx:
-            cursor = await tx.db.execute(
-                """DELETE FROM outbox WHERE id IN (
-                       SELECT id FROM outbox
-                       WHERE status IN ('sent', 'dead') AND coalesce(sent_at, created_at) < ?
-                       LIMIT ?)""",
+            async with tx.db.execute(
+                """SELECT id FROM outbox AS o
+                   WHERE status IN ('sent', 'dead') AND coalesce(sent_at, created_at) < ?
+                     AND NOT EXISTS (SELECT 1 FROM outbox AS edit
+                                     WHERE edit.edit_of = o.id AND edit.status = 'pending')
+                   LIMIT ?""",
                 (horizon.timestamp(), batch_rows),
-            )
-            in_batch = max(cursor.rowcount, 0)
+            ) as cursor:
+                doomed = [row[0] for row in await cursor.fetchall()]
+            in_batch = 0
+            if doomed:
+                marks = ",".join("?" * len(doomed))
+                # Edits first: none may outlive the message it names.
+                for sql in (
+                    f"DELETE FROM outbox WHERE edit_of IN ({marks})",
+                    f"DELETE FROM outbox WHERE id IN ({marks})",
+                ):
+                    cursor = await tx.db.execute(sql, doomed)
+                    in_batch += max(cursor.rowcount, 0)
         deleted += in_batch
         batches += 1
-        if in_batch < batch_rows:
+        if len(doomed) < batch_rows:
             return deleted, batches
         await asyncio.sleep(0)  # the write lock is fair: waiting writers go first
 

@@ -11,15 +11,16 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import aiosqlite
 
 from watcher.errors import StoreError
-from watcher.identity import EntryKeys, entry_keys
+from watcher.identity import EntryKeys, content_key, entry_keys
 from watcher.model import (
     Alert,
     Entry,
@@ -28,8 +29,10 @@ from watcher.model import (
     FeedSuccess,
     NewEntry,
     OutboxItem,
+    UpdatedEntry,
 )
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
+from watcher.store.stories import StoryQueries
 from watcher.store.subscribers import SubscriberQueries
 from watcher.store.timestamps import from_db as _dt
 from watcher.store.timestamps import to_db as _ts
@@ -70,7 +73,7 @@ def migrate(path: Path) -> int:
         return found
 
 
-class Store(SubscriberQueries):
+class Store(SubscriberQueries, StoryQueries):
     """Async access to the database. Open with `await Store.open(path)` or `async with`."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
@@ -419,6 +422,50 @@ def feed_succeeded_params(feed_id: int, success: FeedSuccess) -> tuple[Any, ...]
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedEntries:
+    """What recording one parsed document found, in feed order."""
+
+    new: list[NewEntry]  # never seen before
+    updated: list[UpdatedEntry]  # listed by this feed before, with other words now
+
+
+class _StoredEntry(NamedTuple):
+    id: int
+    feed_id: int
+    guid_key: str
+    link_key: str | None
+    title_key: str | None
+    content_key: str | None
+
+
+@dataclass(slots=True)
+class _StoredKeys:
+    """Stored entries that some key of a document recognised, by each of their keys."""
+
+    by_guid: dict[str, _StoredEntry] = field(default_factory=dict)
+    by_link: dict[str, _StoredEntry] = field(default_factory=dict)
+    by_title: dict[str, _StoredEntry] = field(default_factory=dict)
+
+    def add(self, row: _StoredEntry) -> None:
+        self.by_guid[row.guid_key] = row
+        if row.link_key is not None:
+            self.by_link[row.link_key] = row
+        if row.title_key is not None:
+            self.by_title[row.title_key] = row
+
+    def same_entry(self, feed_id: int, key: EntryKeys) -> _StoredEntry | None:
+        """The entry of feed `feed_id` that an item with `key` is: the one its guid names,
+        else the one of this feed at its link, else the one with its title and minute."""
+        found = self.by_guid.get(key.guid_key)
+        if found is None and key.link_key is not None:
+            at_link = self.by_link.get(key.link_key)
+            found = at_link if at_link is not None and at_link.feed_id == feed_id else None
+        if found is None and key.title_key is not None:
+            found = self.by_title.get(key.title_key)
+        return found
+
+
 class WriteTransaction:
     """The statements a poll needs inside one transaction. Obtain from `Store.write()`."""
 
@@ -428,26 +475,35 @@ class WriteTransaction:
     async def insert_entries(
         self, feed_id: int, entries: Sequence[Entry], now: datetime
     ) -> list[NewEntry]:
-        """Record the entries of one parsed document of a feed; return only those never
-        seen before (by guid in this feed or by link anywhere), in feed order. One statement
-        per chunk of rows.
+        """`record_entries`, for a caller that wants only the new entries."""
+        return (await self.record_entries(feed_id, entries, now)).new
+
+    async def record_entries(
+        self, feed_id: int, entries: Sequence[Entry], now: datetime
+    ) -> RecordedEntries:
+        """Record the entries of one parsed document of a feed; return those never seen
+        before (by guid, or title and minute, in this feed, or by link anywhere) and those
+        this feed listed before whose words changed since, both in feed order. One insert
+        and one update statement per chunk of rows, and a few more when known entries
+        changed.
 
         `entries` must be the whole document: the entries already known are marked as seen
         `now` and the feed as parsed `now`, which is what retention reads to tell an entry
         still listed by its feed (kept, or it would come back as new) from one that dropped
         out."""
-        keys = entry_keys(feed_id, entries)
-        by_guid_key: dict[str, Entry] = {}
+        listed: dict[str, tuple[Entry, EntryKeys]] = {}
         rows: list[tuple[Any, ...]] = []
-        for entry, key in zip(entries, keys, strict=True):
-            if key.guid_key in by_guid_key:
+        for entry, key in zip(entries, entry_keys(feed_id, entries), strict=True):
+            if key.guid_key in listed:
                 continue  # the same item twice in one document: the first one wins
-            by_guid_key[key.guid_key] = entry
+            listed[key.guid_key] = (entry, key)
             rows.append(
                 (
                     feed_id,
                     key.guid_key,
                     key.link_key,
+                    key.title_key,
+                    key.content_key,
                     entry.guid,
                     entry.link,
                     entry.title,
@@ -460,41 +516,119 @@ class WriteTransaction:
         inserted: dict[str, int] = {}
         for start in range(0, len(rows), _ENTRY_ROWS_PER_STATEMENT):
             chunk = rows[start : start + _ENTRY_ROWS_PER_STATEMENT]
-            placeholders = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            placeholders = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
             params = [value for row in chunk for value in row]
             async with self.db.execute(
-                f"""INSERT OR IGNORE INTO entries (feed_id, guid_key, link_key, guid, link,
-                    title, summary, published_at, first_seen_at, last_seen_at)
+                f"""INSERT OR IGNORE INTO entries (feed_id, guid_key, link_key, title_key,
+                    content_key, guid, link, title, summary, published_at, first_seen_at,
+                    last_seen_at)
                     VALUES {placeholders} RETURNING id, guid_key""",
                 params,
             ) as cursor:
                 for entry_id, guid_key in await cursor.fetchall():
                     inserted[guid_key] = entry_id
-        known = [key for key in dict.fromkeys(keys) if key.guid_key not in inserted]
-        await self._seen_again(known, now)
+        known = [item for guid_key, item in listed.items() if guid_key not in inserted]
+        stored = await self._seen_again(known, now)
+        updated = await self._record_changes(feed_id, known, stored, set(inserted.values()), now)
         await self.db.execute(
             "UPDATE feeds SET last_parsed_at = ? WHERE id = ?", (_ts(now), feed_id)
         )
-        return [
-            NewEntry(id=inserted[key], entry=entry)
-            for key, entry in by_guid_key.items()
-            if key in inserted
+        new = [
+            NewEntry(id=inserted[guid_key], entry=entry)
+            for guid_key, (entry, _) in listed.items()
+            if guid_key in inserted
         ]
+        return RecordedEntries(new=new, updated=updated)
 
-    async def _seen_again(self, known: Sequence[EntryKeys], now: datetime) -> None:
+    async def _seen_again(
+        self, known: Sequence[tuple[Entry, EntryKeys]], now: datetime
+    ) -> _StoredKeys:
         """Mark the stored entries behind `known` as seen `now`, whichever of its keys
         recognised each: a link another feed recorded first counts as seen too, or pruning
-        it would let this feed's copy through as new."""
+        it would let this feed's copy through as new. Return those rows' keys."""
+        stored = _StoredKeys()
         for start in range(0, len(known), _ENTRY_ROWS_PER_STATEMENT):
-            chunk = known[start : start + _ENTRY_ROWS_PER_STATEMENT]
+            chunk = [key for _, key in known[start : start + _ENTRY_ROWS_PER_STATEMENT]]
             guid_keys = [key.guid_key for key in chunk]
             link_keys = [key.link_key for key in chunk if key.link_key is not None]
-            await self.db.execute(
+            title_keys = [key.title_key for key in chunk if key.title_key is not None]
+            async with self.db.execute(
                 f"""UPDATE entries SET last_seen_at = ?
                     WHERE guid_key IN ({",".join("?" * len(guid_keys))})
-                       OR link_key IN ({",".join("?" * len(link_keys))})""",
-                (_ts(now), *guid_keys, *link_keys),
+                       OR link_key IN ({",".join("?" * len(link_keys))})
+                       OR title_key IN ({",".join("?" * len(title_keys))})
+                    RETURNING id, feed_id, guid_key, link_key, title_key, content_key""",
+                (_ts(now), *guid_keys, *link_keys, *title_keys),
+            ) as cursor:
+                for row in await cursor.fetchall():
+                    stored.add(_StoredEntry(*row))
+        return stored
+
+    async def _record_changes(
+        self,
+        feed_id: int,
+        known: Sequence[tuple[Entry, EntryKeys]],
+        stored: _StoredKeys,
+        inserted_ids: Collection[int],
+        now: datetime,
+    ) -> list[UpdatedEntry]:
+        """Compare the known entries of this feed with what was recorded of them; record and
+        return those whose words changed.
+
+        A known item is the entry its guid names, else the entry of this feed at its link,
+        else the one with its title and minute (a link recorded by another feed is another
+        outlet's text: seen, not compared). An entry recorded before there were content
+        keys is recorded as it is now, silently. Another content key is a change only if the
+        recorded words, folded as today, differ too: a change in folding alone must not turn
+        every known entry into an updated one (the key is refreshed, silently too)."""
+        items: dict[int, tuple[Entry, EntryKeys, str | None]] = {}
+        for entry, key in known:
+            row = stored.same_entry(feed_id, key)
+            # A row this document inserted is an item listed twice under two identities.
+            if row is None or row.id in inserted_ids or row.id in items:
+                continue
+            items[row.id] = (entry, key, row.content_key)
+        silent = [id_ for id_, (_, _, was) in items.items() if was is None]
+        changed = [
+            id_ for id_, (_, key, was) in items.items() if was not in (None, key.content_key)
+        ]
+        updated: list[UpdatedEntry] = []
+        for start in range(0, len(changed), _ENTRY_ROWS_PER_STATEMENT):
+            chunk = changed[start : start + _ENTRY_ROWS_PER_STATEMENT]
+            async with self.db.execute(
+                f"""SELECT id, guid, link, title, summary, published_at FROM entries
+                    WHERE id IN ({",".join("?" * len(chunk))})""",
+                chunk,
+            ) as cursor:
+                previous = {
+                    row[0]: Entry(row[1], row[2], row[3], row[4], _dt(row[5]))
+                    for row in await cursor.fetchall()
+                }
+            for id_ in chunk:
+                entry, key, _ = items[id_]
+                before = previous[id_]
+                if content_key(before.title, before.summary) == key.content_key:
+                    silent.append(id_)
+                else:
+                    updated.append(UpdatedEntry(id=id_, entry=entry, previous=before))
+        if updated:
+            await self.db.executemany(
+                """UPDATE entries SET title = ?, summary = ?, content_key = ?, updated_at = ?
+                   WHERE id = ?""",
+                [
+                    (u.entry.title, u.entry.summary, items[u.id][1].content_key, _ts(now), u.id)
+                    for u in updated
+                ],
             )
+        if silent:
+            await self.db.executemany(
+                "UPDATE entries SET title = ?, summary = ?, content_key = ? WHERE id = ?",
+                [
+                    (items[id_][0].title, items[id_][0].summary, items[id_][1].content_key, id_)
+                    for id_ in silent
+                ],
+            )
+        return updated
 
     async def enqueue(self, alerts: Sequence[Alert], now: datetime) -> int:
         """Add alerts to the outbox (one row per entry x chat); return how many were new."""
@@ -509,6 +643,19 @@ class WriteTransaction:
             ],
         )
         return max(cursor.rowcount, 0)
+
+    async def alerted_chats(self, entry_ids: Sequence[int]) -> set[tuple[int, int]]:
+        """(entry id, chat id) of the outbox rows about these entries, whatever their status."""
+        found: set[tuple[int, int]] = set()
+        for start in range(0, len(entry_ids), _ENTRY_ROWS_PER_STATEMENT):
+            chunk = entry_ids[start : start + _ENTRY_ROWS_PER_STATEMENT]
+            async with self.db.execute(
+                f"""SELECT entry_id, chat_id FROM outbox
+                    WHERE entry_id IN ({",".join("?" * len(chunk))})""",
+                chunk,
+            ) as cursor:
+                found.update((row[0], row[1]) for row in await cursor.fetchall())
+        return found
 
     async def hold(self, chat_id: int, entry_id: int, rules: Sequence[str], now: datetime) -> None:
         """Keep an alert for a muted or digest subscriber's next digest."""

@@ -19,6 +19,7 @@ from watcher.model import Entry, Hit, Span
 MESSAGE_LIMIT = 4096  # visible characters (UTF-16 code units) Telegram accepts in one message
 TITLE_LIMIT = 300
 SNIPPET_LIMIT = 400
+UPDATED_MARKER = "Updated:"  # before the title of an entry whose text changed
 _SNIPPET_LEAD = 80  # characters of context shown before the first hit
 _HASHTAG_UNSAFE = re.compile(r"\W+")
 
@@ -85,16 +86,24 @@ def hashtag(rule: str) -> str:
 
 
 def render_alert(
-    entry: Entry, feed_name: str, hits: Sequence[Hit], *, tz: tzinfo | None = None
+    entry: Entry,
+    feed_name: str,
+    hits: Sequence[Hit],
+    *,
+    tz: tzinfo | None = None,
+    updated: bool = False,
 ) -> str:
     """One message for one entry, however many rules hit it. The published time is shown
-    in `tz` (the operator's time zone), or UTC."""
+    in `tz` (the operator's time zone), or UTC. The message about an `updated` entry (one
+    recorded before its text changed) says so before its title."""
     title = _shorten(entry.title or "(untitled)", TITLE_LIMIT)
     link = entry.link if entry.link and entry.link.startswith(("http://", "https://")) else None
     if link:
         head = _Part(f'<b><a href="{escape(link)}">{escape(title)}</a></b>', title)
     else:
         head = _Part(f"<b>{escape(title)}</b>", title)
+    if updated:
+        head = _Part(f"<i>{UPDATED_MARKER}</i> {head.html}", f"{UPDATED_MARKER} {head.visible}")
 
     spans = [span for hit in hits for span in hit.spans]
     snippet = _emphasised_snippet(_shorten(entry.summary, 5 * SNIPPET_LIMIT), spans)
@@ -174,3 +183,104 @@ def render_digest(lines: Sequence[DigestLine], heading: str) -> list[str]:
     if len(parts) > 1:
         messages.append("".join(p.html for p in parts))
     return messages
+
+
+ALSO_LIMIT = 600  # visible characters the list of other sources may take in a message
+_MARKUP = re.compile(r"(<[^>]*>|&#?\w+;)")
+
+
+def _visible(fragment: str) -> str:
+    return html.unescape(_TAG.sub("", fragment))
+
+
+def _also_line(sources: Sequence[str]) -> str:
+    """ "Also: A, B" as visible text, naming as many sources as fit in ALSO_LIMIT."""
+    shown: list[str] = []
+    for count, source in enumerate(sources):
+        rest = len(sources) - count - 1
+        more = f" and {rest} more" if rest else ""
+        line = "Also: " + ", ".join([*shown, source]) + more
+        if shown and visible_length(line) > ALSO_LIMIT:
+            break
+        shown.append(source)
+    rest = len(sources) - len(shown)
+    line = "Also: " + ", ".join(shown) + (f" and {rest} more" if rest else "")
+    return _shorten(line, ALSO_LIMIT)
+
+
+def _cut_html(fragment: str, keep: int) -> str:
+    """The start of a fragment of our HTML with at most `keep` visible characters (UTF-16
+    code units), every tag it opened closed again."""
+    out: list[str] = []
+    open_tags: list[str] = []
+    left = keep
+    for token in _MARKUP.split(fragment):
+        if not token:
+            continue
+        if token.startswith("<"):
+            if token.startswith("</"):
+                if open_tags:
+                    open_tags.pop()
+            else:
+                open_tags.append(token[1:-1].split()[0] if token[1:-1].split() else "")
+            out.append(token)
+            continue
+        if token.startswith("&") and token.endswith(";"):
+            size = visible_length(html.unescape(token))
+            if size > left:
+                break
+            out.append(token)
+            left -= size
+            continue
+        taken: list[str] = []
+        for char in token:
+            size = visible_length(char)
+            if size > left:
+                break
+            taken.append(char)
+            left -= size
+        out.append("".join(taken))
+        if len(taken) < len(token):
+            break
+    out.extend(f"</{name}>" for name in reversed(open_tags))
+    return "".join(out)
+
+
+def _shrink(fragment: str, excess: int) -> str:
+    """`fragment` with `excess` visible characters fewer at least, ending in "…" (or ""
+    when nothing of it would be left)."""
+    size = visible_length(_visible(fragment))
+    keep = size - excess - 1  # room for the "…"
+    if keep <= 0:
+        return ""
+    cut = _cut_html(fragment, keep)
+    # Close the cut before its closing tags: "<b>wor…</b>" reads better than "<b>wor</b>…".
+    closing = re.search(r"(</[^>]+>)+$", cut)
+    if closing is None:
+        return cut.rstrip() + "…"
+    return cut[: closing.start()].rstrip() + "…" + closing.group(0)
+
+
+def add_sources(message: str, sources: Sequence[str]) -> str:
+    """A message of ours with a last line naming the other outlets that reported its story
+    ("Also: APA, Trend"), for an edit of the message already sent. Within MESSAGE_LIMIT: the
+    list takes at most ALSO_LIMIT, and the message makes room by shortening its snippet (the
+    paragraphs between the first and the last), then its last paragraph, then its first."""
+    if not sources:
+        return message
+    also = _also_line(sources)
+    line = f"\n<i>{escape(also)}</i>"
+    excess = visible_length(_visible(message)) + 1 + visible_length(also) - MESSAGE_LIMIT
+    if excess <= 0:
+        return message + line
+    paragraphs = message.split("\n\n")
+    order = [*range(1, len(paragraphs) - 1), len(paragraphs) - 1, 0]
+    for index in dict.fromkeys(order):  # a message of one paragraph is cut once
+        if excess <= 0:
+            break
+        before = visible_length(_visible(paragraphs[index]))
+        paragraphs[index] = _shrink(paragraphs[index], excess)
+        excess -= before - visible_length(_visible(paragraphs[index]))
+        if not paragraphs[index] and 0 < index < len(paragraphs) - 1:
+            excess -= 2  # its blank line goes with it
+    return "\n\n".join(p for p in paragraphs if p) + line

@@ -58,6 +58,28 @@ class Migrated:
 SendOutcome = Sent | RetryLater | Rejected | Migrated
 
 
+@dataclass(frozen=True, slots=True)
+class Edited:
+    """The message reads as asked: edited now, or already (`unchanged`)."""
+
+    unchanged: bool = False
+    plain_text: bool = False  # Telegram refused our HTML, so it went without formatting
+
+
+@dataclass(frozen=True, slots=True)
+class EditGone:
+    """The message cannot be edited any more (deleted, or too old to edit): nothing to do."""
+
+    reason: str
+
+
+EditOutcome = Edited | EditGone | RetryLater | Rejected | Migrated
+
+# Telegram's answers (lowercased) when the message to edit is not there to edit.
+_EDIT_GONE = ("message to edit not found", "message can't be edited")
+_NOT_MODIFIED = "message is not modified"
+
+
 _REASON_CHARS = 160
 
 
@@ -118,6 +140,54 @@ class TelegramSender:
         except TelegramError as exc:
             return self._classify(exc)
 
+    async def edit(self, chat_id: int, message_id: int, html_text: str) -> EditOutcome:
+        """Replace the text of a message sent before. Telegram answers "message is not
+        modified" when it already reads so (a repeated edit): that is success."""
+        try:
+            if not self._ready:
+                await self._bot.initialize()
+                self._ready = True
+            return await self._edit(chat_id, message_id, html_text, parse_mode=ParseMode.HTML)
+        except BadRequest as exc:
+            if "can't parse entities" in str(exc).lower():
+                log.error("telegram rejected our HTML chat=%s error=%s", chat_id, exc)
+                return await self._edit_plain(chat_id, message_id, html_text)
+            return self._classify_edit(exc)
+        except TelegramError as exc:
+            return self._classify_edit(exc)
+
+    async def _edit(
+        self, chat_id: int, message_id: int, text: str, *, parse_mode: str | None
+    ) -> EditOutcome:
+        await self._bot.edit_message_text(
+            text,
+            chat_id=chat_id,
+            message_id=message_id,
+            parse_mode=parse_mode,
+            link_preview_options=self._link_preview,
+        )
+        return Edited()
+
+    async def _edit_plain(self, chat_id: int, message_id: int, html_text: str) -> EditOutcome:
+        try:
+            await self._edit(chat_id, message_id, html_to_console(html_text), parse_mode=None)
+        except TelegramError as exc:
+            outcome = self._classify_edit(exc)
+            if isinstance(outcome, Edited):
+                return Edited(unchanged=True, plain_text=True)
+            return outcome
+        return Edited(plain_text=True)
+
+    @classmethod
+    def _classify_edit(cls, exc: TelegramError) -> EditOutcome:
+        if isinstance(exc, BadRequest):
+            text = str(exc).lower()
+            if _NOT_MODIFIED in text:
+                return Edited(unchanged=True)
+            if any(gone in text for gone in _EDIT_GONE):
+                return EditGone(reason=str(exc))
+        return cls._classify(exc)
+
     async def _send(self, chat_id: int, text: str, *, parse_mode: str | None) -> SendOutcome:
         message = await self._bot.send_message(
             chat_id=chat_id,
@@ -135,7 +205,7 @@ class TelegramSender:
         return Sent(message_id=sent.message_id, plain_text=True) if isinstance(sent, Sent) else sent
 
     @staticmethod
-    def _classify(exc: TelegramError) -> SendOutcome:
+    def _classify(exc: TelegramError) -> RetryLater | Rejected | Migrated:
         # Order matters: BadRequest and TimedOut are NetworkErrors, and must not be retried
         # as if the network had failed.
         if isinstance(exc, RetryAfter):

@@ -1,0 +1,307 @@
+"""Entry identity and updated entries, end to end through poll_feed(): a feed server on
+127.0.0.1, a SQLite file, the real matcher."""
+
+import html
+import random
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.fakes.feed_server import FeedServer
+from watcher.fetch import Fetcher
+from watcher.model import Entry, FeedDef, FeedState, Hit, RuleDef, Span
+from watcher.parse import FeedParser
+from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed
+from watcher.rules import compile_rules
+from watcher.store import Store, prune
+from watcher.story_alerts import StoryTracker
+from watcher.telegram.format import MESSAGE_LIMIT, render_alert, visible_length
+
+RULES = [
+    RuleDef("peacekeepers", '"Russian peacekeepers" OR "peacekeeping contingent"', (-100,)),
+    RuleDef("karabakh", "Karabakh", (42,)),
+]
+START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+PUBLISHED = datetime(2026, 11, 28, 11, 47, 12, tzinfo=UTC)
+LINK = "https://news.example/2026/11/28/road"
+
+
+def item(
+    guid: str,
+    title: str,
+    summary: str = "",
+    *,
+    link: str = LINK,
+    published: datetime | None = PUBLISHED,
+) -> str:
+    date = f"<pubDate>{published:%a, %d %b %Y %H:%M:%S} +0000</pubDate>" if published else ""
+    return (
+        f"<item><title>{html.escape(title)}</title><guid>{html.escape(guid)}</guid>"
+        f"<link>{html.escape(link)}</link><description>{html.escape(summary)}</description>"
+        f"{date}</item>"
+    )
+
+
+def rss(*items: str) -> str:
+    return f"<rss version='2.0'><channel><title>t</title>{''.join(items)}</channel></rss>"
+
+
+OLD = item("old", "Weather in Baku", link="https://news.example/weather")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Parts:
+    def __init__(self, server: FeedServer, context: PollContext, clock: Clock) -> None:
+        self.server, self.context, self.clock, self.store = server, context, clock, context.store
+        self.feed = FeedDef("news", server.url("/rss"), 300)
+
+    async def start(self, *items: str) -> None:
+        """The feed's first poll (recorded, not alerted)."""
+        await self.store.sync_feeds([self.feed], self.clock.now)
+        assert (await self.poll(*items)).primed
+
+    async def poll(
+        self,
+        *items: str,
+        after: timedelta = timedelta(minutes=10),
+        feed: FeedDef | None = None,
+    ) -> PollReport:
+        feed = feed or self.feed
+        self.server.serve(urlsplit(feed.url).path, rss(*items))
+        self.clock.now += after
+        state = await self.store.feed(feed.name)
+        assert isinstance(state, FeedState)
+        report = await poll_feed(feed, state, self.context)
+        assert report.error is None
+        return report
+
+    def outbox(self) -> list[tuple[int, str]]:
+        """(chat, text) of every outbox row, oldest first."""
+        with sqlite3.connect(self.store.path) as db:
+            return db.execute("SELECT chat_id, text FROM outbox ORDER BY id").fetchall()
+
+    def rows(self) -> list[tuple[int, int, int | None, str]]:
+        """(id, chat, edited row, text) of every outbox row, oldest first."""
+        with sqlite3.connect(self.store.path) as db:
+            return db.execute(
+                "SELECT id, chat_id, edit_of, text FROM outbox ORDER BY id"
+            ).fetchall()
+
+    def entries(self) -> list[tuple[str, str, float | None]]:
+        with sqlite3.connect(self.store.path) as db:
+            return db.execute(
+                "SELECT title, summary, updated_at FROM entries ORDER BY id"
+            ).fetchall()
+
+
+@pytest.fixture
+async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
+    parser = FeedParser()
+    clock = Clock()
+    async with (
+        FeedServer() as server,
+        await Store.open(tmp_path / "w.db") as store,
+        Fetcher(timeout_s=2, max_body_bytes=1_000_000) as fetcher,
+    ):
+        ruleset = RuleSet(compile_rules(RULES, {}), {r.name: r.chats for r in RULES})
+        context = PollContext(
+            store=store,
+            fetcher=fetcher,
+            parser=parser,
+            rules=lambda: ruleset,
+            console=False,
+            clock=clock,
+            rng=random.Random(7),
+        )
+        yield Parts(server, context, clock)
+    parser.close()
+
+
+async def test_a_guid_that_changes_with_the_headline_is_an_update_not_news(parts: Parts) -> None:
+    await parts.start(OLD)
+    first = await parts.poll(item("road-1", "Karabakh road reopens"), OLD)
+    assert (first.new, first.alerts) == (1, 1)
+
+    edited = await parts.poll(item("road-1-v2", "Karabakh road reopens to trucks"), OLD)
+    assert (edited.new, edited.updated, edited.alerts) == (0, 1, 0)
+    assert len(parts.outbox()) == 1
+    title, _, updated_at = parts.entries()[-1]
+    assert (title, updated_at) == ("Karabakh road reopens to trucks", parts.clock.now.timestamp())
+
+
+async def test_a_feed_that_churns_guids_and_links_alerts_once(parts: Parts) -> None:
+    await parts.start(OLD)
+    title = "Karabakh road reopens after talks"
+    first = await parts.poll(item("r1", title, link=f"{LINK}?session=1"), OLD)
+    assert first.alerts == 1
+    for n in range(2, 5):  # a new guid and link every time; the title and time stay
+        again = await parts.poll(item(f"r{n}", title, link=f"{LINK}?session={n}"), OLD)
+        assert (again.new, again.updated, again.alerts) == (0, 0, 0)
+    assert len(parts.outbox()) == 1
+
+
+async def test_link_variants_under_new_guids_are_the_same_entry(parts: Parts) -> None:
+    await parts.start(OLD)
+    # Undated: no title key to fall back on, the link alone must recognise the entry.
+    first = await parts.poll(item("v0", "Karabakh road reopens", published=None), OLD)
+    assert first.alerts == 1
+    variants = [
+        "http://news.example/2026/11/28/road",
+        "https://www.news.example/2026/11/28/road/",
+        "https://news.example/2026/11/28/road?utm_source=telegram&utm_medium=social",
+        "https://news.example/2026/11/28/road/amp",
+        "https://amp.news.example/2026/11/28/road",
+        "https://news-example.cdn.ampproject.org/c/s/news.example/2026/11/28/road",
+        "https://news.example/2026/11/28/road?fbclid=abc#comments",
+    ]
+    for n, link in enumerate(variants, start=1):
+        again = await parts.poll(
+            item(f"v{n}", "Karabakh road reopens", link=link, published=None), OLD
+        )
+        assert (again.new, again.updated, again.alerts) == (0, 0, 0), link
+    assert len(parts.outbox()) == 1
+
+
+async def test_an_entry_back_after_a_month_is_not_alerted_again(parts: Parts) -> None:
+    await parts.start(OLD)
+    road = item("road-1", "Karabakh road reopens")
+    assert (await parts.poll(road, OLD)).alerts == 1
+    await parts.poll(OLD)  # it drops out of the feed
+    # A month later: the daily prune has run (its delivered alert is gone, its identity
+    # is kept for the retention period), and the feed lists it again.
+    parts.clock.now += timedelta(days=30)
+    with sqlite3.connect(parts.store.path) as db:
+        db.execute("UPDATE outbox SET status = 'sent', sent_at = ?", (START.timestamp(),))
+    pruned = await prune(
+        parts.store, parts.clock.now, keep_entries_s=90 * 86400, keep_outbox_s=7 * 86400
+    )
+    assert (pruned.outbox_deleted, pruned.entries_deleted) == (1, 0)
+    back = await parts.poll(road, OLD)
+    assert (back.new, back.updated, back.alerts) == (0, 0, 0)
+    assert parts.outbox() == []
+
+
+async def test_an_update_that_newly_hits_a_rule_alerts_once_marked_updated(parts: Parts) -> None:
+    await parts.start(OLD)
+    before = item("road-1", "Road to Khankendi reopens", "Traffic resumed on Monday.")
+    assert (await parts.poll(before, OLD)).alerts == 0  # no rule hits it
+
+    after = item(
+        "road-1", "Road to Khankendi reopens", "Russian peacekeepers escorted the first trucks."
+    )
+    report = await parts.poll(after, OLD)
+    assert (report.new, report.updated, report.alerts) == (0, 1, 1)
+    ((chat, text),) = parts.outbox()
+    assert chat == -100
+    assert text.startswith("<i>Updated:</i> <b>") and "Russian peacekeepers" in text
+    assert "#peacekeepers" in text
+    assert (await parts.poll(after, OLD)).alerts == 0
+    # Edited back and forth: the rule hit the text in between, so nothing new.
+    assert (await parts.poll(before, OLD)).alerts == 0
+    assert (await parts.poll(after, OLD)).alerts == 0
+    assert len(parts.outbox()) == 1
+
+
+async def test_markup_case_and_punctuation_changes_are_no_update(parts: Parts) -> None:
+    await parts.start(OLD)
+    first = item("r1", "Karabakh road reopens", "<p>Russian peacekeepers left.</p>")
+    assert (await parts.poll(first, OLD)).alerts == 2
+    restyled = item(
+        "r1", "KARABAKH road  reopens!", "<div><b>Russian</b>  peacekeepers <i>left</i></div>"
+    )
+    report = await parts.poll(restyled, OLD)
+    assert (report.new, report.updated, report.alerts) == (0, 0, 0)
+    assert parts.entries()[-1][2] is None  # never marked updated
+
+
+async def test_a_chat_that_had_the_entry_gets_no_second_message(parts: Parts) -> None:
+    await parts.start(OLD)
+    await parts.store.follow(42, "peacekeepers", parts.clock.now)  # 42 also follows this
+    assert (await parts.poll(item("r1", "Karabakh road reopens"), OLD)).alerts == 1
+
+    edited = item("r1", "Karabakh road reopens as Russian peacekeepers leave")
+    report = await parts.poll(edited, OLD)
+    # "peacekeepers" newly hits: its chat -100 is told, 42 had the entry already.
+    assert (report.updated, report.alerts) == (1, 1)
+    assert [chat for chat, _ in parts.outbox()] == [42, -100]
+
+
+async def test_realert_on_update_alerts_again_where_the_entry_was_not_sent(
+    parts: Parts,
+) -> None:
+    await parts.start(OLD)
+    assert (await parts.poll(item("r1", "Karabakh road reopens"), OLD)).alerts == 1
+    await parts.store.follow(7, "karabakh", parts.clock.now)  # a follower since
+
+    # Off (the default): "karabakh" hit the text before, so no one is told.
+    quiet = await parts.poll(item("r1", "Karabakh road reopens to trucks"), OLD)
+    assert (quiet.updated, quiet.alerts) == (1, 0)
+
+    parts.context.realert_on_update = True
+    loud = await parts.poll(item("r1", "Karabakh road reopens to all traffic"), OLD)
+    assert (loud.updated, loud.alerts) == (1, 1)  # chat 42 had the entry: not twice
+    (chat, text) = parts.outbox()[-1]
+    assert chat == 7 and text.startswith("<i>Updated:</i>")
+    assert "Karabakh road reopens to all traffic" in text
+
+
+def test_an_updated_alert_stays_within_the_message_limit() -> None:
+    entry = Entry("g", "https://x.az/1", "T " * 400, "Karabakh " * 2000)
+    hits = [Hit(f"rule_{n}", (Span("summary", 0, 8, "Karabakh"),)) for n in range(400)]
+    plain = render_alert(entry, "news", hits)
+    updated = render_alert(entry, "news", hits, updated=True)
+    assert updated.startswith("<i>Updated:</i> ") and not plain.startswith("<i>")
+    assert visible_length(html.unescape(re.sub(r"<[^>]+>", "", updated))) <= MESSAGE_LIMIT
+
+
+async def test_a_chat_that_had_the_entry_gets_nothing_held_for_its_digest(parts: Parts) -> None:
+    await parts.start(OLD)
+    await parts.store.follow(8, "karabakh", parts.clock.now)
+    assert (await parts.poll(item("r1", "Karabakh road reopens"), OLD)).alerts == 2  # 42, 8
+    await parts.store.set_digest(8, "daily", "08:00")
+    parts.context.realert_on_update = True
+    report = await parts.poll(item("r1", "Karabakh road reopens to trucks"), OLD)
+    assert (report.updated, report.alerts, report.held) == (1, 0, 0)
+    assert await parts.store.held_alerts(8) == []
+
+
+async def test_with_stories_an_update_that_joins_a_story_edits_its_message(parts: Parts) -> None:
+    parts.context.stories = StoryTracker()
+    apa = FeedDef("apa", parts.server.url("/apa"), 300)
+    trend = FeedDef("trend", parts.server.url("/trend"), 300)
+    await parts.store.sync_feeds([apa, trend], parts.clock.now)
+    for feed in (apa, trend):
+        assert (await parts.poll(OLD, feed=feed)).primed
+    story = (
+        "Russian peacekeepers leave the Khankendi road",
+        "The Russian peacekeeping contingent left the road between Khankendi and Khalfali.",
+    )
+    first = await parts.poll(item("a1", *story, link="https://apa.az/1"), OLD, feed=apa)
+    assert first.alerts == 1
+    before = item(
+        "t1",
+        "Khankendi road: a convoy leaves",
+        "A convoy left the road.",
+        link="https://trend.az/1",
+    )
+    assert (await parts.poll(before, OLD, feed=trend)).alerts == 0
+
+    # Trend's rewrite now hits "peacekeepers", whose chat has the story from APA already.
+    after = item("t1", story[0], story[1] + " Officials confirmed.", link="https://trend.az/1")
+    report = await parts.poll(after, OLD, feed=trend)
+    assert (report.updated, report.alerts) == (1, 1)
+    (message_id, _, _, _), (_, chat, edited, text) = parts.rows()
+    assert (chat, edited) == (-100, message_id)  # an edit of the message the chat has
+    assert "Also: trend" in text and not text.startswith("<i>Updated:")

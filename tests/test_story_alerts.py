@@ -1,0 +1,343 @@
+"""One alert per story and chat: poll_feed() with a StoryTracker on real parts (a feed server
+on 127.0.0.1, a SQLite file, the real matcher and story index), and the "Also:" line."""
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from html import escape
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.feed_server import FeedServer
+from tests.fakes.telegram_api import parse_telegram_html, utf16_len
+from watcher.fetch import Fetcher
+from watcher.model import Alert, Entry, FeedDef, Hit, RuleDef
+from watcher.parse import FeedParser
+from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed
+from watcher.rules import compile_rules
+from watcher.store import Store, StoryMessage
+from watcher.stories import StorySettings
+from watcher.story_alerts import StoryTracker, other_sources
+from watcher.telegram.format import ALSO_LIMIT, MESSAGE_LIMIT, add_sources, render_alert
+
+PAIRS = Path(__file__).resolve().parent.parent / "bench" / "data" / "story-pairs-en-ru.tsv"
+START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    summary: str
+
+
+def reports(pair_id: str) -> tuple[Report, Report]:
+    """The two entries of a labelled pair of bench/stories.py's set (hand-written, MIT)."""
+    for line in PAIRS.read_text(encoding="utf-8").splitlines():
+        fields = line.split("\t")
+        if fields[0] == pair_id:
+            return Report(fields[7], fields[8]), Report(fields[12], fields[13])
+    raise KeyError(pair_id)
+
+
+QUAKE_APA, QUAKE_TREND = reports("24")  # one earthquake, two outlets
+_, QUAKE_REPORT = reports("25")  # the same earthquake, a third outlet
+CHECKPOINT, _ = reports("7")  # another event altogether
+
+RULES = [
+    RuleDef("quakes", "earthquake OR quake OR checkpoint", (42,)),
+    RuleDef("baku", "Baku", (7,)),  # only the Trend report of the quake names Baku
+]
+
+
+def rss(*items: tuple[str, Report, datetime]) -> str:
+    body = "".join(
+        f"<item><title>{escape(r.title)}</title><guid>{guid}</guid>"
+        f"<link>https://news.example/{guid}</link>"
+        f"<description>{escape(r.summary)}</description>"
+        f"<pubDate>{format_datetime(at)}</pubDate></item>"
+        for guid, r, at in items
+    )
+    return f"<rss version='2.0'><channel><title>t</title>{body}</channel></rss>"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Parts:
+    server: FeedServer
+    context: PollContext
+    clock: Clock
+    feeds: dict[str, FeedDef]
+
+    @property
+    def store(self) -> Store:
+        return self.context.store
+
+    async def poll(self, name: str, *items: tuple[str, Report, datetime]) -> PollReport:
+        """Serve `items` as feed `name` and poll it (a feed's first poll only primes it)."""
+        feed = self.feeds[name]
+        self.server.serve(f"/{name}", rss(*items))
+        state = await self.store.feed(name)
+        assert state is not None
+        return await poll_feed(feed, state, self.context)
+
+    async def outbox(self) -> list[tuple[int, int | None, int, int | None, str]]:
+        """(id, entry_id, chat_id, edit_of, text) of every outbox row, by id."""
+        rows = await self.store._fetchall(
+            "SELECT id, entry_id, chat_id, edit_of, text FROM outbox ORDER BY id", ()
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def story_ids(self) -> dict[str, int | None]:
+        """Each entry's story, by the guid given in `rss` (the end of its link)."""
+        rows = await self.store._fetchall("SELECT link, story_id FROM entries", ())
+        return {r[0].rsplit("/", 1)[1]: r[1] for r in rows}
+
+
+@pytest.fixture
+async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
+    clock = Clock()
+    parser = FeedParser()
+    async with (
+        FeedServer() as server,
+        await Store.open(tmp_path / "w.db") as store,
+        Fetcher(timeout_s=2, max_body_bytes=1_000_000) as fetcher,
+    ):
+        ruleset = RuleSet(compile_rules(RULES, {}), {r.name: r.chats for r in RULES})
+        context = PollContext(
+            store=store,
+            fetcher=fetcher,
+            parser=parser,
+            rules=lambda: ruleset,
+            console=False,
+            clock=clock,
+            rng=random.Random(7),
+            stories=StoryTracker(),
+        )
+        feeds = {
+            name: FeedDef(name, server.url(f"/{name}"), 300) for name in ("APA", "Trend", "Report")
+        }
+        await store.sync_feeds(list(feeds.values()), clock.now)
+        result = Parts(server, context, clock, feeds)
+        for name in feeds:  # primed: every later entry is news
+            await result.poll(name)
+        yield result
+    parser.close()
+
+
+def minutes(n: float) -> datetime:
+    return START + timedelta(minutes=n)
+
+
+async def test_same_story_in_two_feeds_is_one_message_and_one_edit(parts: Parts) -> None:
+    parts.clock.now = minutes(10)
+    first = await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    parts.clock.now = minutes(30)
+    second = await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+
+    assert (first.alerts, second.alerts) == (1, 2)  # Trend: an edit for 42, a message for 7
+    message, edit, to_seven = await parts.outbox()
+    assert (message[2], message[3]) == (42, None)
+    assert (edit[2], edit[3]) == (42, message[0])  # edits the message 42 got
+    assert edit[1] is not None and edit[1] != message[1]  # the entry it adds
+    assert edit[4] == add_sources(message[4], ["Trend"])
+    assert parse_telegram_html(edit[4]).text.endswith("\nAlso: Trend")
+    assert to_seven[2] == 7  # see the next test
+    stories = await parts.story_ids()
+    assert stories["apa-1"] == stories["trend-1"] == message[1]
+
+
+async def test_a_chat_the_first_report_did_not_reach_gets_a_message(parts: Parts) -> None:
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    parts.clock.now = minutes(30)
+    await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+
+    # Chat 7 follows the rule "baku": only the Trend report names Baku. It is the first the
+    # chat hears of the story, so a message of its own, naming no other outlet.
+    (to_seven,) = [row for row in await parts.outbox() if row[2] == 7]
+    assert to_seven[3] is None
+    shown = parse_telegram_html(to_seven[4]).text
+    assert shown.startswith(QUAKE_TREND.title) and "Also:" not in shown
+
+
+async def test_a_third_outlet_edits_again_naming_both(parts: Parts) -> None:
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    parts.clock.now = minutes(30)
+    await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+    parts.clock.now = minutes(90)
+    third = await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(80)))
+
+    assert third.alerts == 1
+    rows = await parts.outbox()
+    message = rows[0]
+    edits = [row for row in rows if row[3] == message[0]]
+    assert len(edits) == 2
+    assert parse_telegram_html(edits[-1][4]).text.endswith("\nAlso: Trend, Report")
+    # The last edit holds the whole list: applied in order, it is what the chat ends with.
+    assert edits[-1][4] == add_sources(message[4], ["Trend", "Report"])
+    assert [row for row in rows if row[2] == 42 and row[3] is None] == [message]
+
+
+async def test_an_unrelated_entry_gets_a_message_of_its_own(parts: Parts) -> None:
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    parts.clock.now = minutes(30)
+    report = await parts.poll("Trend", ("trend-2", CHECKPOINT, minutes(25)))
+
+    assert report.alerts == 1
+    rows = await parts.outbox()
+    assert [(row[2], row[3]) for row in rows] == [(42, None), (42, None)]
+    stories = await parts.story_ids()
+    assert stories["apa-1"] != stories["trend-2"]
+
+
+async def test_entries_that_alert_nobody_are_not_given_a_story(parts: Parts) -> None:
+    parts.clock.now = minutes(10)
+    quiet = Report("Weather in Shamakhi", "Sunny and warm.")  # no rule hits it
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)), ("apa-0", quiet, START))
+    stories = await parts.story_ids()
+    assert stories == {"apa-1": stories["apa-1"], "apa-0": None}
+    assert stories["apa-1"] is not None
+    assert parts.context.stories is not None and len(parts.context.stories.index) == 1
+
+
+async def test_a_restart_in_the_middle_of_a_story_still_edits(parts: Parts) -> None:
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+
+    restarted = StoryTracker()  # a new process: the index comes back from the store
+    assert await restarted.load(parts.store, parts.clock.now) == 1
+    parts.context.stories = restarted
+    parts.clock.now = minutes(30)
+    await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+
+    message, edit, _ = await parts.outbox()
+    assert (edit[2], edit[3]) == (42, message[0])
+
+
+async def test_entries_older_than_the_window_are_not_loaded(parts: Parts) -> None:
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    tracker = StoryTracker(StorySettings(window=timedelta(hours=1)))
+    assert await tracker.load(parts.store, minutes(10) + timedelta(minutes=30)) == 1
+    assert await tracker.load(parts.store, minutes(10) + timedelta(hours=2)) == 0
+
+    parts.context.stories = tracker
+    parts.clock.now = minutes(10) + timedelta(hours=2)
+    await parts.poll("Trend", ("trend-1", QUAKE_TREND, parts.clock.now))
+    assert all(row[3] is None for row in await parts.outbox())  # too late: a new message
+
+
+async def test_a_rolled_back_poll_leaves_nothing_behind_in_the_index(parts: Parts) -> None:
+    tracker = parts.context.stories
+    assert tracker is not None
+    state = await parts.store.feed("APA")
+    assert state is not None
+    entry = Entry("g", "https://news.example/g", QUAKE_APA.title, QUAKE_APA.summary, minutes(5))
+    with pytest.raises(RuntimeError):
+        async with parts.store.write() as tx:
+            (new,) = await tx.insert_entries(state.id, [entry], minutes(10))
+            text = render_alert(entry, "APA", [Hit("quakes")])
+            plan = await tracker.apply(
+                [new], [Alert(new.id, 42, text)], (), "APA", parts.store, tx, minutes(10)
+            )
+            await tx.enqueue(plan.messages, minutes(10))
+            assert new.id in tracker.index
+            raise RuntimeError("the poll failed after placing its entry")
+
+    # The entry was never recorded, and its id is free again: the next poll's entry gets it.
+    # That poll finds the index out of step with the store and reloads it.
+    parts.clock.now = minutes(30)
+    report = await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+    assert report.error is None
+    story = (await parts.story_ids())["trend-1"]
+    assert story == new.id  # the id was reused
+    assert tracker.index.stories() == {story: frozenset({story})}
+    rows = await parts.outbox()
+    assert [(row[2], row[3]) for row in rows] == [(42, None), (7, None)]  # nothing to edit
+
+
+async def test_a_story_repeated_by_an_outlet_already_named_is_not_edited_again(
+    parts: Parts,
+) -> None:
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    outbox_id, story, _, _, text = (await parts.outbox())[0]
+    assert story is not None
+    message = StoryMessage(outbox_id, story, 42, story, "APA", text)
+    named = StoryMessage(outbox_id, story, 42, story, "APA", text, added_feeds=("Trend",))
+    tracker = StoryTracker()
+    alert = Alert(99, 42, "the Trend report", ("quakes",))
+
+    first = tracker.plan([alert], {99: story}, {(story, 42): message}, "Trend")
+    assert [edit.text for edit in first.edits] == [add_sources(text, ["Trend"])]
+    assert first.messages == []
+    assert tracker.plan([alert], {99: story}, {(story, 42): named}, "Trend").edits == []
+    assert tracker.plan([alert], {99: story}, {(story, 42): named}, "APA").edits == []
+
+
+def test_other_sources_name_each_outlet_once_never_the_message_own() -> None:
+    message = StoryMessage(1, 1, 42, 1, "APA", "x", added_feeds=("Trend", "APA", "Trend"))
+    assert other_sources(message) == ["Trend"]
+    assert other_sources(message, "Report") == ["Trend", "Report"]
+
+
+# -- the "Also:" line ---------------------------------------------------------------------
+
+
+def alert_text(summary: str, rules: int = 1) -> str:
+    entry = Entry("g", "https://apa.az/1", "Quake & aftershocks <live>", summary, START)
+    return render_alert(entry, "APA", [Hit(f"rule_{n}") for n in range(rules)])
+
+
+def test_the_also_line_is_escaped_and_the_rest_left_alone() -> None:
+    base = alert_text("An earthquake of magnitude 5.1 was recorded.")
+    edited = add_sources(base, ["Trend", "Report <az> & co"])
+    assert edited.startswith(base)
+    shown = parse_telegram_html(edited)
+    assert shown.text.endswith("\nAlso: Trend, Report <az> & co")
+    assert shown.entities[-1]["type"] == "italic"
+    assert add_sources(base, []) == base
+
+
+def test_a_long_list_and_a_full_message_stay_within_telegram_limit() -> None:
+    base = alert_text("word " * 2000, rules=400)  # a long snippet and tags up to the limit
+    assert utf16_len(parse_telegram_html(base).text) > MESSAGE_LIMIT - 200
+    sources = [f"Regional outlet number {n}" for n in range(300)]
+    edited = add_sources(base, sources)
+
+    shown = parse_telegram_html(edited).text  # valid HTML: every tag it opened is closed
+    assert utf16_len(shown) <= MESSAGE_LIMIT
+    also = shown.rsplit("\n", 1)[1]
+    assert also.startswith("Also: Regional outlet number 0, Regional outlet number 1, ")
+    assert also.endswith(" more") and utf16_len(also) <= ALSO_LIMIT
+    assert edited.endswith("</i>")
+    assert shown.startswith("Quake & aftershocks <live>\n\n")  # the title is kept
+    assert "#rule_0" in shown and "— APA" in shown  # so are the source and the first tags
+
+
+def test_the_snippet_gives_way_first() -> None:
+    base = alert_text("Shamakhi " * 2000, rules=400)  # tags fill the message to the limit
+    before = parse_telegram_html(base).text.split("\n\n")
+    names = [f"Outlet {n} " + "x" * 100 for n in range(2)]
+    edited = add_sources(base, names)
+
+    shown = parse_telegram_html(edited).text
+    assert utf16_len(shown) <= MESSAGE_LIMIT
+    title, snippet, last = shown.split("\n\n")
+    source, also = last.split("\n")
+    assert (title, source) == (before[0], before[2])  # the title and every tag kept
+    assert snippet.startswith("Shamakhi Shamakhi") and snippet.endswith("…")
+    assert len(snippet) < len(before[1])
+    assert also == "Also: " + ", ".join(names)

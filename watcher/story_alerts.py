@@ -1,0 +1,198 @@
+"""One alert per story and chat: when another outlet reports a story a chat was alerted to,
+the message it got is edited to name that outlet ("Also: APA, Trend") instead of a second
+message being sent.
+
+`StoryTracker` holds the story index (watcher.stories) of the entries that alerted someone
+within the window, and places each new alerted entry in a story inside the poll's write
+transaction, where it also records the story (`entries.story_id`) and turns the plan's
+messages into edits for the chats that already have one about the story. At start it is
+rebuilt from what the store recorded (`load`), so a restart decides nothing anew and a story
+begun before it carries on after it.
+
+Held alerts (muted chats, digests) are left as they are: a digest is a message of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from watcher.config import StoriesSettings
+from watcher.model import Alert, NewEntry
+from watcher.store import Store, StoryEdit, StoryMessage, WriteTransaction
+from watcher.stories import StoryIndex, StorySettings, signature
+from watcher.telegram.format import add_sources
+
+log = logging.getLogger(__name__)
+
+
+def story_settings(config: StoriesSettings) -> StorySettings:
+    """The story index's settings from the [stories] table of the config."""
+    return StorySettings(threshold=config.threshold, window=timedelta(seconds=config.window))
+
+
+@dataclass(slots=True)
+class StoryPlan:
+    """What the outbox gets once stories are taken into account."""
+
+    stories: dict[int, int] = field(default_factory=dict)  # entry id → story id
+    messages: list[Alert] = field(default_factory=list)  # chats new to the story
+    edits: list[StoryEdit] = field(default_factory=list)  # chats that have a message
+
+
+def _when(published: datetime | None, now: datetime) -> datetime:
+    """The time an entry counts from: its publication, unless missing or in the future."""
+    return min(published, now) if published is not None else now
+
+
+def other_sources(message: StoryMessage, feed: str | None = None) -> list[str]:
+    """The feeds to name under `message`: those its edits added, then `feed`, each once,
+    its own feed left out."""
+    added = [*message.added_feeds, *([feed] if feed is not None else [])]
+    return [name for name in dict.fromkeys(added) if name != message.feed]
+
+
+class StoryTracker:
+    def __init__(self, settings: StorySettings | None = None) -> None:
+        self.settings = settings or StorySettings()
+        self.index = StoryIndex(self.settings)
+        # Entries placed in the index by a transaction not yet known to have committed:
+        # one rolled back would leave them in the index and not in the store.
+        self._unconfirmed: dict[int, int] = {}
+
+    async def load(self, store: Store, now: datetime) -> int:
+        """Rebuild the index from the entries the store recorded with a story within the
+        window; return how many it holds. Their signatures keep the words their rules
+        matched (the store does not say which): compared with a new entry, which lacks
+        them, those only lower the similarity, so a restart can miss a join, never make
+        a wrong one."""
+        started = time.perf_counter()
+        since = now - self.settings.window
+        index = StoryIndex(self.settings)
+        for row in await store.story_entries(since):
+            index.restore(
+                row.id,
+                row.feed,
+                _when(row.published, row.first_seen),
+                signature(row.title, row.summary),
+                row.story_id,
+            )
+        index.expire(since)
+        self.index = index
+        self._unconfirmed.clear()
+        log.info(
+            "story index loaded entries=%d stories=%d ms=%.0f",
+            len(index),
+            len(index.stories()),
+            (time.perf_counter() - started) * 1000,
+        )
+        return len(index)
+
+    def place(
+        self, new: NewEntry, feed: str, now: datetime, *, matched: Collection[str] = ()
+    ) -> int:
+        """Put a new alerted entry in the index; return its story (its own id if new).
+        `matched`: the texts the rules matched in it, which do not count as evidence."""
+        self.index.expire(now - self.settings.window)
+        entry = new.entry
+        sig = signature(entry.title, entry.summary, ignore=matched)
+        joined = self.index.add(new.id, feed, _when(entry.published, now), sig)
+        if joined is not None:
+            log.info("entry=%d feed=%s joins story=%d", new.id, feed, joined)
+        return new.id if joined is None else joined
+
+    def plan(
+        self,
+        alerts: Sequence[Alert],
+        stories: Mapping[int, int],
+        messages: Mapping[tuple[int, int], StoryMessage],
+        feed: str,
+    ) -> StoryPlan:
+        """PURE: the plan's alerts (about entries of `feed`, placed in `stories`) as new
+        messages for chats with no message about the story yet, and as edits of the
+        message (`messages`, by story and chat) of those that have one."""
+        plan = StoryPlan(stories=dict(stories))
+        known = dict(messages)
+        new_to: set[tuple[int, int]] = set()
+        for alert in alerts:
+            entry_id = alert.entry_id
+            if entry_id is None or entry_id not in stories:
+                plan.messages.append(alert)
+                continue
+            story = stories[entry_id]
+            key = (story, alert.chat_id)
+            message = known.get(key)
+            if message is None:
+                # Two entries of one feed in one story come only after the first's time ran
+                # out of the window; in one poll, the chat hears of the story once.
+                if key not in new_to:
+                    new_to.add(key)
+                    plan.messages.append(alert)
+                continue
+            sources = other_sources(message, feed)
+            if sources == other_sources(message):
+                continue  # this outlet is named already
+            plan.edits.append(
+                StoryEdit(
+                    entry_id=entry_id,
+                    chat_id=alert.chat_id,
+                    edit_of=message.outbox_id,
+                    text=add_sources(message.text, sources),
+                    rules=alert.rules,
+                )
+            )
+            known[key] = StoryMessage(
+                outbox_id=message.outbox_id,
+                story_id=message.story_id,
+                chat_id=message.chat_id,
+                entry_id=message.entry_id,
+                feed=message.feed,
+                text=message.text,
+                added_feeds=(*message.added_feeds, feed),
+            )
+        return plan
+
+    async def apply(
+        self,
+        entries: Sequence[NewEntry],
+        alerts: Sequence[Alert],
+        held: Collection[int],
+        feed: str,
+        store: Store,
+        tx: WriteTransaction,
+        now: datetime,
+        *,
+        matched: Mapping[int, Collection[str]] | None = None,
+    ) -> StoryPlan:
+        """Inside the poll's write transaction: place the entries that alert someone (in
+        `alerts`, or held for a digest: ids in `held`), oldest first as given, record their
+        stories, queue the edits; return the plan, whose `messages` the caller queues.
+        `matched`: per entry id, the texts its rules matched (see `place`)."""
+        await self._confirm(store, now)
+        alerted = {alert.entry_id for alert in alerts} | set(held)
+        stories: dict[int, int] = {}
+        for new in entries:
+            if new.id in alerted:
+                words = (matched or {}).get(new.id, ())
+                stories[new.id] = self.place(new, feed, now, matched=words)
+                self._unconfirmed[new.id] = stories[new.id]
+        await store.assign_stories(tx, stories)
+        joined = {story for entry, story in stories.items() if story != entry}
+        chats = {alert.chat_id for alert in alerts if alert.entry_id in stories}
+        messages = await store.story_messages(joined, chats) if joined else {}
+        plan = self.plan(alerts, stories, messages, feed)
+        await store.enqueue_edits(tx, plan.edits, now)
+        return plan
+
+    async def _confirm(self, store: Store, now: datetime) -> None:
+        """Rebuild the index if a transaction that placed entries in it did not commit."""
+        if not self._unconfirmed:
+            return
+        recorded = await store.stories_of(self._unconfirmed)
+        if any(recorded.get(entry) != story for entry, story in self._unconfirmed.items()):
+            log.warning("a poll that placed entries in stories was rolled back: reloading")
+            await self.load(store, now)
+        self._unconfirmed.clear()
