@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from watcher.errors import FetchError, ParseError
@@ -191,6 +191,7 @@ def plan_alerts(
     console: bool = False,
     now: datetime,
     tz: tzinfo | None = None,
+    updated: bool = False,
 ) -> Plan:
     """PURE: one message per entry per chat, listing every rule that sent it there. A
     rule's configured chats (through any migration Telegram reported) and its followers
@@ -217,7 +218,7 @@ def plan_alerts(
                 Alert(
                     entry_id=item.new.id,
                     chat_id=chat,
-                    text=render_alert(item.new.entry, feed.name, unique, tz=tz),
+                    text=render_alert(item.new.entry, feed.name, unique, tz=tz, updated=updated),
                     rules=tuple(hit.rule for hit in unique),
                 )
             )
@@ -318,6 +319,32 @@ async def _poll(
     return "new_entries" if report.new else "no_new_entries"
 
 
+async def _plan(
+    matched: Sequence[Matched],
+    feed: FeedDef,
+    rules: RuleSet,
+    ctx: PollContext,
+    now: datetime,
+    *,
+    updated: bool = False,
+) -> Plan:
+    """plan_alerts with the followers of the rules that hit and the chat migrations."""
+    hit_rules = {hit.rule for item in matched for hit in item.hits}
+    subscribers = {} if ctx.console else await ctx.store.subscribers_of(hit_rules)
+    migrations = {} if ctx.console else await ctx.store.chat_migrations()
+    return plan_alerts(
+        matched,
+        feed,
+        rules,
+        subscribers=subscribers,
+        migrations=migrations,
+        console=ctx.console,
+        now=now,
+        tz=ctx.timezone,
+        updated=updated,
+    )
+
+
 async def _queue(
     matched: Sequence[Matched],
     feed: FeedDef,
@@ -329,18 +356,7 @@ async def _queue(
 ) -> None:
     """Inside the poll's transaction: who follows the rules that hit, then the outbox."""
     hit_rules = {hit.rule for item in matched for hit in item.hits}
-    subscribers = {} if ctx.console else await ctx.store.subscribers_of(hit_rules)
-    migrations = {} if ctx.console else await ctx.store.chat_migrations()
-    plan = plan_alerts(
-        matched,
-        feed,
-        rules,
-        subscribers=subscribers,
-        migrations=migrations,
-        console=ctx.console,
-        now=now,
-        tz=ctx.timezone,
-    )
+    plan = await _plan(matched, feed, rules, ctx, now)
     edits = 0
     if ctx.stories is not None:
         stories = await ctx.stories.apply(
@@ -376,34 +392,9 @@ async def _queue_updates(
     entry and chat; a chat that got one is not sent a second), and with stories on, to the
     chats that have none about its story (those get an edit naming its outlet)."""
     hit_rules = {hit.rule for item in matched for hit in item.hits}
-    subscribers = {} if ctx.console else await ctx.store.subscribers_of(hit_rules)
-    migrations = {} if ctx.console else await ctx.store.chat_migrations()
-    plan = plan_alerts(
-        matched,
-        feed,
-        rules,
-        subscribers=subscribers,
-        migrations=migrations,
-        console=ctx.console,
-        now=now,
-        tz=ctx.timezone,
-    )
+    plan = await _plan(matched, feed, rules, ctx, now, updated=True)
     had = await tx.alerted_chats([item.new.id for item in matched])
-    by_id = {item.new.id: item for item in matched}
-    alerts = []
-    for alert in plan.alerts:
-        item = by_id.get(alert.entry_id) if alert.entry_id is not None else None
-        if item is None or (item.new.id, alert.chat_id) in had:
-            continue
-        hits = {hit.rule: hit for hit in item.hits}
-        text = render_alert(
-            item.new.entry,
-            feed.name,
-            [hits[rule] for rule in alert.rules],
-            tz=ctx.timezone,
-            updated=True,
-        )
-        alerts.append(replace(alert, text=text))
+    alerts = [alert for alert in plan.alerts if (alert.entry_id, alert.chat_id) not in had]
     held = [
         (chat, entry_id, names)
         for chat, entry_id, names in plan.held
