@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from watcher.config import StoriesSettings
@@ -144,15 +144,7 @@ class StoryTracker:
                     rules=alert.rules,
                 )
             )
-            known[key] = StoryMessage(
-                outbox_id=message.outbox_id,
-                story_id=message.story_id,
-                chat_id=message.chat_id,
-                entry_id=message.entry_id,
-                feed=message.feed,
-                text=message.text,
-                added_feeds=(*message.added_feeds, feed),
-            )
+            known[key] = replace(message, added_feeds=(*message.added_feeds, feed))
         return plan
 
     async def apply(

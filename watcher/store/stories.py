@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -177,16 +177,7 @@ class StoryQueries:
             added.setdefault(int(row[0]), []).append(str(row[1]))
         for outbox_id, feeds in added.items():
             key = targets[outbox_id]
-            message = messages[key]
-            messages[key] = StoryMessage(
-                outbox_id=message.outbox_id,
-                story_id=message.story_id,
-                chat_id=message.chat_id,
-                entry_id=message.entry_id,
-                feed=message.feed,
-                text=message.text,
-                added_feeds=tuple(feeds),
-            )
+            messages[key] = replace(messages[key], added_feeds=tuple(feeds))
         return messages
 
     async def enqueue_edits(
