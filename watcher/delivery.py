@@ -254,13 +254,21 @@ class Delivery:
                 self._observe("sent_plain_text" if plain_text else "sent")
                 log.info("sent outbox=%d chat=%d message_id=%d", item.id, item.chat_id, message_id)
                 return True
+            case RetryLater() | Rejected() | Migrated():
+                await self._not_delivered(item, outcome, now)
+        return False
+
+    async def _not_delivered(
+        self, item: OutboxItem, outcome: RetryLater | Rejected | Migrated, now: datetime
+    ) -> None:
+        """What a send and an edit do alike when Telegram did not take them."""
+        match outcome:
             case RetryLater(reason=reason, after_s=after_s, whole_bot=whole_bot):
                 await self._retry_later(item, reason, after_s, whole_bot, now)
             case Rejected(reason=reason):
                 await self._rejected(item, reason)
             case Migrated(new_chat_id=new_chat_id):
                 await self._migrated(item, new_chat_id, now)
-        return False
 
     async def _migrated(self, item: OutboxItem, new_chat_id: int, now: datetime) -> None:
         # The new id replaces the old one everywhere: pending rows, subscriptions, and
@@ -318,12 +326,8 @@ class Delivery:
             case EditGone(reason=reason):
                 await self._drop_edit(item, reason)
                 return True
-            case RetryLater(reason=reason, after_s=after_s, whole_bot=whole_bot):
-                await self._retry_later(item, reason, after_s, whole_bot, now)
-            case Rejected(reason=reason):
-                await self._rejected(item, reason)
-            case Migrated(new_chat_id=new_chat_id):
-                await self._migrated(item, new_chat_id, now)
+            case RetryLater() | Rejected() | Migrated():
+                await self._not_delivered(item, outcome, now)
         return False
 
     async def _retry_later(

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from watcher.errors import ParseError
 from watcher.fetch import Fetcher
@@ -69,22 +70,27 @@ def match_entries(
     ]
 
 
+def hits_json(hits: Sequence[Hit]) -> list[dict[str, Any]]:
+    """Hits as `watcher match --json` and `watcher replay --json` print them."""
+    return [
+        {
+            "rule": hit.rule,
+            "spans": [
+                {"field": s.field, "start": s.start, "end": s.end, "text": s.text}
+                for s in hit.spans
+            ],
+        }
+        for hit in hits
+    ]
+
+
 def to_json(results: Sequence[MatchedEntry]) -> str:
     return json.dumps(
         [
             {
                 "title": result.entry.title,
                 "link": result.entry.link,
-                "hits": [
-                    {
-                        "rule": hit.rule,
-                        "spans": [
-                            {"field": s.field, "start": s.start, "end": s.end, "text": s.text}
-                            for s in hit.spans
-                        ],
-                    }
-                    for hit in result.hits
-                ],
+                "hits": hits_json(result.hits),
             }
             for result in results
         ],

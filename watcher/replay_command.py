@@ -21,7 +21,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from watcher.config import Settings, compiled_rules
-from watcher.match_command import highlighted
+from watcher.match_command import highlighted, hits_json
 from watcher.model import FeedDef, Hit
 from watcher.rules import Matcher
 from watcher.store.history import EntryHistory, StoredEntry
@@ -190,16 +190,7 @@ def _entry_json(entry: ReplayedEntry) -> dict[str, Any]:
         "link": entry.link,
         "published": _iso(entry.published),
         "first_seen": _iso(entry.first_seen),
-        "hits": [
-            {
-                "rule": hit.rule,
-                "spans": [
-                    {"field": s.field, "start": s.start, "end": s.end, "text": s.text}
-                    for s in hit.spans
-                ],
-            }
-            for hit in entry.hits
-        ],
+        "hits": hits_json(entry.hits),
     }
 
 
