@@ -59,9 +59,10 @@ class StoryTracker:
     def __init__(self, settings: StorySettings | None = None) -> None:
         self.settings = settings or StorySettings()
         self.index = StoryIndex(self.settings)
-        # Entries placed in the index by a transaction not yet known to have committed:
-        # one rolled back would leave them in the index and not in the store.
-        self._unconfirmed: dict[int, int] = {}
+        # Entries placed in the index by a transaction not yet known to have committed
+        # (entry id → (story, transaction serial)): one rolled back would leave them in the
+        # index and not in the store, and SQLite would give their ids to other entries.
+        self._unconfirmed: dict[int, tuple[int, int]] = {}
 
     async def load(self, store: Store, now: datetime) -> int:
         """Rebuild the index from the entries the store recorded with a story within the
@@ -163,14 +164,19 @@ class StoryTracker:
         `alerts`, or held for a digest: ids in `held`), oldest first as given, record their
         stories, queue the edits; return the plan, whose `messages` the caller queues.
         `matched`: per entry id, the texts its rules matched (see `place`)."""
-        await self._confirm(store, now)
+        await self._confirm(store, now, tx)
         alerted = {alert.entry_id for alert in alerts} | set(held)
+        if any(new.id in self.index for new in entries if new.id in alerted):
+            # An id the index holds was given to a new entry: the index has an entry the
+            # store lost. Rebuild it rather than fail every poll from now on.
+            log.warning("story index holds an entry the store does not: reloading")
+            await self.load(store, now)
         stories: dict[int, int] = {}
         for new in entries:
             if new.id in alerted:
                 words = (matched or {}).get(new.id, ())
                 stories[new.id] = self.place(new, feed, now, matched=words)
-                self._unconfirmed[new.id] = stories[new.id]
+                self._unconfirmed[new.id] = (stories[new.id], tx.serial)
         await store.assign_stories(tx, stories)
         joined = {story for entry, story in stories.items() if story != entry}
         chats = {alert.chat_id for alert in alerts if alert.entry_id in stories}
@@ -179,12 +185,22 @@ class StoryTracker:
         await store.enqueue_edits(tx, plan.edits, now)
         return plan
 
-    async def _confirm(self, store: Store, now: datetime) -> None:
-        """Rebuild the index if a transaction that placed entries in it did not commit."""
-        if not self._unconfirmed:
+    async def _confirm(self, store: Store, now: datetime, tx: WriteTransaction) -> None:
+        """Rebuild the index if an earlier transaction that placed entries in it did not
+        commit. Entries of `tx` itself stay unconfirmed: its own uncommitted writes are
+        visible to it, and it may still roll back."""
+        earlier = {
+            entry: story
+            for entry, (story, serial) in self._unconfirmed.items()
+            if serial != tx.serial
+        }
+        if not earlier:
             return
-        recorded = await store.stories_of(self._unconfirmed)
-        if any(recorded.get(entry) != story for entry, story in self._unconfirmed.items()):
+        recorded = await store.stories_of(earlier)
+        if any(recorded.get(entry) != story for entry, story in earlier.items()):
             log.warning("a poll that placed entries in stories was rolled back: reloading")
             await self.load(store, now)
-        self._unconfirmed.clear()
+            self._unconfirmed.clear()
+            return
+        for entry in earlier:
+            del self._unconfirmed[entry]

@@ -8,6 +8,7 @@ through `write()`, which holds an asyncio lock for the length of the transaction
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, closing
@@ -469,8 +470,13 @@ class _StoredKeys:
 class WriteTransaction:
     """The statements a poll needs inside one transaction. Obtain from `Store.write()`."""
 
+    _serials = itertools.count(1)
+
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
+        # Tells transactions apart (id() may be reused): work done in memory on behalf of
+        # a transaction is known to be committed only once a later one begins.
+        self.serial = next(self._serials)
 
     async def insert_entries(
         self, feed_id: int, entries: Sequence[Entry], now: datetime
