@@ -61,3 +61,43 @@ def test_default_config_path_is_config_watcher_toml() -> None:
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
+
+
+def run_daemon(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_run_with_its_http_port_taken_says_so_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "watcher.toml"
+        config.write_text(f'[http]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8")
+        done = run_daemon(config)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("watcher: ")
+    assert "address already in use" in done.stderr.lower()
+
+
+def test_run_with_an_unreadable_credential_says_so_in_one_line(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    (credentials / "telegram-token").mkdir(parents=True)  # a directory: cannot be read
+    config = tmp_path / "watcher.toml"
+    config.write_text("", encoding="utf-8")
+    done = run_daemon(config, {"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "cannot read the bot token file" in done.stderr

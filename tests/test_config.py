@@ -1241,6 +1241,8 @@ def test_retention_http_logging_format_and_feed_tags(tmp_path: Path) -> None:
         ('[retention]\nentries = "12h"\n', "expected at least 1d"),
         ('[logging]\nformat = "xml"\n', "expected one of auto, json, text"),
         ("[stories]\nthreshold = 1.5\n", "expected a number greater than 0 and at most 1"),
+        ('[retention]\noutbox = "1d"\n', "[retention] outbox (86400s) must be at least"),
+        ('[stories]\nwindow = "40d"\n', "[retention] outbox (2592000s) must be at least"),
         ('[stories]\nthreshold = "high"\n', "expected a number greater than 0 and at most 1"),
     ],
 )

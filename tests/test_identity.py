@@ -40,6 +40,7 @@ def test_canonical_url_folds_trivial_variants(a: str, b: str) -> None:
         ("https://turan.az/news/1", "https://apa.az/news/1"),
         # "amp" as a real word of the path, or a page named amp, is kept.
         ("https://apa.az/amp", "https://apa.az"),
+        ("https://amp.dev/documentation", "https://dev/documentation"),
         ("https://apa.az/tags/amp/1", "https://apa.az/tags/1"),
         ("https://apa.az/news?amp=0", "https://apa.az/news"),
     ],

@@ -50,6 +50,7 @@ DELIVERY_GRACE_S = 3.0
 STATUS_EVERY_S = 30.0
 # A watchdog probe of the database that takes longer than this counts as no answer.
 DATABASE_PROBE_TIMEOUT_S = 5.0
+PROBE_RETRY_S = 1.0
 # /healthz reports the scheduler stuck when it has not ticked for this long.
 TICK_STALE_S = 30.0
 
@@ -91,6 +92,7 @@ class Daemon:
         self._ticked = asyncio.Event()
         self.last_tick_monotonic: float | None = None
         self.metrics = Metrics()
+        self._retention = settings.retention  # changes apply after a restart
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -162,7 +164,7 @@ class Daemon:
             min_interval_s=self.settings.polling.min_interval,
             max_interval_s=self.settings.polling.max_interval,
             metrics=self.metrics,
-            retention_s=self.settings.retention.entries,
+            retention_s=self._retention.entries,
             realert_on_update=self.settings.stories.realert_on_update,
             stories=await self._story_tracker(store),
         )
@@ -240,8 +242,10 @@ class Daemon:
         return tracker
 
     async def _upkeep(self, store: Store) -> None:
-        """Retention: forget what is older than [retention] allows, then PRAGMA optimize."""
-        retention = self.settings.retention
+        """Retention: forget what is older than [retention] allows, then PRAGMA optimize.
+        [retention] as the daemon started: the pipeline's horizon (never alert an entry
+        published before it) is fixed at start too, and the two must agree."""
+        retention = self._retention
         try:
             await prune(
                 store, utc_now(), keep_entries_s=retention.entries, keep_outbox_s=retention.outbox
@@ -286,13 +290,17 @@ class Daemon:
 
     async def _report_health(self, store: Store) -> None:
         """WATCHDOG=1 at half of WATCHDOG_USEC, but only while this loop runs (this task
-        is scheduled on it) and the database answers; STATUS= every STATUS_EVERY_S."""
+        is scheduled on it) and the database answers; STATUS= every STATUS_EVERY_S. A
+        probe that fails is retried every PROBE_RETRY_S: one slow answer costs a late
+        ping, not a restart; systemd restarts the daemon only when the database stays
+        silent for about WATCHDOG_USEC."""
         interval = self._notifier.watchdog_interval_s
         every = min(interval, STATUS_EVERY_S) if interval is not None else STATUS_EVERY_S
         last_status = time.monotonic()
+        wait = every
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), every)
+                await asyncio.wait_for(self._stop.wait(), wait)
             if self._stop.is_set() or not self._notifier.enabled:
                 return
             try:
@@ -300,9 +308,10 @@ class Daemon:
                     read_service_status(store), DATABASE_PROBE_TIMEOUT_S
                 )
             except Exception as exc:
-                # No WATCHDOG=1: if this lasts, systemd restarts the daemon.
                 log.warning("watchdog: the database did not answer: %r", exc)
+                wait = PROBE_RETRY_S
                 continue
+            wait = every
             if interval is not None:
                 self._notifier.watchdog()
             if time.monotonic() - last_status >= STATUS_EVERY_S:

@@ -340,7 +340,10 @@ def _run(path: Path, log_level: str | None, chosen_format: str | None) -> int:
     daemon = Daemon(settings, environ=os.environ, log_formatter=formatter)
     try:
         return asyncio.run(daemon.run())
-    except StoreError as exc:
+    except ConfigError as exc:  # the token file or credential could not be read
+        print(f"watcher: {exc}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    except (StoreError, OSError) as exc:  # the database; the [http] port taken
         print(f"watcher: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 

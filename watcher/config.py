@@ -406,6 +406,17 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
     retention = _retention(tables.get("retention"))
     http = _http(tables.get("http"))
     stories = _stories(tables.get("stories"))
+    if retention.outbox < stories.window:
+        # Later outlets of a story edit its message, which is found through the outbox.
+        retention_table = tables.get("retention")
+        if retention_table is not None and "outbox" in retention_table[0]:
+            at = retention_table[1].key("outbox")
+        else:
+            at = tables["stories"][1].key("window")
+        raise at.error(
+            f"[retention] outbox ({retention.outbox}s) must be at least [stories] window "
+            f"({stories.window}s): later reports of a story edit the message the outbox keeps"
+        )
     feeds = _feeds(sources, polling)
     actors = _actors(sources)
     rules, rule_places = _rules(sources, {feed.name for feed in feeds})

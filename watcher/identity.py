@@ -62,7 +62,9 @@ def canonical_url(url: str) -> str:
         if len(cached) > 3 and cached[1] == "c":
             rest = cached[3:] if cached[2] == "s" else cached[2:]
             host, path = rest[0].lower(), "/" + "/".join(rest[1:])
-    host = host.removeprefix("www.").removeprefix("amp.")
+    host = host.removeprefix("www.")
+    if host.startswith("amp.") and host.count(".") >= 2:  # amp.example.com, not amp.dev
+        host = host.removeprefix("amp.")
     if parts.port is not None and parts.port not in (80, 443):
         host = f"{host}:{parts.port}"
     query = urlencode(
