@@ -378,20 +378,38 @@ async def test_a_message_that_can_no_longer_be_edited_drops_the_edit(
     assert await delivery.drain() == 0  # settled: not tried again
 
 
-async def test_an_edit_of_a_message_given_up_is_dropped_without_asking(
+async def test_an_edit_of_a_message_never_delivered_goes_out_as_a_message(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    """The chat never got the story's message (given up after retry_for): the edit is its
+    only news of the story, so it is sent, not dropped."""
+    metrics = Metrics(process_metrics=False)
+    message = await queue_story_message(store, 42)
+    await store.mark_dead(message[0], "Telegram was unreachable for 24 h")
+    edit = await queue_edit(store, message, 42, "Trend")
+    delivery = Delivery(store, sender, clock=now, limits=QUICK, metrics=metrics)
+    assert await delivery.drain() == 1
+    assert fake.calls_to("editMessageText") == []
+    (sent,) = fake.sent
+    assert sent.chat_id == 42 and "Also: Trend" in sent.visible_text
+    assert (await row(store, edit))[0] == "sent"
+    assert sends(metrics)["sent"] == 1 and sends(metrics)["edit_dropped"] == 0
+
+
+async def test_an_edit_of_a_pruned_message_is_dropped_without_asking(
     fake: FakeTelegram, store: Store, sender: TelegramSender
 ) -> None:
     metrics = Metrics(process_metrics=False)
-    fake.unknown_chats.add(13)  # its message is rejected (chat not found)
-    message = await queue_story_message(store, 13)
-    edit = await queue_edit(store, message, 13, "Trend")
+    message = await queue_story_message(store, 42)
+    edit = await queue_edit(store, message, 42, "Trend")
     delivery = Delivery(store, sender, clock=now, limits=QUICK, metrics=metrics)
-    await delivery.drain()
+    async with store.write() as tx:  # the message row went (retention), the edit stayed
+        await tx.db.execute("UPDATE outbox SET edit_of = -1 WHERE id = ?", (edit,))
     await delivery.drain()
     assert fake.calls_to("editMessageText") == []
-    assert (await row(store, edit))[0] == "sent"
-    assert await store.outbox_counts() == {"dead": 1, "sent": 1}
-    assert sends(metrics)["rejected"] == 1 and sends(metrics)["edit_dropped"] == 1
+    status, _, error = await row(store, edit)
+    assert status == "sent" and error is not None and "no longer recorded" in error
+    assert sends(metrics)["edit_dropped"] == 1
 
 
 async def test_an_edit_told_to_wait_waits_like_a_message(

@@ -230,6 +230,15 @@ class Delivery:
                     if message_id == "dropped":
                         delivered += 1
                         continue
+                    if message_id == "send":
+                        # The chat never got the message: this row is its only news of
+                        # the story, and its text (that message and "Also: …") goes out
+                        # as a message of its own.
+                        async with self._chat_limiter(chat_id), self._overall, self._in_flight:
+                            if not await self._deliver(item):
+                                break
+                        delivered += 1
+                        continue
                     async with self._chat_limiter(chat_id), self._overall, self._in_flight:
                         if not await self._deliver_edit(item, message_id):
                             break
@@ -284,22 +293,26 @@ class Delivery:
 
     async def _edit_target(
         self, item: OutboxItem, target_id: int
-    ) -> int | Literal["wait", "dropped"]:
+    ) -> int | Literal["wait", "dropped", "send"]:
         """The Telegram id of the message an edit row edits; "wait" while that message
-        waits for its turn; "dropped" when there is nothing to edit (the edit was dropped)."""
+        waits for its turn; "send" when the chat never got it (given up, or sent to the
+        chat's id before a migration), so the edit must go out as a message; "dropped"
+        when the message is no longer recorded (pruned: the chat had it long ago)."""
         target = await self._store.edit_target(target_id)
         if target is not None and target.status == "pending" and target.chat_id == item.chat_id:
             return "wait"
         if target is None:
-            reason = "the message it edits is no longer recorded"
-        elif target.chat_id != item.chat_id:
-            reason = f"the message it edits went to chat {target.chat_id}"  # a migration
-        elif target.status != "sent" or target.message_id is None:
-            reason = "the message it edits was never delivered"
-        else:
-            return int(target.message_id)
-        await self._drop_edit(item, reason)
-        return "dropped"
+            await self._drop_edit(item, "the message it edits is no longer recorded")
+            return "dropped"
+        if target.chat_id != item.chat_id or target.status != "sent" or target.message_id is None:
+            log.info(
+                "edit sent as a message outbox=%d chat=%d: the message it edits never "
+                "reached the chat",
+                item.id,
+                item.chat_id,
+            )
+            return "send"
+        return int(target.message_id)
 
     async def _drop_edit(self, item: OutboxItem, reason: str) -> None:
         await self._store.drop_edit(item.id, reason, self._clock())
