@@ -217,8 +217,8 @@ def _v8_stories(db: sqlite3.Connection) -> None:
         ALTER TABLE entries ADD COLUMN story_id INTEGER;
         CREATE INDEX entries_story ON entries(story_id) WHERE story_id IS NOT NULL;
         -- An outbox row that edits a message sent before (the other outlets of a story),
-        -- naming the outbox row of that message. Its entry_id is NULL: the (entry, chat)
-        -- pair of a message stays unique.
+        -- naming the outbox row of that message. Its entry_id is the entry it adds: a chat
+        -- gets a message or an edit for an entry, never both, so (entry, chat) stays unique.
         ALTER TABLE outbox ADD COLUMN edit_of INTEGER;
         CREATE INDEX outbox_edit_of ON outbox(edit_of) WHERE edit_of IS NOT NULL;
         """,
