@@ -283,7 +283,7 @@ class Daemon:
 
     async def _status_line(self, store: Store) -> str:
         try:
-            return (await read_service_status(store)).line()
+            return (await read_service_status(store, self.settings.polling.failing_after)).line()
         except Exception as exc:
             log.warning("could not read the service status: %r", exc)
             return "running; status unavailable (database did not answer)"
@@ -305,7 +305,8 @@ class Daemon:
                 return
             try:
                 status = await asyncio.wait_for(
-                    read_service_status(store), DATABASE_PROBE_TIMEOUT_S
+                    read_service_status(store, self.settings.polling.failing_after),
+                    DATABASE_PROBE_TIMEOUT_S,
                 )
             except Exception as exc:
                 log.warning("watchdog: the database did not answer: %r", exc)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
+from watcher.status_command import feed_state_name
 from watcher.store import Store
 
 
@@ -21,13 +23,13 @@ class ServiceStatus:
         return text
 
 
-async def read_service_status(store: Store) -> ServiceStatus:
-    feeds = await store.feeds()
-    disabled = sum(1 for feed in feeds if feed.disabled_reason is not None)
-    failing = sum(
-        1 for feed in feeds if feed.failing_since is not None and feed.disabled_reason is None
-    )
+async def read_service_status(store: Store, failing_after: int) -> ServiceStatus:
+    """Feeds counted by the state `watcher status` and /metrics show for them."""
+    states = Counter(feed_state_name(feed, failing_after) for feed in await store.feeds())
     pending = (await store.outbox_counts()).get("pending", 0)
     return ServiceStatus(
-        feeds=len(feeds) - disabled, failing=failing, disabled=disabled, outbox=pending
+        feeds=sum(states.values()) - states["disabled"],
+        failing=states["failing"],
+        disabled=states["disabled"],
+        outbox=pending,
     )
