@@ -153,3 +153,24 @@ def test_content_key_ignores_case_spacing_and_punctuation_but_not_words() -> Non
     assert content_key("Road reopens", "Russian peacekeepers left the road") != same
     # Words moving between title and summary change the text.
     assert content_key("Road reopens Russian", "peacekeepers left") != same
+
+
+def test_the_text_identity_from_the_parse_worker_gives_the_same_keys() -> None:
+    """parse_feed computes each entry's text identity in the worker, off the event loop;
+    the keys must be those computed from the text itself."""
+    from watcher.identity import text_identity
+    from watcher.model import FetchResult
+    from watcher.parse import parse_feed
+
+    body = (
+        b"<rss version='2.0'><channel><title>t</title><item><title>Russian peacekeepers"
+        b" leave Khankendi</title><guid>a</guid><pubDate>Wed, 08 Mar 2023 10:07:00 +0000"
+        b"</pubDate><description>&lt;p&gt;The &lt;b&gt;last&lt;/b&gt; column left."
+        b"&lt;/p&gt;</description></item></channel></rss>"
+    )
+    (parsed,) = parse_feed(FetchResult(200, "https://apa.az/rss", body)).entries
+    assert parsed.text_identity == text_identity(parsed.title, parsed.summary)
+    bare = Entry(parsed.guid, parsed.link, parsed.title, parsed.summary, parsed.published)
+    assert bare.text_identity is None
+    assert entry_keys(7, [parsed]) == entry_keys(7, [bare])
+    assert entry_keys(7, [parsed])[0].title_key is not None

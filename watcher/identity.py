@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from watcher.model import Entry
+from watcher.model import Entry, TextIdentity
 from watcher.text import FIELD_BREAK, scan_line
 
 _TRACKING_PREFIXES = ("utm_",)
@@ -107,28 +107,30 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
-def _folded_words(title: str, summary: str) -> str:
-    """The folded words of an entry's title and summary (`watcher.text.words`, built the
-    cheaper way), one space apart, the two fields apart by " \\0 "."""
-    return " ".join(scan_line(title, summary).line.split())
+def text_identity(title: str, summary: str) -> TextIdentity:
+    """The folded words of the title, and a digest of the folded words of title and
+    summary: two texts that differ only in case, spacing, punctuation or markup (gone from
+    displayed text) share it. `watcher.text.words`, built the cheaper way."""
+    folded = " ".join(scan_line(title, summary).line.split())
+    return TextIdentity(
+        folded_title=folded.partition(FIELD_BREAK)[0].rstrip(),
+        content_key=_digest("content", folded),
+    )
 
 
 def content_key(title: str, summary: str) -> str:
-    """A digest of the folded words of an entry's title and summary. Two texts that differ
-    only in case, spacing, punctuation or markup (gone from displayed text) share it."""
-    return _digest("content", _folded_words(title, summary))
+    """The digest of `text_identity`."""
+    return text_identity(title, summary).content_key
 
 
-def _title_key(feed_id: int, published: datetime | None, folded: str) -> str | None:
-    """The folded title words (from `folded`, an entry's `_folded_words`) and the minute
-    of publication, scoped to the feed; None where it would identify too little (see
-    `entry_keys`)."""
+def _title_key(feed_id: int, published: datetime | None, title: str) -> str | None:
+    """The folded title words and the minute of publication, scoped to the feed; None
+    where it would identify too little (see `entry_keys`)."""
     if published is None:
         return None
     published = published.astimezone(UTC)
     if published.time() == _MIDNIGHT:
         return None  # most likely a date without a time: every item that day shares it
-    title = folded.partition(FIELD_BREAK)[0].rstrip()
     if not title or title.count(" ") + 1 < _TITLE_KEY_MIN_WORDS:
         return None
     return _digest("title", str(feed_id), title, str(int(published.timestamp()) // 60))
@@ -167,11 +169,11 @@ def entry_keys(feed_id: int, entries: Sequence[Entry]) -> list[EntryKeys]:
             published = entry.published.isoformat() if entry.published else ""
             identity = "text:" + entry.title + "\0" + published
         guid_key = _digest(str(feed_id), identity)
-        folded = _folded_words(entry.title, entry.summary)
-        title_key = _title_key(feed_id, entry.published, folded)
+        text = entry.text_identity or text_identity(entry.title, entry.summary)
+        title_key = _title_key(feed_id, entry.published, text.folded_title)
         if title_key is not None:
             items_per_title.setdefault(title_key, set()).add(guid_key)
-        identities.append((guid_key, link, title_key, _digest("content", folded)))
+        identities.append((guid_key, link, title_key, text.content_key))
     return [
         EntryKeys(
             guid_key=guid_key,

@@ -44,6 +44,19 @@ class Entry:
     title: str
     summary: str
     published: datetime | None = None
+    # The text identity (watcher.identity.TextIdentity), computed where the entry is parsed:
+    # folding a long summary costs milliseconds, which the parse worker spends instead of
+    # the event loop. None for an entry made elsewhere; then it is computed when needed.
+    text_identity: TextIdentity | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TextIdentity:
+    """What identity needs of an entry's text: its folded title words, and a digest of
+    the folded words of its title and summary."""
+
+    folded_title: str
+    content_key: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 import feedparser
 
 from watcher.errors import ParseError
+from watcher.identity import text_identity
 from watcher.model import Entry, FetchResult, ParsedFeed
 from watcher.text import html_to_text
 
@@ -286,6 +287,7 @@ def _entry(raw: Any, now: datetime) -> Entry | None:
         title=title,
         summary=summary,
         published=_published(raw, now),
+        text_identity=text_identity(title, summary),  # here, in the worker: not on the loop
     )
 
 
