@@ -32,14 +32,13 @@ from watcher.model import (
     OutboxItem,
     UpdatedEntry,
 )
+from watcher.store.chunks import chunks
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
 from watcher.store.stories import StoryQueries
 from watcher.store.subscribers import SubscriberQueries
 from watcher.store.timestamps import from_db as _dt
 from watcher.store.timestamps import to_db as _ts
 
-# SQLite's default limit on bound parameters is 32766; stay far below it per statement.
-_ENTRY_ROWS_PER_STATEMENT = 500
 _BUSY_TIMEOUT_MS = 5000
 _BATCH_ROWS = 50  # a batch this full is written at once (more would resume too many
 # polls in one turn of the event loop)
@@ -520,8 +519,7 @@ class WriteTransaction:
                 )
             )
         inserted: dict[str, int] = {}
-        for start in range(0, len(rows), _ENTRY_ROWS_PER_STATEMENT):
-            chunk = rows[start : start + _ENTRY_ROWS_PER_STATEMENT]
+        for chunk in chunks(rows):
             placeholders = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
             params = [value for row in chunk for value in row]
             async with self.db.execute(
@@ -553,8 +551,8 @@ class WriteTransaction:
         recognised each: a link another feed recorded first counts as seen too, or pruning
         it would let this feed's copy through as new. Return those rows' keys."""
         stored = _StoredKeys()
-        for start in range(0, len(known), _ENTRY_ROWS_PER_STATEMENT):
-            chunk = [key for _, key in known[start : start + _ENTRY_ROWS_PER_STATEMENT]]
+        for piece in chunks(known):
+            chunk = [key for _, key in piece]
             guid_keys = [key.guid_key for key in chunk]
             link_keys = [key.link_key for key in chunk if key.link_key is not None]
             title_keys = [key.title_key for key in chunk if key.title_key is not None]
@@ -599,8 +597,7 @@ class WriteTransaction:
             id_ for id_, (_, key, was) in items.items() if was not in (None, key.content_key)
         ]
         updated: list[UpdatedEntry] = []
-        for start in range(0, len(changed), _ENTRY_ROWS_PER_STATEMENT):
-            chunk = changed[start : start + _ENTRY_ROWS_PER_STATEMENT]
+        for chunk in chunks(changed):
             async with self.db.execute(
                 f"""SELECT id, guid, link, title, summary, published_at FROM entries
                     WHERE id IN ({",".join("?" * len(chunk))})""",
@@ -653,8 +650,7 @@ class WriteTransaction:
     async def alerted_chats(self, entry_ids: Sequence[int]) -> set[tuple[int, int]]:
         """(entry id, chat id) of the outbox rows about these entries, whatever their status."""
         found: set[tuple[int, int]] = set()
-        for start in range(0, len(entry_ids), _ENTRY_ROWS_PER_STATEMENT):
-            chunk = entry_ids[start : start + _ENTRY_ROWS_PER_STATEMENT]
+        for chunk in chunks(entry_ids):
             async with self.db.execute(
                 f"""SELECT entry_id, chat_id FROM outbox
                     WHERE entry_id IN ({",".join("?" * len(chunk))})""",

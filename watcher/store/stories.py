@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from watcher.store.chunks import chunks
 from watcher.store.timestamps import from_db as _dt
 from watcher.store.timestamps import to_db as _ts
 
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
     import sqlite3
 
     from watcher.store.sqlite import WriteTransaction
-
-# Bound parameters per statement, far below SQLite's limit.
-_IDS_PER_STATEMENT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +113,7 @@ class StoryQueries:
         """The recorded story of each of `entry_ids` that exists (None: no story)."""
         found: dict[int, int | None] = {}
         ids = list(entry_ids)
-        for start in range(0, len(ids), _IDS_PER_STATEMENT):
-            chunk = ids[start : start + _IDS_PER_STATEMENT]
+        for chunk in chunks(ids):
             rows = await self._fetchall(
                 f"SELECT id, story_id FROM entries WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
@@ -200,8 +197,7 @@ class StoryQueries:
         """Which of `outbox_ids` are edit rows: row id → the row of the message it edits."""
         found: dict[int, int] = {}
         ids = list(outbox_ids)
-        for start in range(0, len(ids), _IDS_PER_STATEMENT):
-            chunk = ids[start : start + _IDS_PER_STATEMENT]
+        for chunk in chunks(ids):
             rows = await self._fetchall(
                 f"""SELECT id, edit_of FROM outbox
                     WHERE id IN ({",".join("?" * len(chunk))}) AND edit_of IS NOT NULL""",
