@@ -110,6 +110,23 @@ async def test_a_failed_transaction_records_nothing(store: Store) -> None:
     assert await store.outbox_counts() == {}
 
 
+async def test_reads_see_only_what_is_committed(store: Store) -> None:
+    """Delivery reads the outbox while a poll's transaction is open: an alert that this
+    transaction may still roll back must not be sent."""
+    apa = await feed_id(store, "apa")
+    with pytest.raises(RuntimeError):
+        async with store.write() as tx:
+            new = await tx.insert_entries(apa, [entry(1)], NOW)
+            await tx.enqueue([Alert(new[0].id, 42, "<b>x</b>", ("r",))], NOW)
+            assert await store.due_outbox(NOW) == []
+            assert await store.count_entries() == 0
+            raise RuntimeError("the poll fails after queueing its alert")
+    async with store.write() as tx:
+        new = await tx.insert_entries(apa, [entry(1)], NOW)
+        await tx.enqueue([Alert(new[0].id, 42, "<b>x</b>", ("r",))], NOW)
+    assert [item.chat_id for item in await store.due_outbox(NOW)] == [42]
+
+
 async def test_outbox_lifecycle(store: Store) -> None:
     apa = await feed_id(store, "apa")
     async with store.write() as tx:

@@ -299,7 +299,7 @@ async def _poll(
                 hit_rules += [hit.rule for item in rematched for hit in item.hits]
                 report.hits = len(hit_rules)
                 await _queue_updates(rematched, feed, rules, ctx, tx, now, report)
-        interval = await _interval(feed, state, ctx)  # counts this poll's new entries too
+        interval = await _interval(feed, state, ctx, uncommitted=report.new)
         await tx.feed_succeeded(
             state.id,
             FeedSuccess(
@@ -449,11 +449,15 @@ async def _updates_in_stories(
     return [*placed.messages, *plan.messages], len(placed.edits) + len(plan.edits)
 
 
-async def _interval(feed: FeedDef, state: FeedState, ctx: PollContext) -> int:
+async def _interval(
+    feed: FeedDef, state: FeedState, ctx: PollContext, *, uncommitted: int = 0
+) -> int:
+    """The feed's interval; with "auto", from its entries of the last week, counting the
+    `uncommitted` ones this poll is recording (store reads see only what is committed)."""
     if not feed.auto_interval:
         return feed.interval
     week_ago = ctx.clock() - timedelta(days=7)
-    recent = await ctx.store.count_entries_since(state.id, week_ago)
+    recent = await ctx.store.count_entries_since(state.id, week_ago) + uncommitted
     return auto_interval(recent, min_s=ctx.min_interval_s, max_s=ctx.max_interval_s)
 
 

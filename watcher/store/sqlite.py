@@ -76,8 +76,15 @@ def migrate(path: Path) -> int:
 class Store(SubscriberQueries, StoryQueries):
     """Async access to the database. Open with `await Store.open(path)` or `async with`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection | None = None
+    ) -> None:
         self._db = db
+        # Reads outside `write()` go through a connection of their own: on the writer's
+        # they would see a poll's uncommitted rows (Delivery could send an alert whose
+        # transaction then rolls back, and the entry would alert again), and a read would
+        # wait for a long write. In WAL mode a reader sees the last commit and never waits.
+        self._reader = reader or db
         self.path = path
         self._write_lock = asyncio.Lock()
         self._batch: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
@@ -88,20 +95,28 @@ class Store(SubscriberQueries, StoryQueries):
     async def open(cls, path: Path) -> Store:
         await asyncio.to_thread(migrate, path)
         db = await aiosqlite.connect(path, isolation_level=None)
+        reader: aiosqlite.Connection | None = None
         try:
             await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             await db.execute("PRAGMA foreign_keys = ON")
             await db.execute("PRAGMA synchronous = NORMAL")
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            await reader.execute("PRAGMA query_only = ON")
         except BaseException:
             await db.close()
+            if reader is not None:
+                await reader.close()
             raise
-        return cls(db, path)
+        return cls(db, path, reader)
 
     async def close(self) -> None:
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
         if self._batch:
             await self._flush_batch(0.0)
+        if self._reader is not self._db:
+            await self._reader.close()
         await self._db.close()
 
     async def __aenter__(self) -> Self:
@@ -359,7 +374,8 @@ class Store(SubscriberQueries, StoryQueries):
             )
 
     async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
-        async with self._db.execute(sql, params) as cursor:
+        """A read of what is committed (see `__init__`)."""
+        async with self._reader.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
 
