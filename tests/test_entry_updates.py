@@ -2,7 +2,6 @@
 127.0.0.1, a SQLite file, the real matcher."""
 
 import html
-import random
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -13,12 +12,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.fakes.feed_server import FeedServer
-from watcher.fetch import Fetcher
+from tests.poll_harness import Clock, poll_parts
 from watcher.model import Entry, FeedDef, FeedState, Hit, RuleDef, Span
-from watcher.parse import FeedParser
-from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed
-from watcher.rules import compile_rules
-from watcher.store import Store, prune
+from watcher.pipeline import PollContext, PollReport, poll_feed
+from watcher.store import prune
 from watcher.story_alerts import StoryTracker
 from watcher.telegram.format import MESSAGE_LIMIT, render_alert, visible_length
 
@@ -52,14 +49,6 @@ def rss(*items: str) -> str:
 
 
 OLD = item("old", "Weather in Baku", link="https://news.example/weather")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Parts:
@@ -108,25 +97,9 @@ class Parts:
 
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
-    parser = FeedParser()
-    clock = Clock()
-    async with (
-        FeedServer() as server,
-        await Store.open(tmp_path / "w.db") as store,
-        Fetcher(timeout_s=2, max_body_bytes=1_000_000) as fetcher,
-    ):
-        ruleset = RuleSet(compile_rules(RULES, {}), {r.name: r.chats for r in RULES})
-        context = PollContext(
-            store=store,
-            fetcher=fetcher,
-            parser=parser,
-            rules=lambda: ruleset,
-            console=False,
-            clock=clock,
-            rng=random.Random(7),
-        )
+    clock = Clock(START)
+    async with poll_parts(tmp_path / "w.db", RULES, clock=clock) as (server, context):
         yield Parts(server, context, clock)
-    parser.close()
 
 
 async def test_a_guid_that_changes_with_the_headline_is_an_update_not_news(parts: Parts) -> None:

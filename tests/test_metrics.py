@@ -3,7 +3,6 @@
 
 import asyncio
 import io
-import random
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,17 +11,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
+from tests.poll_harness import Clock, poll_parts
 from watcher import __version__
 from watcher.delivery import Delivery
-from watcher.fetch import Fetcher
 from watcher.loop_lag import LoopLagMonitor
 from watcher.metrics import Metrics
 from watcher.model import CONSOLE_CHAT, Alert, Entry, FeedDef, FeedSuccess, Hit, RuleDef
-from watcher.parse import FeedParser
-from watcher.pipeline import PollContext, RuleSet, poll_feed, record_crash
-from watcher.rules import compile_rules
+from watcher.pipeline import poll_feed, record_crash
 from watcher.store import Store
 from watcher.telegram.format import render_alert
 from watcher.telegram.send import TelegramSender
@@ -60,14 +56,6 @@ def rss(*items: tuple[int, str]) -> str:
         for n, title in items
     )
     return f"<rss version='2.0'><channel><title>t</title>{body}</channel></rss>"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -110,19 +98,10 @@ async def test_polls_are_counted_by_outcome_with_parse_time_hits_and_alerts(
 ) -> None:
     metrics = Metrics(process_metrics=False)
     clock = Clock()
-    parser = FeedParser()
-    ruleset = RuleSet(compile_rules(RULES, {}), {r.name: r.chats for r in RULES})
-    async with FeedServer() as server, Fetcher(timeout_s=2, max_body_bytes=1_000_000) as fetcher:
-        context = PollContext(
-            store=store,
-            fetcher=fetcher,
-            parser=parser,
-            rules=lambda: ruleset,
-            console=False,
-            clock=clock,
-            rng=random.Random(7),
-            metrics=metrics,
-        )
+    async with poll_parts(store.path, RULES, clock=clock, store=store, metrics=metrics) as (
+        server,
+        context,
+    ):
         feed = FeedDef("news", server.serve("/rss", rss((1, "Weather in Baku"))), 300)
         await store.sync_feeds([feed], clock())
 
@@ -155,7 +134,6 @@ async def test_polls_are_counted_by_outcome_with_parse_time_hits_and_alerts(
         await record_crash(feed, state, context, "internal error: KeyError()")
         server.serve("/rss", "", status=410)
         await poll()  # gone
-    parser.close()
 
     samples = scrape(metrics)
     polls = {

@@ -1,19 +1,15 @@
 """poll_feed() on real parts: a feed server on 127.0.0.1, a SQLite file, the real matcher."""
 
-import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.feed_server import FeedServer
-from watcher.fetch import Fetcher
+from tests.poll_harness import Clock, poll_parts
 from watcher.model import CONSOLE_CHAT, FeedDef, FeedState, RuleDef
-from watcher.parse import FeedParser
-from watcher.pipeline import PollContext, RuleSet, poll_feed, record_crash
-from watcher.rules import compile_rules
-from watcher.store import Store
+from watcher.pipeline import PollContext, poll_feed, record_crash
 
 RULES = [
     RuleDef("peacekeepers", '"peacekeeping contingent" OR @russian_peacekeepers', (-100,)),
@@ -37,35 +33,11 @@ def rss(*items: str) -> str:
 Parts = tuple[FeedServer, PollContext, "Clock"]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
     clock = Clock()
-    parser = FeedParser()
-    async with (
-        FeedServer() as server,
-        await Store.open(tmp_path / "w.db") as store,
-        Fetcher(timeout_s=2, max_body_bytes=1_000_000) as fetcher,
-    ):
-        ruleset = RuleSet(compile_rules(RULES, ACTORS), {r.name: r.chats for r in RULES})
-        context = PollContext(
-            store=store,
-            fetcher=fetcher,
-            parser=parser,
-            rules=lambda: ruleset,
-            console=False,
-            clock=clock,
-            rng=random.Random(7),
-        )
+    async with poll_parts(tmp_path / "w.db", RULES, ACTORS, clock=clock) as (server, context):
         yield server, context, clock
-    parser.close()
 
 
 async def state_of(context: PollContext, feed: FeedDef) -> FeedState:

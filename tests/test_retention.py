@@ -3,7 +3,6 @@ twice, and that it shares the write lock with the daemon's writers."""
 
 import asyncio
 import logging
-import random
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,12 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.feed_server import FeedServer
-from watcher.fetch import Fetcher
+from tests.poll_harness import Clock, poll_parts
 from watcher.model import Alert, Entry, FeedDef, FeedSuccess, RuleDef
-from watcher.parse import FeedParser
-from watcher.pipeline import PollContext, RuleSet, poll_feed
-from watcher.rules import compile_rules
+from watcher.pipeline import poll_feed
 from watcher.store import Store, StoryEdit, migrate, optimize, prune
 from watcher.store.schema import MIGRATIONS
 
@@ -300,25 +296,11 @@ def rss(*numbers: int) -> str:
 
 
 async def test_after_a_prune_the_pipeline_alerts_only_what_is_new(tmp_path: Path) -> None:
-    clock = [ago(200)]
-    parser = FeedParser()
-    async with (
-        FeedServer() as server,
-        await Store.open(tmp_path / "w.db") as store,
-        Fetcher(timeout_s=2, max_body_bytes=1_000_000) as fetcher,
-    ):
-        rules = RuleSet(compile_rules(RULES, {}), {r.name: r.chats for r in RULES})
-        context = PollContext(
-            store=store,
-            fetcher=fetcher,
-            parser=parser,
-            rules=lambda: rules,
-            console=False,
-            clock=lambda: clock[0],
-            rng=random.Random(1),
-        )
+    clock = Clock(ago(200))
+    async with poll_parts(tmp_path / "w.db", RULES, clock=clock) as (server, context):
+        store = context.store
         feed = FeedDef("news", server.serve("/rss", rss(2, 1)), 300)
-        await store.sync_feeds([feed], clock[0])
+        await store.sync_feeds([feed], clock.now)
 
         async def poll() -> int:
             state = await store.feed("news")
@@ -326,17 +308,16 @@ async def test_after_a_prune_the_pipeline_alerts_only_what_is_new(tmp_path: Path
             return (await poll_feed(feed, state, context)).alerts
 
         assert await poll() == 0  # first poll: primed
-        clock[0] = ago(100)
+        clock.now = ago(100)
         server.serve("/rss", rss(3, 2))  # 1 dropped out; 3 alerts
         assert await poll() == 1
-        clock[0] = ago(1)
+        clock.now = ago(1)
         assert await poll() == 0  # 304 since: the feed still lists 3 and 2
 
         report = await prune(store, NOW, **KEEP)
         assert report.entries_deleted == 1  # entry 1; 2 and 3 are listed, 3 has an alert
 
-        clock[0] = NOW
+        clock.now = NOW
         server.serve("/rss", rss(4, 3, 2))
         assert await poll() == 1  # only 4: 2 (older than retention) is still known
         assert await store.count_entries() == 3
-    parser.close()

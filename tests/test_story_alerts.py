@@ -1,7 +1,6 @@
 """One alert per story and chat: poll_feed() with a StoryTracker on real parts (a feed server
 on 127.0.0.1, a SQLite file, the real matcher and story index), and the "Also:" line."""
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,11 +12,9 @@ import pytest
 
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import parse_telegram_html, utf16_len
-from watcher.fetch import Fetcher
+from tests.poll_harness import Clock, poll_parts
 from watcher.model import Alert, Entry, FeedDef, Hit, RuleDef
-from watcher.parse import FeedParser
-from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed
-from watcher.rules import compile_rules
+from watcher.pipeline import PollContext, PollReport, poll_feed
 from watcher.store import Store, StoryMessage
 from watcher.stories import StorySettings
 from watcher.story_alerts import StoryTracker, other_sources
@@ -63,14 +60,6 @@ def rss(*items: tuple[str, Report, datetime]) -> str:
     return f"<rss version='2.0'><channel><title>t</title>{body}</channel></rss>"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class Parts:
     server: FeedServer
@@ -105,33 +94,19 @@ class Parts:
 
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
-    clock = Clock()
-    parser = FeedParser()
-    async with (
-        FeedServer() as server,
-        await Store.open(tmp_path / "w.db") as store,
-        Fetcher(timeout_s=2, max_body_bytes=1_000_000) as fetcher,
+    clock = Clock(START)
+    async with poll_parts(tmp_path / "w.db", RULES, clock=clock, stories=StoryTracker()) as (
+        server,
+        context,
     ):
-        ruleset = RuleSet(compile_rules(RULES, {}), {r.name: r.chats for r in RULES})
-        context = PollContext(
-            store=store,
-            fetcher=fetcher,
-            parser=parser,
-            rules=lambda: ruleset,
-            console=False,
-            clock=clock,
-            rng=random.Random(7),
-            stories=StoryTracker(),
-        )
         feeds = {
             name: FeedDef(name, server.url(f"/{name}"), 300) for name in ("APA", "Trend", "Report")
         }
-        await store.sync_feeds(list(feeds.values()), clock.now)
+        await context.store.sync_feeds(list(feeds.values()), clock.now)
         result = Parts(server, context, clock, feeds)
         for name in feeds:  # primed: every later entry is news
             await result.poll(name)
         yield result
-    parser.close()
 
 
 def minutes(n: float) -> datetime:
