@@ -536,3 +536,14 @@ def test_ignored_words_are_folded_like_the_text() -> None:
     full = signature("İLHAM ƏLİYEV met Pashinyan in Brussels", "")
     without = signature("İLHAM ƏLİYEV met Pashinyan in Brussels", "", ignore=["Ilham Əliyev"])
     assert full.terms - without.terms == {"ilham", "əliye"}
+
+
+def test_place_returns_the_story_and_keeps_the_index_to_one_window() -> None:
+    index = StoryIndex()
+    quake = ("Earthquake of magnitude 5.1 hits Shamakhi", "Tremors felt in Baku and Ismayilli")
+    same = ("Magnitude 5.1 earthquake strikes Shamakhi", "Tremors were felt in Baku")
+    assert index.place(1, "apa", T0, *quake) == 1
+    assert index.place(2, "trend", T0 + timedelta(hours=1), *same) == 1
+    # Three days on, both are forgotten: the same words start a new story.
+    assert index.place(3, "report", T0 + timedelta(days=3), *same) == 3
+    assert len(index) == 1

@@ -39,6 +39,7 @@ from watcher.schedule import (
     next_check_after_success,
 )
 from watcher.store import Store, WriteTransaction
+from watcher.stories import hit_texts
 from watcher.story_alerts import StoryTracker
 from watcher.telegram.format import render_alert
 
@@ -156,7 +157,7 @@ def match_updated_entries(
 
 def matched_texts(matched: Sequence[Matched]) -> dict[int, list[str]]:
     """PURE: per entry id, the texts its rules matched."""
-    return {item.new.id: [span.text for hit in item.hits for span in hit.spans] for item in matched}
+    return {item.new.id: hit_texts(item.hits) for item in matched}
 
 
 def published_within(

@@ -25,7 +25,7 @@ from watcher.match_command import highlighted, hits_json
 from watcher.model import FeedDef, Hit
 from watcher.rules import Matcher
 from watcher.store.history import EntryHistory, StoredEntry
-from watcher.stories import StoryIndex, StorySettings, signature
+from watcher.stories import StoryIndex, StorySettings, hit_texts
 from watcher.story_alerts import story_settings
 
 
@@ -114,14 +114,11 @@ def replay_entries(
         result.alerting += 1
         for hit in hits:
             result.hits_by_rule[hit.rule] = result.hits_by_rule.get(hit.rule, 0) + 1
-        # Entries older than a window can join nothing any more; forgetting them keeps the
-        # index (and its term weights) to one window, as in the daemon.
-        index.expire(entry.at - stories.window)
-        # Keyed by feed name, as the daemon's StoryTracker keys it.
-        # As the daemon does, the words the rules matched are no evidence of one story.
-        matched = [span.text for hit in hits for span in hit.spans]
-        sig = signature(entry.title, entry.summary, ignore=matched)
-        joined = index.add(entry.id, entry.feed, entry.at, sig)
+        # As in the daemon: keyed by feed name, the rules' words left out, the index kept
+        # to one window (here reckoned from the entry, as replay has no "now").
+        story = index.place(
+            entry.id, entry.feed, entry.at, entry.title, entry.summary, matched=hit_texts(hits)
+        )
         replayed = ReplayedEntry(
             id=entry.id,
             feed=entry.feed,
@@ -132,12 +129,11 @@ def replay_entries(
             at=entry.at,
             hits=tuple(hits),
         )
-        if joined is None:
-            story = ReplayedStory(entry.id, [replayed])
-            by_id[entry.id] = story
-            result.stories.append(story)
+        if story == entry.id:
+            by_id[story] = ReplayedStory(story, [replayed])
+            result.stories.append(by_id[story])
         else:
-            by_id[joined].entries.append(replayed)
+            by_id[story].entries.append(replayed)
     order = {name: position for position, name in enumerate(matcher.rule_names)}
     result.hits_by_rule = dict(
         sorted(result.hits_by_rule.items(), key=lambda item: (-item[1], order.get(item[0], 0)))

@@ -39,9 +39,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from watcher.model import Hit
 from watcher.text import html_to_text, words
 
-__all__ = ["FeedKey", "Signature", "StoryIndex", "StorySettings", "signature"]
+__all__ = ["FeedKey", "Signature", "StoryIndex", "StorySettings", "hit_texts", "signature"]
 
 STEM_LENGTH = 5
 # Only the lead of a summary counts: some feeds put the whole article in the summary, which
@@ -67,6 +68,11 @@ def _terms(text: str, limit: int | None = None) -> list[str]:
         found = found[:limit]
     # Interned: the index holds each term once, however many entries have it.
     return [sys.intern(word.folded[:STEM_LENGTH]) for word in found]
+
+
+def hit_texts(hits: Iterable[Hit]) -> list[str]:
+    """The texts rules matched, for `signature(..., ignore=...)`."""
+    return [span.text for hit in hits for span in hit.spans]
 
 
 def signature(title: str, summary: str, *, ignore: Iterable[str] = ()) -> Signature:
@@ -176,6 +182,24 @@ class StoryIndex:
         best = self._best_story(feed, published, sig)
         self._insert(entry_id, feed, published, sig, entry_id if best is None else best)
         return best
+
+    def place(
+        self,
+        entry_id: int,
+        feed: FeedKey,
+        when: datetime,
+        title: str,
+        summary: str,
+        *,
+        matched: Iterable[str] = (),
+        now: datetime | None = None,
+    ) -> int:
+        """Forget what is a window older than `now` (default: `when`), then add the entry
+        with the words its rules `matched` left out of its signature (`signature`); return
+        its story: the one it joined, or its own id."""
+        self.expire((now or when) - self.settings.window)
+        joined = self.add(entry_id, feed, when, signature(title, summary, ignore=matched))
+        return entry_id if joined is None else joined
 
     def restore(
         self, entry_id: int, feed: FeedKey, published: datetime, sig: Signature, story: int

@@ -97,13 +97,14 @@ class StoryTracker:
     ) -> int:
         """Put a new alerted entry in the index; return its story (its own id if new).
         `matched`: the texts the rules matched in it, which do not count as evidence."""
-        self.index.expire(now - self.settings.window)
         entry = new.entry
-        sig = signature(entry.title, entry.summary, ignore=matched)
-        joined = self.index.add(new.id, feed, _when(entry.published, now), sig)
-        if joined is not None:
-            log.info("entry=%d feed=%s joins story=%d", new.id, feed, joined)
-        return new.id if joined is None else joined
+        when = _when(entry.published, now)
+        story = self.index.place(
+            new.id, feed, when, entry.title, entry.summary, matched=matched, now=now
+        )
+        if story != new.id:
+            log.info("entry=%d feed=%s joins story=%d", new.id, feed, story)
+        return story
 
     def plan(
         self,
