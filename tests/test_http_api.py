@@ -172,6 +172,25 @@ async def test_health_turns_red_while_another_process_holds_the_write_lock(
         assert state.etag == "x"
 
 
+async def test_the_daemons_own_write_is_no_lock_against_it_unless_it_lasts(
+    store: Store,
+) -> None:
+    """The daemon's own transaction holds the lock: healthy while it is short, 503 when
+    it has been open for longer than max_own_write_s (a hung write)."""
+    check = DatabaseWritable(
+        store.path, own_write_since=lambda: store.write_since, max_own_write_s=0.3
+    )
+    async with store.write() as tx:
+        await tx.db.execute("UPDATE feeds SET etag = 'y'")
+        assert store.write_since is not None
+        assert await check() is None  # no probe: it would wait for our own lock
+        await asyncio.sleep(0.4)
+        reason = await check()
+        assert reason is not None and "has been open for" in reason
+    assert store.write_since is None
+    assert await check() is None
+
+
 async def test_a_missing_database_is_unhealthy_and_not_created(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

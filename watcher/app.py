@@ -269,7 +269,9 @@ class Daemon:
             before_scrape=before_scrape,
             checks={
                 "event_loop": loop_check(lag),
-                "database": DatabaseWritable(self.settings.storage.path),
+                "database": DatabaseWritable(
+                    self.settings.storage.path, own_write_since=lambda: store.write_since
+                ),
                 "scheduler": tick_check(lambda: self.last_tick_monotonic, max_age_s=TICK_STALE_S),
             },
         )

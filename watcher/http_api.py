@@ -91,12 +91,31 @@ class DatabaseWritable:
     disk) is not started again: it reports itself instead of piling up threads.
     """
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = 1.0,
+        own_write_since: Callable[[], float | None] = lambda: None,
+        max_own_write_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._uri = path.resolve().as_uri() + "?mode=rw"
         self._busy_timeout_s = busy_timeout_s
         self._running: asyncio.Future[None] | None = None
+        # While the daemon's own write transaction runs, the lock is ours: the database
+        # is writable (it is being written), unless that transaction has run for too long.
+        self._own_write_since = own_write_since
+        self._max_own_write_s = max_own_write_s
+        self._clock = clock
 
     async def __call__(self) -> str | None:
+        since = self._own_write_since()
+        if since is not None:
+            held = self._clock() - since
+            if held > self._max_own_write_s:
+                return f"a write transaction of the daemon has been open for {held:.0f}s"
+            return None
         if self._running is not None and not self._running.done():
             return "an earlier database check is still waiting"
         self._running = asyncio.ensure_future(

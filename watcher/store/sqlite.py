@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ class Store(SubscriberQueries, StoryQueries):
         # wait for a long write. In WAL mode a reader sees the last commit and never waits.
         self._reader = reader or db
         self.path = path
+        # When the write transaction in progress began (time.monotonic()), for /healthz.
+        self.write_since: float | None = None
         self._write_lock = asyncio.Lock()
         self._batch: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
         self._batch_flush: asyncio.Task[None] | None = None  # the one waiting to gather
@@ -134,13 +137,17 @@ class Store(SubscriberQueries, StoryQueries):
     async def write(self) -> AsyncIterator[WriteTransaction]:
         """One write transaction; commits on normal exit, rolls back on any exception."""
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            self.write_since = time.monotonic()
             try:
-                yield WriteTransaction(self._db)
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield WriteTransaction(self._db)
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+                await self._db.execute("COMMIT")
+            finally:
+                self.write_since = None
 
     # -- batched updates -------------------------------------------------------------
 
