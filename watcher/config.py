@@ -966,22 +966,35 @@ def _interval(value: object, at: _At) -> tuple[bool, int]:
         raise at.error(str(exc).replace(" or seconds,", ', seconds or "auto",')) from None
 
 
-def _url(value: object, at: _At) -> str:
-    url = _text(value, at)
+def is_feed_url(url: str) -> bool:
+    """An http(s) URL with a host, a valid port if any, and no spaces (`[[feeds]] url`)."""
     try:
         parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
         _ = parts.port  # raises ValueError for a port that is not a number in range
     except ValueError:
-        valid = False
-    if not valid or any(char.isspace() for char in url):
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not any(char.isspace() for char in url)
+    )
+
+
+def is_language_code(code: str) -> bool:
+    """A lowercase code such as "en", "ru", "az", "hy-am" (`language` keys)."""
+    return _LANGUAGE.fullmatch(code) is not None
+
+
+def _url(value: object, at: _At) -> str:
+    url = _text(value, at)
+    if not is_feed_url(url):
         raise at.error(f"expected an http:// or https:// URL, got {_show(url)}")
     return url
 
 
 def _language(value: object, at: _At) -> str:
     language = _text(value, at).lower()
-    if not _LANGUAGE.fullmatch(language):
+    if not is_language_code(language):
         raise at.error(
             f'expected a language code like "en", "ru", "az", "hy", "ka", got {_show(value)}'
         )

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from watcher.config import Settings, load_config
+from watcher.config import Settings, is_feed_url, is_language_code, load_config
 from watcher.errors import ConfigError
 from watcher.identity import canonical_url
 from watcher.model import FeedDef
@@ -137,7 +137,7 @@ def plan_import(
     added: list[NewFeed] = []
     skipped: list[Skipped] = []
     for outline in outlines:
-        if not _is_feed_url(outline.url):
+        if not is_feed_url(outline.url):
             skipped.append(Skipped(outline.url, outline.title, "not an http:// or https:// URL"))
             continue
         key = canonical_url(outline.url)
@@ -192,27 +192,11 @@ def _slug(text: str) -> str:
 
 # The checks config.py makes of a URL and a language, made here per outline so that one
 # odd outline is skipped or loses its language instead of failing the whole import.
-_LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*")
-
-
-def _is_feed_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # ValueError for a port that is not a number in range
-    except ValueError:
-        return False
-    return (
-        parts.scheme in ("http", "https")
-        and bool(parts.hostname)
-        and not any(char.isspace() for char in url)
-    )
-
-
 def _language(written: str | None) -> tuple[str | None, str | None]:
     if written is None:
         return None, None
     language = written.strip().lower().replace("_", "-")  # en_US is common in the wild
-    if _LANGUAGE.fullmatch(language):
+    if is_language_code(language):
         return language, None
     return None, f"language {written!r} left out: not a language code"
 
