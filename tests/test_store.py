@@ -427,3 +427,41 @@ async def test_alerted_chats_names_every_outbox_row_of_the_entries(store: Store)
         await tx.enqueue([Alert(new[0].id, 42, "a"), Alert(new[1].id, 7, "b")], NOW)
         assert await tx.alerted_chats([new[0].id, new[2].id]) == {(new[0].id, 42)}
         assert await tx.alerted_chats([]) == set()
+
+
+async def test_feed_state_counts_agree_with_the_state_watcher_status_shows(
+    store: Store,
+) -> None:
+    from watcher.status_command import feed_state_name
+
+    names = ["ok", "new", "failing", "gone", "recovering"]
+    await store.sync_feeds([FeedDef(n, f"https://{n}.example/rss", 600) for n in names], NOW)
+    ids = {state.name: state.id for state in await store.feeds()}
+    success = FeedSuccess(NOW, 200, None, None, None, NOW, None)
+    async with store.write() as tx:
+        for name in ("ok", "failing", "recovering"):
+            await tx.feed_succeeded(ids[name], success)
+        for _ in range(3):
+            await tx.feed_failed(ids["failing"], now=NOW, status=500, error="x", next_check_at=NOW)
+        await tx.feed_failed(ids["recovering"], now=NOW, status=500, error="x", next_check_at=NOW)
+        await tx.feed_disabled(ids["gone"], now=NOW, status=410, reason="gone")
+    for failing_after in (1, 3, 5):
+        expected: dict[str, int] = {}
+        for state in await store.feeds():
+            name = feed_state_name(state, failing_after)
+            expected[name] = expected.get(name, 0) + 1
+        assert await store.feed_state_counts(failing_after) == expected
+
+
+async def test_oldest_pending_at(store: Store) -> None:
+    assert await store.oldest_pending_at() is None
+    apa = await feed_id(store, "apa")
+    async with store.write() as tx:
+        new = await tx.insert_entries(apa, [entry(1), entry(2)], NOW)
+        await tx.enqueue([Alert(new[0].id, 42, "x", ("r",))], NOW)
+    async with store.write() as tx:
+        await tx.enqueue([Alert(new[1].id, 42, "y", ("r",))], NOW + timedelta(minutes=5))
+    assert await store.oldest_pending_at() == NOW
+    (first, _) = await store.due_outbox(NOW + timedelta(minutes=10))
+    await store.mark_sent(first.id, 1, NOW)
+    assert await store.oldest_pending_at() == NOW + timedelta(minutes=5)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import platform
 from collections import Counter as Tally
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final, Literal, get_args
 
 from prometheus_client import (
@@ -33,7 +33,6 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from watcher import __version__
-from watcher.status_command import feed_state_name
 from watcher.store import Store
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
@@ -72,7 +71,6 @@ POLL_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 # Later than any row's next attempt: due_outbox then lists every pending row.
-_END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class Metrics:
@@ -248,20 +246,13 @@ class Metrics:
         counts = await store.outbox_counts()
         for status in OUTBOX_STATUSES:
             self._outbox.labels(status).set(counts.get(status, 0))
-        oldest = await oldest_pending_created_at(store)
+        oldest = await store.oldest_pending_at()
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
         self._oldest_pending.set(max(age, 0.0))
-        states = Tally(feed_state_name(state, failing_after) for state in await store.feeds())
+        states = await store.feed_state_counts(failing_after)
         for state in FEED_STATES:
             self._feeds.labels(state).set(states.get(state, 0))
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format; serve it as `CONTENT_TYPE`."""
         return generate_latest(self.registry)
-
-
-async def oldest_pending_created_at(store: Store) -> datetime | None:
-    """When the oldest undelivered outbox row was queued. Outbox ids grow with time, so
-    the first pending row by id is the oldest; due_outbox lists pending rows by id."""
-    rows = await store.due_outbox(_END_OF_TIME, limit=1)
-    return rows[0].created_at if rows else None

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
-from watcher.status_command import feed_state_name
 from watcher.store import Store
 
 
@@ -25,11 +23,11 @@ class ServiceStatus:
 
 async def read_service_status(store: Store, failing_after: int) -> ServiceStatus:
     """Feeds counted by the state `watcher status` and /metrics show for them."""
-    states = Counter(feed_state_name(feed, failing_after) for feed in await store.feeds())
+    states = await store.feed_state_counts(failing_after)
     pending = (await store.outbox_counts()).get("pending", 0)
     return ServiceStatus(
-        feeds=sum(states.values()) - states["disabled"],
-        failing=states["failing"],
-        disabled=states["disabled"],
+        feeds=sum(states.values()) - states.get("disabled", 0),
+        failing=states.get("failing", 0),
+        disabled=states.get("disabled", 0),
         outbox=pending,
     )

@@ -328,6 +328,27 @@ class Store(SubscriberQueries, StoryQueries):
         )
         return _dt(rows[0][0])
 
+    async def feed_state_counts(self, failing_after: int) -> dict[str, int]:
+        """Active feeds per state, as status_command.feed_state_name names them, counted
+        in SQL: the watchdog and /metrics ask often, and 10,000 FeedState objects built on
+        the event loop for a count would stall it."""
+        rows = await self._fetchall(
+            """SELECT CASE WHEN disabled_reason IS NOT NULL THEN 'disabled'
+                           WHEN consecutive_errors >= ? THEN 'failing'
+                           WHEN last_success_at IS NULL THEN 'new'
+                           ELSE 'ok' END AS state, count(*)
+               FROM feeds WHERE active = 1 GROUP BY state""",
+            (failing_after,),
+        )
+        return {str(state): int(count) for state, count in rows}
+
+    async def oldest_pending_at(self) -> datetime | None:
+        """When the oldest unsent outbox row was queued."""
+        rows = await self._fetchall(
+            "SELECT min(created_at) FROM outbox WHERE status = 'pending'", ()
+        )
+        return _dt(rows[0][0]) if rows and rows[0][0] is not None else None
+
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._fetchall("SELECT status, count(*) FROM outbox GROUP BY status", ())
         return {str(status): int(count) for status, count in rows}
