@@ -66,7 +66,6 @@ class PollReport:
     primed: bool = False  # first successful poll: recorded without alerting
     parsed: bool = False
     error: str | None = None
-    hit_rules: list[str] = field(default_factory=list)
     held: int = 0  # alerts kept for muted or digest subscribers
     moved_to: str | None = None  # a permanent redirect moved the feed here
     disabled: bool = False  # 410 Gone: the feed is no longer polled
@@ -356,7 +355,6 @@ async def _queue(
     report: PollReport,
 ) -> None:
     """Inside the poll's transaction: who follows the rules that hit, then the outbox."""
-    hit_rules = {hit.rule for item in matched for hit in item.hits}
     plan = await _plan(matched, feed, rules, ctx, now)
     edits = 0
     if ctx.stories is not None:
@@ -376,7 +374,6 @@ async def _queue(
     for chat, entry_id, held_rules in plan.held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held = len(plan.held)
-    report.hit_rules = sorted(hit_rules)
 
 
 async def _queue_updates(
@@ -392,7 +389,6 @@ async def _queue_updates(
     the chats that have had no message about the entry yet (the outbox keeps one row per
     entry and chat; a chat that got one is not sent a second), and with stories on, to the
     chats that have none about its story (those get an edit naming its outlet)."""
-    hit_rules = {hit.rule for item in matched for hit in item.hits}
     plan = await _plan(matched, feed, rules, ctx, now, updated=True)
     had = await tx.alerted_chats([item.new.id for item in matched])
     alerts = [alert for alert in plan.alerts if (alert.entry_id, alert.chat_id) not in had]
@@ -410,7 +406,6 @@ async def _queue_updates(
     for chat, entry_id, held_rules in held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held += len(held)
-    report.hit_rules = sorted({*report.hit_rules, *hit_rules})
 
 
 async def _updates_in_stories(
