@@ -99,3 +99,29 @@ def news_feed(*items: tuple[str, str]) -> str:
         for guid, title in items
     )
     return f"<rss version='2.0'><channel><title>APA</title>{body}</channel></rss>"
+
+
+def write_config(
+    folder: Path,
+    feeds: dict[str, str],
+    *,
+    api: str | None = None,
+    token_env: str = "WATCHER_E2E_TOKEN",
+    rules: tuple[tuple[str, str, tuple[int, ...]], ...] = (),
+    telegram: str = "",
+    extra: str = "",
+) -> Path:
+    """`folder/watcher.toml` for a test daemon: the database beside it, polling every
+    second, the feeds (name → URL), the rules (name, query, chats), a [telegram] table
+    when `api` is given (plus `telegram` lines), and `extra` TOML tables."""
+    text = '[storage]\npath = "watcher.db"\n[polling]\ninterval = "1s"\n'
+    if api is not None:
+        text += f'[telegram]\napi_base_url = "{api}"\ntoken_env = "{token_env}"\n{telegram}'
+    text += extra
+    for name, url in feeds.items():
+        text += f'[[feeds]]\nname = "{name}"\nurl = "{url}"\n'
+    for name, query, chats in rules:
+        text += f"[[rules]]\nname = \"{name}\"\nquery = '{query}'\nchats = {list(chats)}\n"
+    config = folder / "watcher.toml"
+    config.write_text(text, encoding="utf-8")
+    return config

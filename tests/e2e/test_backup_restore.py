@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import DaemonProcess, news_feed, wait_for_polls
+from tests.e2e.daemon import DaemonProcess, news_feed, wait_for_polls, write_config
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -78,26 +78,12 @@ async def test_backup_under_load_then_restore_resends_nothing_it_knew_was_sent(
 ) -> None:
     async with FeedServer() as feeds, FakeTelegram(TOKEN) as telegram:
         feeds.serve("/apa.xml", feed_of(range(0, 1)))
-        config = tmp_path / "watcher.toml"
-        config.write_text(
-            f"""
-[storage]
-path = "watcher.db"
-[telegram]
-api_base_url = "{telegram.base_url}"
-token_env = "WATCHER_E2E_TOKEN"
-max_in_flight = 3
-[polling]
-interval = "1s"
-[[feeds]]
-name = "apa"
-url = "{feeds.url("/apa.xml")}"
-[[rules]]
-name = "peacekeepers"
-query = 'peacekeepers'
-chats = {list(CHATS)}
-""",
-            encoding="utf-8",
+        config = write_config(
+            tmp_path,
+            {"apa": feeds.url("/apa.xml")},
+            api=telegram.base_url,
+            telegram="max_in_flight = 3\n",
+            rules=(("peacekeepers", "peacekeepers", CHATS),),
         )
         env = {"WATCHER_E2E_TOKEN": TOKEN}
         daemon = DaemonProcess(config, env, tmp_path)

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.daemon import DaemonProcess, news_feed, wait_for_polls
+from tests.e2e.daemon import DaemonProcess, news_feed, wait_for_polls, write_config
 from tests.fakes.feed_server import FeedServer
 
 pytestmark = pytest.mark.e2e
@@ -64,23 +64,11 @@ async def test_metrics_count_the_work_and_healthz_sees_a_locked_database(
     base = f"http://127.0.0.1:{port}"
     async with FeedServer() as feeds, aiohttp.ClientSession() as http:
         feeds.serve("/apa.xml", news_feed(("1", "Old news")))
-        config = tmp_path / "watcher.toml"
-        config.write_text(
-            f"""
-[storage]
-path = "watcher.db"
-[http]
-listen = "127.0.0.1:{port}"
-[polling]
-interval = "1s"
-[[feeds]]
-name = "apa"
-url = "{feeds.url("/apa.xml")}"
-[[rules]]
-name = "peacekeepers"
-query = 'peacekeepers'
-""",
-            encoding="utf-8",
+        config = write_config(
+            tmp_path,
+            {"apa": feeds.url("/apa.xml")},
+            rules=(("peacekeepers", "peacekeepers", ()),),
+            extra=f'[http]\nlisten = "127.0.0.1:{port}"\n',
         )
         daemon = DaemonProcess(config, {}, tmp_path)
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import DaemonProcess
+from tests.e2e.daemon import DaemonProcess, write_config
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -48,38 +48,6 @@ def rss(*items: Item) -> str:
     return f"<rss version='2.0'><channel><title>news</title>{body}</channel></rss>"
 
 
-def write_config(folder: Path, server: FeedServer, api: str) -> Path:
-    config = folder / "watcher.toml"
-    config.write_text(
-        f"""
-[storage]
-path = "watcher.db"
-
-[telegram]
-api_base_url = "{api}"
-token_env = "WATCHER_E2E_TOKEN"
-
-[polling]
-interval = "1s"
-
-[[feeds]]
-name = "APA"
-url = "{server.url("/apa.xml")}"
-
-[[feeds]]
-name = "Trend"
-url = "{server.url("/trend.xml")}"
-
-[[rules]]
-name = "region"
-query = 'earthquake OR quake OR checkpoint OR peacekeep*'
-chats = [{CHAT}]
-""",
-        encoding="utf-8",
-    )
-    return config
-
-
 async def test_one_message_per_story_edited_for_the_second_outlet_across_a_restart(
     tmp_path: Path,
 ) -> None:
@@ -91,7 +59,12 @@ async def test_one_message_per_story_edited_for_the_second_outlet_across_a_resta
     async with FeedServer() as server, FakeTelegram(TOKEN) as telegram:
         server.serve("/apa.xml", rss())
         server.serve("/trend.xml", rss())
-        config = write_config(tmp_path, server, telegram.base_url)
+        config = write_config(
+            tmp_path,
+            {"APA": server.url("/apa.xml"), "Trend": server.url("/trend.xml")},
+            api=telegram.base_url,
+            rules=(("region", "earthquake OR quake OR checkpoint OR peacekeep*", (CHAT,)),),
+        )
         env = {"WATCHER_E2E_TOKEN": TOKEN}
         first = DaemonProcess(config, env, tmp_path, "first")
         second = DaemonProcess(config, env, tmp_path, "second")

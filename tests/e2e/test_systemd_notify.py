@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import DaemonProcess, news_feed
+from tests.e2e.daemon import DaemonProcess, news_feed, write_config
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -60,21 +60,11 @@ async def test_ready_watchdog_reloading_and_stopping_in_order(
     (credentials / "telegram-token").write_text(TOKEN + "\n", encoding="utf-8")
     async with FeedServer() as feeds, FakeTelegram(TOKEN) as telegram:
         feeds.serve("/apa.xml", news_feed(("1", "Old news")))
-        config = tmp_path / "watcher.toml"
-        config.write_text(
-            f"""
-[storage]
-path = "watcher.db"
-[telegram]
-api_base_url = "{telegram.base_url}"
-token_env = "NO_SUCH_VARIABLE"
-[polling]
-interval = "1s"
-[[feeds]]
-name = "apa"
-url = "{feeds.url("/apa.xml")}"
-""",
-            encoding="utf-8",
+        config = write_config(
+            tmp_path,
+            {"apa": feeds.url("/apa.xml")},
+            api=telegram.base_url,
+            token_env="NO_SUCH_VARIABLE",  # the token comes only from the credential
         )
         daemon = DaemonProcess(
             config,
@@ -121,12 +111,7 @@ url = "{feeds.url("/apa.xml")}"
 async def test_no_notify_socket_no_trouble(tmp_path: Path) -> None:
     async with FeedServer() as feeds:
         feeds.serve("/apa.xml", news_feed(("1", "Old news")))
-        config = tmp_path / "watcher.toml"
-        url = feeds.url("/apa.xml")
-        config.write_text(
-            f'[polling]\ninterval = "1s"\n[[feeds]]\nname = "apa"\nurl = "{url}"\n',
-            encoding="utf-8",
-        )
+        config = write_config(tmp_path, {"apa": feeds.url("/apa.xml")})
         daemon = DaemonProcess(config, {"WATCHDOG_USEC": "1000000"}, tmp_path)
         try:
             daemon.start()
