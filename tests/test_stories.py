@@ -419,6 +419,7 @@ def _random_sequence(
     """Entries of few words from a small vocabulary, so that many are alike."""
     rng = random.Random(seed)
     vocabulary = [f"word{n}" for n in range(40)] + ["the", "of", "in", "and"] * 5
+    vocabulary += ["5", "12", "2026"]  # titles whose numbers differ score lower
     sequence = []
     for n in range(count):
         text = " ".join(rng.choices(vocabulary, k=rng.randint(2, 9)))
@@ -510,12 +511,51 @@ def test_similarity_is_reflexive_symmetric_and_bounded(
         assert index.similarity(one, one) == 1.0
         assert index.similarity(one, signature(title, summary)) == 1.0
     assert index.similarity(one, other) == index.similarity(other, one)
-    assert 0.0 <= index.similarity(one, other) <= 1.0
+    assert -index.settings.number_penalty <= index.similarity(one, other) <= 1.0
     # And an entry's twin in another feed joins its story.
     if one.terms:
         twins = fresh_index()
         twins.add(1, "apa", T0, one)
         assert twins.add(2, "trend", T0, signature(title, summary)) == twins.story_of(1)
+
+
+@pytest.mark.parametrize(
+    ("title", "numbers"),
+    [
+        ("5.1-magnitude earthquake", {"5.1"}),
+        ("Землетрясение магнитудой 5,1", {"5.1"}),
+        ("5 000-ლარიანი გირაო", {"5000"}),
+        ("5000-ლარიანი გირაო", {"5000"}),
+        ("$5,000 fine, 1,250,000 people", {"5000", "1250000"}),
+        ("Tremor at 03:14, 100-მდე hurt", {"3", "14", "100"}),
+        ("G20 summit: Su-35 and 5th round", {"35", "5"}),
+        ("No numbers here", set()),
+    ],
+)
+def test_a_title_s_numbers_are_written_alike(title: str, numbers: set[str]) -> None:
+    assert signature(title, "1 2 3 in the summary").numbers == numbers
+
+
+def test_titles_whose_numbers_differ_are_two_events() -> None:
+    quake = signature(
+        "5.1-magnitude earthquake strikes Shamakhi",
+        "An earthquake of magnitude 5.1 was recorded in the Shamakhi district at 03:14 local "
+        "time, the seismic survey said.",
+    )
+    aftershock = signature(
+        "Aftershock of magnitude 3.2 rattles Shamakhi",
+        "Seismologists registered another tremor on Monday, a day after the main shock.",
+    )
+    index = fresh_index()
+    words_alone = index.similarity(Signature(quake.terms), Signature(aftershock.terms))
+    assert words_alone >= index.settings.threshold  # the words alone would make one story
+    assert index.similarity(quake, aftershock) == words_alone - index.settings.number_penalty
+    assert index.add(1, "apa", T0, quake) is None
+    assert index.add(2, "report", T0 + timedelta(minutes=30), aftershock) is None
+    # A report whose title has the same number, or none, joins.
+    same = signature("Shamakhi earthquake: magnitude 5,1", "The seismic survey said.")
+    assert index.add(3, "trend", T0 + timedelta(hours=1), same) == 1
+    assert index.add(4, "tass", T0 + timedelta(hours=1), Signature(quake.terms)) == 1
 
 
 def test_the_words_a_rule_matched_are_no_evidence_of_one_story() -> None:

@@ -8,7 +8,11 @@ Russian "миротворцы"/"миротворцев", Georgian "ჭიღლ�
 well as pymorphy3's lemmas for Russian words and as character 4-grams, and costs nothing.
 
 Two entries are compared by the cosine of their terms, each weighted by its rarity (inverse
-document frequency) among the entries the index holds. Those are the window's entries, and in
+document frequency) among the entries the index holds, less `number_penalty` when both titles
+carry numbers and share none of them: "5.1-magnitude earthquake strikes Shamakhi" and "4.3
+magnitude earthquake recorded in Lori", or "1 billion cubic metres" and "13 billion", are two
+events however alike the words (only titles: a summary's dates and times are written
+differently by every outlet). Those are the window's entries, and in
 the daemon the entries that alerted, so the words the rules look for weigh little and the
 names, places and numbers that tell one event from another weigh much. The index counts the
 frequencies again whenever a tenth of its entries have come or gone since it last did. From
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 import sys
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -51,13 +56,25 @@ SUMMARY_WORDS = 60
 
 FeedKey = int | str  # the feed's id in the store, or its name
 
+# A digit group separator: "5 000", "5,000" and "5.000" are 5000; "5,1" is the decimal 5.1.
+_DIGIT_GROUPING = re.compile(r"(?<=\d)[ \u00a0\u202f,.](?=\d{3}(?!\d))")
+# Not the digits of a word like "G20" or "Su35"; a suffix may follow ("5th", "100-მდე").
+_NUMBER = re.compile(r"(?<![^\W_])\d+(?:[.,]\d+)?")
+
 
 @dataclass(frozen=True, slots=True)
 class Signature:
     """The terms of an entry (see the module doc). Empty for an entry without words: such an
-    entry is similar to nothing, itself included, and always starts a story of its own."""
+    entry is similar to nothing, itself included, and always starts a story of its own.
+    `numbers` are the numbers of its title, written alike ("5,1" and "5.1", "03" and "3")."""
 
     terms: frozenset[str]
+    numbers: frozenset[str] = frozenset()
+
+
+def _numbers_differ(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether both titles carry numbers and none of them is the same."""
+    return bool(a and b and a.isdisjoint(b))
 
 
 def _terms(text: str, limit: int | None = None) -> list[str]:
@@ -68,6 +85,15 @@ def _terms(text: str, limit: int | None = None) -> list[str]:
         found = found[:limit]
     # Interned: the index holds each term once, however many entries have it.
     return [sys.intern(word.folded[:STEM_LENGTH]) for word in found]
+
+
+def _numbers(title: str) -> frozenset[str]:
+    if "<" in title or "&" in title:
+        title = html_to_text(title)
+    title = _DIGIT_GROUPING.sub("", title)
+    return frozenset(
+        sys.intern(found.replace(",", ".").lstrip("0") or "0") for found in _NUMBER.findall(title)
+    )
 
 
 def hit_texts(hits: Iterable[Hit]) -> list[str]:
@@ -85,7 +111,7 @@ def signature(title: str, summary: str, *, ignore: Iterable[str] = ()) -> Signat
     story (the weights cannot discount them while the index holds few entries)."""
     terms = frozenset(_terms(title) + _terms(summary, SUMMARY_WORDS))
     ignored = {term for text in ignore for term in _terms(text)}
-    return Signature(terms - ignored if ignored else terms)
+    return Signature(terms - ignored if ignored else terms, _numbers(title))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +121,7 @@ class StorySettings:
     threshold: float = 0.15
     window: timedelta = timedelta(hours=48)  # entries further apart never join
     time_penalty: float = 0.3  # subtracted from the similarity of entries `window` apart
+    number_penalty: float = 0.15  # subtracted when both titles have numbers, none shared
 
     def __post_init__(self) -> None:
         if self.window <= timedelta(0):
@@ -111,6 +138,7 @@ class _Item:
     feed: FeedKey
     published: datetime
     terms: tuple[str, ...]  # a tuple takes a sixth of a frozenset's memory
+    numbers: frozenset[str]  # of the title
     story: int
     norm: float = 0.0  # |terms| under the index's weights
 
@@ -168,9 +196,12 @@ class StoryIndex:
 
     def similarity(self, a: Signature, b: Signature) -> float:
         """Cosine similarity in [0, 1] of two signatures, each term weighted by its rarity
-        among the entries the index holds. Symmetric; 1.0 for equal non-empty ones."""
+        among the entries the index holds, less the number penalty if their titles' numbers
+        differ (so it may be negative). Symmetric; 1.0 for equal non-empty ones."""
         self._update_weights()
-        return self._cosine(a.terms, b.terms, self._norm(a.terms), self._norm(b.terms))
+        cosine = self._cosine(a.terms, b.terms, self._norm(a.terms), self._norm(b.terms))
+        differ = _numbers_differ(a.numbers, b.numbers)
+        return cosine - self.settings.number_penalty if differ else cosine
 
     def add(self, entry_id: int, feed: FeedKey, published: datetime, sig: Signature) -> int | None:
         """Record a new entry; return the story it joined, or None if it starts a new one
@@ -269,7 +300,7 @@ class StoryIndex:
         self, entry_id: int, feed: FeedKey, published: datetime, sig: Signature, story: int
     ) -> None:
         terms = tuple(sig.terms)
-        self._items[entry_id] = _Item(feed, published, terms, story, self._norm(terms))
+        self._items[entry_id] = _Item(feed, published, terms, sig.numbers, story, self._norm(terms))
         for term in sig.terms:
             self._postings.setdefault(term, set()).add(entry_id)
         group = self._stories.setdefault(story, _Story())
@@ -299,6 +330,8 @@ class StoryIndex:
                 apart = published - item.published
                 if abs(apart) <= settings.window:
                     similarity = self._cosine(sig.terms, item.terms, norm, item.norm)
+                    if _numbers_differ(sig.numbers, item.numbers):
+                        similarity -= settings.number_penalty
                     scores.append(settings.score(similarity, apart))
             score = math.fsum(scores) / len(scores)
             if score >= settings.threshold and (best is None or (score, -story) > best):
