@@ -333,7 +333,7 @@ def test_entries_further_apart_than_the_window_never_join(hours: int, joins: boo
 
 def test_rare_terms_weigh_more_than_common_ones() -> None:
     index = fresh_index()
-    assert index.weight("the") < index.weight("borjo") < index.weight("lachi")
+    assert index.weight("the") < index.weight("borj") < index.weight("lach")
 
 
 def test_the_window_must_be_positive() -> None:
@@ -575,7 +575,7 @@ def test_the_words_a_rule_matched_are_no_evidence_of_one_story() -> None:
 def test_ignored_words_are_folded_like_the_text() -> None:
     full = signature("İLHAM ƏLİYEV met Pashinyan in Brussels", "")
     without = signature("İLHAM ƏLİYEV met Pashinyan in Brussels", "", ignore=["Ilham Əliyev"])
-    assert full.terms - without.terms == {"ilham", "əliye"}
+    assert full.terms - without.terms == {"ilha", "əliy"}
 
 
 def test_place_returns_the_story_and_keeps_the_index_to_one_window() -> None:

@@ -128,7 +128,7 @@ class RetentionSettings:
 @dataclass(frozen=True)
 class StoriesSettings:
     window: int = 48 * 3600  # entries further apart than this never form one story
-    threshold: float = 0.15  # the score (0..1) at which an entry joins a story; see README
+    threshold: float = 0.16  # the score (0..1) at which an entry joins a story; see README
     realert_on_update: bool = False  # an entry whose text changed alerts again if it hits
 
 

@@ -2,10 +2,13 @@
 
 An entry's *signature* is the set of its terms: the folded words (`watcher.text`, so the rules
 and the clustering see the same words) of its title and the start of its summary, each cut to
-its first five letters. Cutting words short is a crude stemmer that serves every script alike:
-Russian "миротворцы"/"миротворцев", Georgian "ჭიღლაძე"/"ჭიღლაძეს" and English
-"Armenia"/"Armenian" become one term. On the benchmark's two sets (bench/stories.py) it did as
-well as pymorphy3's lemmas for Russian words and as character 4-grams, and costs nothing.
+its first four letters. Cutting words short is a crude stemmer that serves every script alike:
+Russian "миротворцы"/"миротворцев", Georgian "გადასცეს"/"გადაცემის" and English
+"request"/"requests" become one term. On the benchmark's two sets (bench/stories.py) it did as
+well as pymorphy3's lemmas for Russian words and as character 4-grams, and costs nothing; four
+letters did better than five on the Georgian headlines (whose words carry long suffixes) and
+as well on the English and Russian pairs. The words it confuses ("police"/"policy") are common
+ones, which weigh little.
 
 Two entries are compared by the cosine of their terms, each weighted by its rarity (inverse
 document frequency) among the entries the index holds, less `number_penalty` when both titles
@@ -49,7 +52,7 @@ from watcher.text import html_to_text, words
 
 __all__ = ["FeedKey", "Signature", "StoryIndex", "StorySettings", "hit_texts", "signature"]
 
-STEM_LENGTH = 5
+STEM_LENGTH = 4
 # Only the lead of a summary counts: some feeds put the whole article in the summary, which
 # would otherwise outweigh the title and make long entries look unlike everything else.
 SUMMARY_WORDS = 60
@@ -118,7 +121,7 @@ def signature(title: str, summary: str, *, ignore: Iterable[str] = ()) -> Signat
 class StorySettings:
     """When two entries are the same story. The defaults come from bench/stories.py."""
 
-    threshold: float = 0.15
+    threshold: float = 0.16
     window: timedelta = timedelta(hours=48)  # entries further apart never join
     time_penalty: float = 0.3  # subtracted from the similarity of entries `window` apart
     number_penalty: float = 0.15  # subtracted when both titles have numbers, none shared
@@ -161,7 +164,7 @@ class StoryIndex:
 
     # Weights as if the index held this many more entries, none with the term: a nearly
     # empty index (just after the first start) would otherwise rate every term common.
-    _PRIOR = 50
+    _PRIOR = 10
     _UPDATE_SHARE = 0.1
 
     def __init__(self, settings: StorySettings | None = None) -> None:
