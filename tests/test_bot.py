@@ -574,6 +574,7 @@ async def test_unknown_commands_get_the_help_text(world: World) -> None:
 
 async def test_commands_addressed_to_the_bot_in_a_group(world: World) -> None:
     fake = world.fake
+    fake.make_admin(GROUP, 1001)  # the member the fake sends group messages from
     page = await ask(fake, GROUP, "/rules@watcher_test_bot")
     assert page.chat_id == GROUP and "➕ peacekeepers" in [t for t, _ in buttons(page)]
     await press(fake, GROUP, button(page, "➕ peacekeepers"), page.message_id)
@@ -584,6 +585,64 @@ async def test_commands_addressed_to_the_bot_in_a_group(world: World) -> None:
     assert reply.visible_text == "✅ You now follow Tripartite."
     reply = await ask(fake, GROUP, "/rules@Watcher_Test_Bot")
     assert page.visible_text == reply.visible_text
+
+
+async def test_in_a_group_only_its_administrators_change_what_it_follows(world: World) -> None:
+    fake, store = world.fake, world.store
+    refused = commands.GROUP_ADMINS_ONLY
+    # A plain member may look, not change.
+    page = await ask(fake, GROUP, "/rules@watcher_test_bot", from_id=USER)
+    assert "➕ peacekeepers" in [t for t, _ in buttons(page)]
+    for command in (
+        "/subscribe@watcher_test_bot peacekeepers",
+        "/unsubscribe@watcher_test_bot peacekeepers",
+        "/mute@watcher_test_bot 2h",
+        "/unmute@watcher_test_bot",
+        "/digest@watcher_test_bot hourly",
+    ):
+        assert (await ask(fake, GROUP, command, from_id=USER)).visible_text == refused
+    assert (
+        await ask(fake, GROUP, "/digest@watcher_test_bot", from_id=USER)
+    ).visible_text.startswith("Alerts come as they happen")
+    before = len(fake.answered_callback_queries)
+    fake.inject_callback_query(
+        GROUP, button(page, "➕ peacekeepers"), message_id=page.message_id, from_id=USER
+    )
+    await fake.wait_until(lambda: len(fake.answered_callback_queries) > before)
+    answer = fake.answered_callback_queries[before]
+    assert answer["text"] == refused and answer["show_alert"] is True
+    assert await followed(store, GROUP) == ()
+    subscriber = await store.subscriber(GROUP)
+    assert subscriber is None or (subscriber.muted_until, subscriber.digest) == (None, "off")
+
+    # The group's owner, its administrators, an administrator posting anonymously as the
+    # group, and the bot's operators may.
+    fake.make_admin(GROUP, 3000, owner=True)
+    fake.make_admin(GROUP, 3001)
+    for sender, name in (
+        ({"from_id": 3000}, "peacekeepers"),
+        ({"from_id": 3001}, "Tripartite"),
+        ({"as_group": True}, "peacekeepers"),
+        ({"from_id": ADMIN}, "Tripartite"),
+    ):
+        await ask(fake, GROUP, "/unsubscribe@watcher_test_bot peacekeepers Tripartite", **sender)
+        reply = await ask(fake, GROUP, f"/subscribe@watcher_test_bot {name}", **sender)
+        assert reply.visible_text == f"✅ You now follow {name}.", sender
+        assert await followed(store, GROUP) == (name,)
+    # Telegram is asked once per user and minute, and never about an operator.
+    asked = [(c["chat_id"], c["user_id"]) for c in fake.calls_to("getChatMember")]
+    assert sorted(asked) == [(GROUP, USER), (GROUP, 3000), (GROUP, 3001)]
+
+
+async def test_a_group_administrator_that_cannot_be_checked_is_refused(world: World) -> None:
+    fake = world.fake
+    fake.make_admin(GROUP, 3001)
+    fake.fail_next(1, 500, methods=["getChatMember"])
+    reply = await ask(fake, GROUP, "/subscribe@watcher_test_bot peacekeepers", from_id=3001)
+    assert reply.visible_text == commands.GROUP_ADMINS_UNKNOWN
+    assert await followed(world.store, GROUP) == ()
+    reply = await ask(fake, GROUP, "/subscribe@watcher_test_bot peacekeepers", from_id=3001)
+    assert reply.visible_text == "✅ You now follow peacekeepers."
 
 
 async def test_allowlist_refuses_other_chats_and_shows_their_id(

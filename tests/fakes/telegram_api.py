@@ -65,6 +65,13 @@ MAX_CALLBACK_DATA_BYTES: Final = 64
 _TOKEN_FORMAT = re.compile(r"\d+:[A-Za-z0-9_-]+")
 _SUPERGROUP_ID_LIMIT: Final = -1_000_000_000_000
 _DEFAULT_GROUP_MEMBER_ID: Final = 1001
+# Who sends a message an anonymous group administrator posts as the group.
+_GROUP_ANONYMOUS_BOT: Final = {
+    "id": 1087968824,
+    "is_bot": True,
+    "first_name": "Group",
+    "username": "GroupAnonymousBot",
+}
 _TRIMMED = " \t\r\n"
 _BOT_COMMAND = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?")
 
@@ -500,7 +507,16 @@ _JSON_PARAMS = frozenset(
     }
 )  # fmt: skip
 _INT_PARAMS = frozenset(
-    {"chat_id", "message_id", "offset", "limit", "timeout", "message_thread_id", "cache_time"}
+    {
+        "chat_id",
+        "message_id",
+        "offset",
+        "limit",
+        "timeout",
+        "message_thread_id",
+        "cache_time",
+        "user_id",
+    }
 )
 _BOOL_PARAMS = frozenset(
     {
@@ -570,6 +586,9 @@ class FakeTelegram:
         self.migrated_chats: dict[int, int] = {}
         self.channel_chats: set[int] = set()
         self.uneditable: set[tuple[int, int]] = set()  # (chat, message): "can't be edited"
+        # Group and channel administrators: chat → user → "creator" or "administrator".
+        # Everyone else in a group is a plain member.
+        self.chat_admins: dict[int, dict[int, str]] = {}
 
         # Records.
         self.calls: list[ApiCall] = []
@@ -614,6 +633,7 @@ class FakeTelegram:
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._delete_my_commands,
             "answerCallbackQuery": self._answer_callback_query,
+            "getChatMember": self._get_chat_member,
             "close": self._always_true,
             "logOut": self._always_true,
         }
@@ -677,6 +697,10 @@ class FakeTelegram:
         self.blocked_chats.add(chat_id)
         if notify:
             self._queue_update("my_chat_member", self._member_change(chat_id, "member", "kicked"))
+
+    def make_admin(self, chat_id: int, user_id: int, *, owner: bool = False) -> None:
+        """Make a user an administrator (or the owner) of a group or channel."""
+        self.chat_admins.setdefault(chat_id, {})[user_id] = "creator" if owner else "administrator"
 
     def user_deletes(self, chat_id: int, message_id: int) -> None:
         """The user deleted a bot message (for both sides): edits of it are not found."""
@@ -766,8 +790,12 @@ class FakeTelegram:
         first_name: str = "Tester",
         username: str | None = None,
         language_code: str | None = "en",
+        as_group: bool = False,
     ) -> JSONDict:
-        """Queue a text message from a user; ``/commands`` get bot_command entities."""
+        """Queue a text message from a user; ``/commands`` get bot_command entities.
+
+        `as_group`: an anonymous administrator posts it as the group itself (Telegram then
+        names GroupAnonymousBot as the sender and the group as `sender_chat`)."""
         if from_id is None:
             from_id = chat_id if chat_id > 0 else _DEFAULT_GROUP_MEMBER_ID
         user: JSONDict = {"id": from_id, "is_bot": False, "first_name": first_name}
@@ -777,11 +805,13 @@ class FakeTelegram:
             user["language_code"] = language_code
         message: JSONDict = {
             "message_id": self._new_message_id(chat_id),
-            "from": user,
+            "from": dict(_GROUP_ANONYMOUS_BOT) if as_group else user,
             "chat": self._chat(chat_id),
             "date": int(time.time()),
             "text": text,
         }
+        if as_group:
+            message["sender_chat"] = self._chat(chat_id)
         entities = [
             {
                 "type": "bot_command",
@@ -1173,6 +1203,34 @@ class FakeTelegram:
                     await changed.wait()
             except TimeoutError:
                 pass
+
+    async def _get_chat_member(self, params: JSONDict) -> JSONDict:
+        chat_id = self._chat_id(params)
+        self._check_chat(chat_id)
+        user_id = params.get("user_id")
+        if isinstance(user_id, bool) or not isinstance(user_id, int):
+            raise _bad_request("invalid user_id specified")
+        if chat_id > 0 and user_id != chat_id:
+            raise _bad_request("user not found")  # a private chat has one member
+        user: JSONDict = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+        status = self.chat_admins.get(chat_id, {}).get(user_id, "member")
+        if status == "creator":
+            return {"status": status, "user": user, "is_anonymous": False}
+        if status == "administrator":
+            rights = (
+                "can_manage_chat can_delete_messages can_manage_video_chats "
+                "can_restrict_members can_change_info can_invite_users can_post_stories "
+                "can_edit_stories can_delete_stories can_pin_messages"
+            )
+            return {
+                "status": status,
+                "user": user,
+                "can_be_edited": False,
+                "is_anonymous": False,
+                "can_promote_members": False,
+                **dict.fromkeys(rights.split(), True),
+            }
+        return {"status": status, "user": user}
 
     async def _delete_webhook(self, params: JSONDict) -> bool:
         if params.get("drop_pending_updates") is True:

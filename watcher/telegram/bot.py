@@ -25,16 +25,19 @@ from datetime import timedelta
 from typing import Any
 
 from telegram import (
+    Bot,
     BotCommand,
     CallbackQuery,
+    Chat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
     MessageEntity,
     Update,
+    User,
 )
-from telegram.constants import ChatType, ParseMode
+from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import BadRequest, Conflict, InvalidToken, TelegramError
 from telegram.ext import (
     Application,
@@ -71,6 +74,11 @@ MENU: tuple[tuple[str, str], ...] = (
 ALLOWED_UPDATES = ("message", "callback_query")
 _MAX_NAMES = 20  # rule names handled in one /subscribe or /unsubscribe
 _POLL_ERROR_REPEAT_S = 600.0  # the same polling error is logged again at most this often
+# Commands that change what a chat receives: in a group only its administrators may use them.
+_CHANGING_COMMANDS = frozenset({"subscribe", "unsubscribe", "mute", "unmute", "digest"})
+# How long Telegram's answer to "is this user an administrator of this group" is trusted.
+_GROUP_ADMIN_TTL_S = 60.0
+_GROUP_ADMIN_CACHE_SIZE = 1024
 
 
 class SubscriberBot:
@@ -104,6 +112,8 @@ class SubscriberBot:
         self._retry_task: asyncio.Task[None] | None = None
         self._started = False
         self._last_poll_error: tuple[str, float] | None = None
+        # (chat, user) → (administers the group, when Telegram said so): see _group_refusal.
+        self._group_admins: dict[tuple[int, int], tuple[bool, float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -280,6 +290,13 @@ class SubscriberBot:
             elif not self._backend.may_subscribe(chat.id):
                 await _reply(message, say.private_bot(chat.id))
                 return
+            # `/digest` alone only shows the setting.
+            changes = name in _CHANGING_COMMANDS and (name != "digest" or bool(context.args))
+            if changes:
+                refusal = await self._group_refusal(context.bot, chat, message.from_user, message)
+                if refusal is not None:
+                    await _reply(message, escape(refusal))
+                    return
             try:
                 await body(message, context, chat.id)
             except TelegramError:
@@ -291,6 +308,38 @@ class SubscriberBot:
                 raise
 
         return handle
+
+    async def _group_refusal(
+        self, bot: Bot, chat: Chat, user: User | None, message: Message | None
+    ) -> str | None:
+        """Why this user may not change what this chat follows, or None if they may.
+
+        In a group anyone can send the bot a command, but what the group follows and when
+        it hears is for the group's administrators (as Telegram reports them), the bot's
+        operators and anonymous administrators posting as the group. A private chat is its
+        user's own; in a channel only administrators can post."""
+        if chat.type not in (ChatType.GROUP, ChatType.SUPERGROUP):
+            return None
+        if message is not None and message.sender_chat is not None:
+            return None if message.sender_chat.id == chat.id else say.GROUP_ADMINS_ONLY
+        if user is None:
+            return say.GROUP_ADMINS_ONLY
+        if self._backend.is_admin(user.id):
+            return None
+        key = (chat.id, user.id)
+        now = time.monotonic()
+        known = self._group_admins.get(key)
+        if known is None or now - known[1] >= _GROUP_ADMIN_TTL_S:
+            try:
+                member = await bot.get_chat_member(chat.id, user.id)
+            except TelegramError as exc:
+                log.warning("bot could not check a group administrator chat=%s: %s", chat.id, exc)
+                return say.GROUP_ADMINS_UNKNOWN
+            if len(self._group_admins) >= _GROUP_ADMIN_CACHE_SIZE:
+                self._group_admins.clear()
+            admin = member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+            known = self._group_admins[key] = (admin, now)
+        return None if known[0] else say.GROUP_ADMINS_ONLY
 
     def _is_admin(self, update: Update) -> bool:
         user = update.effective_user
@@ -500,6 +549,12 @@ class SubscriberBot:
         if isinstance(action, say.ShowPage):
             await query.answer()
             await self._show_page(query.message, chat_id, action.page, edit_text=True)
+            return
+        refusal = await self._group_refusal(
+            query.get_bot(), query.message.chat, query.from_user, None
+        )
+        if refusal is not None:
+            await query.answer(say.toast(refusal), show_alert=True)
             return
         rule = say.rule_by_key(action.key, rules)
         if rule is None:

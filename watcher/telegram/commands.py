@@ -331,6 +331,12 @@ def operators_only(command: str) -> str:
     return f"Sorry, /{escape(command)} is only for the bot's operators."
 
 
+GROUP_ADMINS_ONLY = "Only this group's administrators can change what it follows."
+GROUP_ADMINS_UNKNOWN = (
+    "I could not check with Telegram that you administer this group; please try again later."
+)
+
+
 def unknown_command(command: str, admin: bool) -> str:
     return f"I don't know /{escape(shorten(command, _ARGUMENT_LIMIT))}.\n\n" + command_list(admin)
 
