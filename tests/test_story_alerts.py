@@ -15,6 +15,7 @@ from tests.fakes.telegram_api import parse_telegram_html, utf16_len
 from tests.poll_harness import Clock, poll_parts
 from watcher.model import Alert, Entry, FeedDef, Hit, RuleDef
 from watcher.pipeline import PollContext, PollReport, poll_feed
+from watcher.rules import compile_rules
 from watcher.store import Store, StoryMessage
 from watcher.stories import StorySettings
 from watcher.story_alerts import StoryTracker, other_sources
@@ -199,6 +200,27 @@ async def test_a_restart_in_the_middle_of_a_story_still_edits(parts: Parts) -> N
 
     message, edit, _ = await parts.outbox()
     assert (edit[2], edit[3]) == (42, message[0])
+
+
+async def test_a_restart_gives_entries_back_their_signatures_without_the_rule_words(
+    parts: Parts,
+) -> None:
+    parts.clock.now = minutes(10)
+    await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(5)))
+    live = parts.context.stories
+    assert live is not None
+    (entry_id,) = live.index.stories()
+    placed = live.index.terms_of(entry_id)
+    assert "quak" not in placed and "baku" not in placed  # what "quakes" and "baku" matched
+
+    restarted = StoryTracker()
+    matcher = compile_rules(RULES, {})
+    assert await restarted.load(parts.store, parts.clock.now, matcher=matcher) == 1
+    assert restarted.index.terms_of(entry_id) == placed
+    # Without the rules, the words they matched come back as terms.
+    unaware = StoryTracker()
+    await unaware.load(parts.store, parts.clock.now)
+    assert unaware.index.terms_of(entry_id) == placed | {"quak", "baku"}
 
 
 async def test_entries_older_than_the_window_are_not_loaded(parts: Parts) -> None:

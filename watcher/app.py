@@ -238,7 +238,8 @@ class Daemon:
     async def _story_tracker(self, store: Store) -> StoryTracker:
         """The story index, rebuilt from the store: a story begun before a restart goes on."""
         tracker = StoryTracker(story_settings(self.settings.stories))
-        await tracker.load(store, utc_now())
+        languages = {feed.name: feed.language for feed in self.settings.feeds}
+        await tracker.load(store, utc_now(), matcher=self._ruleset.matcher, languages=languages)
         return tracker
 
     async def _upkeep(self, store: Store) -> None:

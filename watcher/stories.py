@@ -188,6 +188,10 @@ class StoryIndex:
         """The story of an entry the index holds (KeyError if it holds no such entry)."""
         return self._items[entry_id].story
 
+    def terms_of(self, entry_id: int) -> frozenset[str]:
+        """The terms an entry the index holds was placed with (KeyError if none)."""
+        return frozenset(self._items[entry_id].terms)
+
     def stories(self) -> dict[int, frozenset[int]]:
         """Every story the index holds an entry of, with the entries it holds."""
         return {story: frozenset(group.members) for story, group in self._stories.items()}

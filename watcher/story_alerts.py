@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 
 from watcher.config import StoriesSettings
 from watcher.model import Alert, NewEntry
+from watcher.rules import Matcher
 from watcher.store import Store, StoryEdit, StoryMessage, WriteTransaction
-from watcher.stories import StoryIndex, StorySettings, signature
+from watcher.stories import StoryIndex, StorySettings, hit_texts, signature
 from watcher.telegram.format import add_sources
 
 log = logging.getLogger(__name__)
@@ -64,21 +65,39 @@ class StoryTracker:
         # index and not in the store, and SQLite would give their ids to other entries.
         self._unconfirmed: dict[int, tuple[int, int]] = {}
 
-    async def load(self, store: Store, now: datetime) -> int:
+    async def load(
+        self,
+        store: Store,
+        now: datetime,
+        *,
+        matcher: Matcher | None = None,
+        languages: Mapping[str, str | None] | None = None,
+    ) -> int:
         """Rebuild the index from the entries the store recorded with a story within the
-        window; return how many it holds. Their signatures keep the words their rules
-        matched (the store does not say which): compared with a new entry, which lacks
-        them, those only lower the similarity, so a restart can miss a join, never make
-        a wrong one."""
+        window; return how many it holds.
+
+        The words rules matched are no evidence of one story (`place`), and the store does
+        not keep them: `matcher` (the rules now, with each feed's language from `languages`)
+        finds them again, so each entry gets back the signature it was placed with unless
+        the rules changed meanwhile. Without it, signatures keep those words: compared with
+        a new entry, which lacks them, they only lower the similarity, so a restart could
+        miss a join, never make a wrong one."""
         started = time.perf_counter()
         since = now - self.settings.window
         index = StoryIndex(self.settings)
+        languages = languages or {}
         for row in await store.story_entries(since):
+            matched: list[str] = []
+            if matcher is not None:
+                hits = matcher.match(
+                    row.title, row.summary, feed=row.feed, language=languages.get(row.feed)
+                )
+                matched = hit_texts(hits)
             index.restore(
                 row.id,
                 row.feed,
                 _when(row.published, row.first_seen),
-                signature(row.title, row.summary),
+                signature(row.title, row.summary, ignore=matched),
                 row.story_id,
             )
         index.expire(since)
