@@ -13,6 +13,7 @@ import pytest
 
 from tests.fakes.feed_server import FeedServer
 from tests.poll_harness import Clock, poll_parts
+from watcher.digests import send_digest
 from watcher.model import Entry, FeedDef, FeedState, Hit, RuleDef, Span
 from watcher.pipeline import PollContext, PollReport, poll_feed
 from watcher.store import prune
@@ -248,6 +249,30 @@ async def test_a_chat_that_had_the_entry_gets_nothing_held_for_its_digest(parts:
     report = await parts.poll(item("r1", "Karabakh road reopens to trucks"), OLD)
     assert (report.updated, report.alerts, report.held) == (1, 0, 0)
     assert await parts.store.held_alerts(8) == []
+
+
+async def test_an_entry_a_digest_carried_or_will_carry_is_not_held_or_sent_again(
+    parts: Parts,
+) -> None:
+    await parts.start(OLD)
+    for chat in (8, 9):  # daily digests, following both rules
+        for rule in ("karabakh", "peacekeepers"):
+            await parts.store.follow(chat, rule, parts.clock.now)
+        await parts.store.set_digest(chat, "daily", "08:00")
+    assert (await parts.poll(item("r1", "Karabakh road reopens"), OLD)).held == 2
+    await send_digest(parts.store, 8, parts.clock.now, "Daily digest")  # 8 has had it
+    await parts.store.set_digest(9, "off", None)  # 9 will get it in its next digest
+
+    edited = item("r1", "Karabakh road reopens as Russian peacekeepers leave")
+    report = await parts.poll(edited, OLD)
+    # "peacekeepers" newly hits: only its configured chat -100 is told.
+    assert (report.updated, report.alerts, report.held) == (1, 1, 0)
+    assert [chat for chat, _ in parts.outbox()] == [42, 8, -100]  # 42, 8's digest, -100
+    assert await parts.store.held_alerts(8) == []
+    # 9's digest, still to come, will show the entry as it reads now.
+    assert [held.title for held in await parts.store.held_alerts(9)] == [
+        "Karabakh road reopens as Russian peacekeepers leave"
+    ]
 
 
 async def test_with_stories_an_update_that_joins_a_story_edits_its_message(parts: Parts) -> None:

@@ -188,6 +188,28 @@ async def test_a_held_alert_keeps_its_entry(store: Store) -> None:
     assert [h.entry_id for h in await store.held_alerts(42)] == [one]
 
 
+async def test_an_alert_a_digest_carried_goes_after_the_outbox_retention(store: Store) -> None:
+    (one,) = await parse(store, "apa", [entry(1)], ago(200))
+    (two,) = await parse(store, "apa", [entry(2)], ago(100))
+    await parse(store, "apa", [entry(3)], ago(99))
+    await store.add_subscriber(42, ago(300))
+    async with store.write() as tx:
+        await tx.hold(42, one, ["r"], ago(200))
+        await tx.hold(42, two, ["r"], ago(100))
+    await store.release_held(42, [one], ["digest"], ago(31))
+    await store.release_held(42, [two], ["digest"], ago(29))
+
+    report = await prune(store, NOW, **KEEP)
+
+    # The record of what the digest of 31 days ago carried went, then entry 1; entry 2 is
+    # kept while the record that chat 42 had it is. (The digests themselves, never sent
+    # here, stay in the outbox.)
+    assert (report.outbox_deleted, report.entries_deleted) == (1, 1)
+    assert await guids(store) == ["g2", "g3"]
+    async with store.write() as tx:
+        assert await tx.alerted_chats([two]) == {(two, 42)}
+
+
 async def test_entries_of_a_feed_no_longer_configured_go_after_the_horizon(store: Store) -> None:
     await parse(store, "apa", [entry(1)], ago(200))
     await parse(store, "trend", [entry(5, link="https://trend.az/5")], ago(1))
@@ -205,8 +227,9 @@ async def test_batches_page_through_entries_seen_at_the_same_moment(store: Store
     report = await prune(store, NOW, **KEEP, batch_rows=2)
 
     assert report.entries_deleted == 4
-    # The outbox's one, then eight candidates (entry 99 too) two at a time, and the end.
-    assert report.batches == 1 + 4 + 1
+    # The outbox's one, the carried digest alerts' one, then eight candidates (entry 99
+    # too) two at a time, and the end.
+    assert report.batches == 1 + 1 + 4 + 1
     assert await guids(store) == ["g0", "g2", "g4", "g99"]
 
 

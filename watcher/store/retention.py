@@ -13,8 +13,9 @@ entry is deleted only when all of these hold:
   not remember which feeds list which links, so a feed not parsed for a long time (its body
   unchanged, or failing) holds back the pruning of linked entries seen after its last parse;
   `PruneReport.waiting_on` names it;
-- no outbox row and no held alert refers to it (delivered outbox rows go first, once past
-  their own retention; an entry outlives the rows about it, never the other way round).
+- no outbox row and no held alert refers to it (delivered outbox rows and held alerts a
+  digest carried go first, once past their own retention; an entry outlives the rows about
+  it, never the other way round).
 
 An outbox row that edits a message (`edit_of`: another outlet of the message's story) goes
 with that message, or before it: a message past its retention is kept while an edit of it is
@@ -41,7 +42,7 @@ BATCH_ROWS = 500
 
 @dataclass(frozen=True, slots=True)
 class PruneReport:
-    outbox_deleted: int
+    outbox_deleted: int  # settled outbox rows, and held alerts a digest carried
     entries_deleted: int
     batches: int  # write transactions used
     seconds: float
@@ -67,6 +68,9 @@ async def prune(
     outbox_horizon = now - timedelta(seconds=keep_outbox_s)
     entry_horizon = now - timedelta(seconds=keep_entries_s)
     outbox_deleted, outbox_batches = await _prune_outbox(store, outbox_horizon, batch_rows)
+    released, released_batches = await _prune_released(store, outbox_horizon, batch_rows)
+    outbox_deleted += released
+    outbox_batches += released_batches
     entries_deleted, entry_batches = await _prune_entries(store, entry_horizon, batch_rows)
     held_back, waiting_on = await _held_back(store, entry_horizon)
     await optimize(store)
@@ -125,6 +129,25 @@ async def _prune_outbox(store: Store, horizon: datetime, batch_rows: int) -> tup
         if len(doomed) < batch_rows:
             return deleted, batches
         await asyncio.sleep(0)  # the write lock is fair: waiting writers go first
+
+
+async def _prune_released(store: Store, horizon: datetime, batch_rows: int) -> tuple[int, int]:
+    """Held alerts a digest carried before `horizon`: like sent outbox rows."""
+    deleted = batches = 0
+    while True:
+        async with store.write() as tx:
+            cursor = await tx.db.execute(
+                """DELETE FROM held_alerts WHERE rowid IN
+                   (SELECT rowid FROM held_alerts
+                    WHERE released_at IS NOT NULL AND released_at < ? LIMIT ?)""",
+                (horizon.timestamp(), batch_rows),
+            )
+            in_batch = max(cursor.rowcount, 0)
+        deleted += in_batch
+        batches += 1
+        if in_batch < batch_rows:
+            return deleted, batches
+        await asyncio.sleep(0)
 
 
 async def _prune_entries(store: Store, horizon: datetime, batch_rows: int) -> tuple[int, int]:

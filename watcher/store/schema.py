@@ -225,6 +225,20 @@ def _v8_stories(db: sqlite3.Connection) -> None:
     )
 
 
+def _v9_released_digests(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- When a digest carried the held alert. The row stays (until [retention] outbox)
+        -- as the record that the chat had the entry: an update of it must not hold it for
+        -- the next digest again, nor send it as a message.
+        ALTER TABLE held_alerts ADD COLUMN released_at REAL;
+        CREATE INDEX held_alerts_released ON held_alerts(released_at)
+            WHERE released_at IS NOT NULL;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -234,5 +248,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v6_retention,
     _v7_entry_versions,
     _v8_stories,
+    _v9_released_digests,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,7 +33,7 @@ from watcher.model import (
     OutboxItem,
     UpdatedEntry,
 )
-from watcher.store.chunks import chunks
+from watcher.store.chunks import ROWS_PER_STATEMENT, chunks
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
 from watcher.store.stories import StoryQueries
 from watcher.store.subscribers import SubscriberQueries
@@ -692,13 +692,16 @@ class WriteTransaction:
         return max(cursor.rowcount, 0)
 
     async def alerted_chats(self, entry_ids: Sequence[int]) -> set[tuple[int, int]]:
-        """(entry id, chat id) of the outbox rows about these entries, whatever their status."""
+        """(entry id, chat id) of the chats that had, or will have, an alert about these
+        entries: an outbox row whatever its status, or a held alert, whether a digest
+        has carried it yet or not."""
         found: set[tuple[int, int]] = set()
-        for chunk in chunks(entry_ids):
+        for chunk in chunks(entry_ids, ROWS_PER_STATEMENT // 2):  # each id is given twice
+            marks = ",".join("?" * len(chunk))
             async with self.db.execute(
-                f"""SELECT entry_id, chat_id FROM outbox
-                    WHERE entry_id IN ({",".join("?" * len(chunk))})""",
-                chunk,
+                f"""SELECT entry_id, chat_id FROM outbox WHERE entry_id IN ({marks})
+                    UNION SELECT entry_id, chat_id FROM held_alerts WHERE entry_id IN ({marks})""",
+                [*chunk, *chunk],
             ) as cursor:
                 found.update((row[0], row[1]) for row in await cursor.fetchall())
         return found

@@ -122,7 +122,9 @@ class SubscriberQueries:
             cursor = await tx.db.execute(
                 "UPDATE subscribers SET active = 0 WHERE chat_id = ?", (chat_id,)
             )
-            await tx.db.execute("DELETE FROM held_alerts WHERE chat_id = ?", (chat_id,))
+            await tx.db.execute(
+                "DELETE FROM held_alerts WHERE chat_id = ? AND released_at IS NULL", (chat_id,)
+            )
             return cursor.rowcount > 0
 
     async def record_chat_migration(self, old: int, new: int, now: datetime) -> None:
@@ -160,7 +162,8 @@ class SubscriberQueries:
             """SELECT h.chat_id, h.entry_id, h.rules, e.title, e.link, f.name, h.created_at
                FROM held_alerts h JOIN entries e ON e.id = h.entry_id
                JOIN feeds f ON f.id = e.feed_id
-               WHERE h.chat_id = ? ORDER BY h.created_at, h.entry_id""",
+               WHERE h.chat_id = ? AND h.released_at IS NULL
+               ORDER BY h.created_at, h.entry_id""",
             (chat_id,),
         )
         return [
@@ -177,18 +180,23 @@ class SubscriberQueries:
         ]
 
     async def chats_with_held_alerts(self) -> list[int]:
-        rows = await self._fetchall("SELECT DISTINCT chat_id FROM held_alerts", ())
+        rows = await self._fetchall(
+            "SELECT DISTINCT chat_id FROM held_alerts WHERE released_at IS NULL", ()
+        )
         return [int(row[0]) for row in rows]
 
     async def release_held(
         self, chat_id: int, entry_ids: Iterable[int], messages: Sequence[str], now: datetime
     ) -> None:
-        """Replace held alerts by digest messages in the outbox, in one transaction."""
+        """Queue digest messages in the outbox in place of held alerts, in one transaction.
+        The held alerts are marked released, not deleted: they record that the chat had
+        those entries (`WriteTransaction.alerted_chats`)."""
         async with self.write() as tx:
             await tx.enqueue([Alert(None, chat_id, text) for text in messages], now)
             await tx.db.executemany(
-                "DELETE FROM held_alerts WHERE chat_id = ? AND entry_id = ?",
-                [(chat_id, entry_id) for entry_id in entry_ids],
+                """UPDATE held_alerts SET released_at = ?
+                   WHERE chat_id = ? AND entry_id = ? AND released_at IS NULL""",
+                [(_ts(now), chat_id, entry_id) for entry_id in entry_ids],
             )
 
     async def subscriber_stats(self) -> dict[str, int]:
@@ -197,7 +205,7 @@ class SubscriberQueries:
                  (SELECT count(*) FROM subscribers WHERE active = 1),
                  (SELECT count(*) FROM subscribers WHERE active = 0),
                  (SELECT count(*) FROM subscriptions),
-                 (SELECT count(*) FROM held_alerts)""",
+                 (SELECT count(*) FROM held_alerts WHERE released_at IS NULL)""",
             (),
         )
         active, blocked, follows, held = rows[0]
