@@ -16,14 +16,16 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.telegram_api import FakeTelegram, SentMessage, utf16_len
+from tests.fakes.telegram_api import Bucket, FakeTelegram, RateLimits, SentMessage, utf16_len
 from watcher.bot_backend import StoreBackend
 from watcher.config import Settings, load_config
-from watcher.model import RuleDef
+from watcher.delivery import Delivery, Limits
+from watcher.model import Alert, RuleDef
 from watcher.store import Store
 from watcher.telegram import commands
 from watcher.telegram.bot import MENU, SubscriberBot
 from watcher.telegram.format import MESSAGE_LIMIT
+from watcher.telegram.send import TelegramSender
 
 TOKEN = "123456:TEST-token-for-the-subscriber-bot"
 ADMIN = 1000
@@ -643,6 +645,42 @@ async def test_a_group_administrator_that_cannot_be_checked_is_refused(world: Wo
     assert await followed(world.store, GROUP) == ()
     reply = await ask(fake, GROUP, "/subscribe@watcher_test_bot peacekeepers", from_id=3001)
     assert reply.visible_text == "✅ You now follow peacekeepers."
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared limit", "own way"])
+async def test_replies_take_turns_with_alerts_under_the_chat_limit(
+    fake: FakeTelegram, store: Store, backend: StoreBackend, shared: bool
+) -> None:
+    # Telegram allows a private chat one message per 0.25 s here, with no burst.
+    fake.set_rate_limits(RateLimits(per_private_chat=Bucket(capacity=1, per_second=4.0)))
+    sender = TelegramSender(TOKEN, api_base_url=fake.base_url, timeout_s=3)
+    limits = Limits(private_per_period=1, private_period_s=0.4)  # 0.15 s to spare
+    delivery = Delivery(store, sender, clock=lambda: NOW, limits=limits)
+    async with store.write() as tx:
+        await tx.enqueue([Alert(None, USER, f"alert {n}") for n in range(3)], NOW)
+    bot = SubscriberBot(
+        TOKEN,
+        api_base_url=fake.base_url,
+        backend=backend,
+        poll_timeout_s=1,
+        request_timeout_s=3,
+        reply_slot=delivery.reply_slot if shared else None,
+    )
+    await bot.start()
+    try:
+        for _ in range(3):
+            fake.inject_message(USER, "/help")
+        delivered = await delivery.drain()
+        if shared:
+            await fake.wait_for_messages(6, timeout=10)
+    finally:
+        await bot.stop()
+        await sender.close()
+    if shared:  # three alerts and three replies, not one refused
+        assert (delivered, fake.count_429, len(fake.sent)) == (3, 0, 6)
+    else:  # sent their own way, replies and alerts meet Telegram's limit: replies are lost
+        # and alerts put off
+        assert fake.count_429 > 0 and (delivered < 3 or len(fake.sent) < 6)
 
 
 async def test_allowlist_refuses_other_chats_and_shows_their_id(

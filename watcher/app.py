@@ -201,7 +201,10 @@ class Daemon:
                 store, lambda: self.settings, clock=utc_now, wake_delivery=delivery.wake
             )
             bot = SubscriberBot(
-                token, api_base_url=self.settings.telegram.api_base_url, backend=backend
+                token,
+                api_base_url=self.settings.telegram.api_base_url,
+                backend=backend,
+                reply_slot=delivery.reply_slot,
             )
             await bot.start()  # never raises for Telegram's sake: retries in the background
         log.info(

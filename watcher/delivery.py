@@ -16,9 +16,10 @@ person deleted it, the edit is dropped (settled, not given up: there is nothing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TextIO
@@ -180,6 +181,14 @@ class Delivery:
             task.add_done_callback(self._chat_tasks.discard)
             started.append(task)
         return started
+
+    @contextlib.asynccontextmanager
+    async def reply_slot(self, chat_id: int) -> AsyncIterator[None]:
+        """A turn under this chat's and the overall limit for a message that is not in
+        the outbox (the bot's replies to commands): Telegram counts them with the alerts,
+        so a subscriber's commands during a burst of alerts cost neither a 429."""
+        async with self._chat_limiter(chat_id), self._overall:
+            yield
 
     def _held(self, chat_id: int, now: datetime) -> bool:
         until = self._held_until.get(chat_id)

@@ -20,7 +20,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 
 Context = ContextTypes.DEFAULT_TYPE
 CommandBody = Callable[[Message, Context, int], Awaitable[None]]
+# A turn under Telegram's limits for a message to a chat (Delivery.reply_slot).
+ReplySlot = Callable[[int], AbstractAsyncContextManager[None]]
 
 # The menu Telegram shows next to the message field (setMyCommands). Admin commands are
 # left out: they are listed in /help for admins only.
@@ -100,6 +103,7 @@ class SubscriberBot:
         request_timeout_s: float = 10.0,
         retry_initial_s: float = 5.0,
         retry_max_s: float = 300.0,
+        reply_slot: ReplySlot | None = None,
     ) -> None:
         self._token = token
         self._base_url = api_base_url.rstrip("/") + "/bot"
@@ -108,6 +112,7 @@ class SubscriberBot:
         self._request_timeout_s = request_timeout_s
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
+        self._reply_slot: ReplySlot = reply_slot or _no_wait
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._retry_task: asyncio.Task[None] | None = None
         self._started = False
@@ -285,17 +290,17 @@ class SubscriberBot:
             log.info("bot command chat=%s command=/%s", chat.id, name)
             if admin:
                 if not self._is_admin(update):
-                    await _reply(message, say.operators_only(name))
+                    await self._reply(message, say.operators_only(name))
                     return
             elif not self._backend.may_subscribe(chat.id):
-                await _reply(message, say.private_bot(chat.id))
+                await self._reply(message, say.private_bot(chat.id))
                 return
             # `/digest` alone only shows the setting.
             changes = name in _CHANGING_COMMANDS and (name != "digest" or bool(context.args))
             if changes:
                 refusal = await self._group_refusal(context.bot, chat, message.from_user, message)
                 if refusal is not None:
-                    await _reply(message, escape(refusal))
+                    await self._reply(message, escape(refusal))
                     return
             try:
                 await body(message, context, chat.id)
@@ -304,7 +309,7 @@ class SubscriberBot:
             except Exception:
                 # Say so rather than stay silent; the error handler logs the failure.
                 with contextlib.suppress(TelegramError):
-                    await _reply(message, escape(say.SORRY))
+                    await self._reply(message, escape(say.SORRY))
                 raise
 
         return handle
@@ -341,6 +346,19 @@ class SubscriberBot:
             known = self._group_admins[key] = (admin, now)
         return None if known[0] else say.GROUP_ADMINS_ONLY
 
+    async def _reply(
+        self, message: Message, html: str, keyboard: InlineKeyboardMarkup | None = None
+    ) -> None:
+        async with self._reply_slot(message.chat_id):
+            # No quoting: a reply to a message deleted meanwhile would be refused.
+            await message.reply_text(
+                html,
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+                do_quote=False,
+            )
+
     def _is_admin(self, update: Update) -> bool:
         user = update.effective_user
         return user is not None and self._backend.is_admin(user.id)
@@ -353,20 +371,20 @@ class SubscriberBot:
     async def _start(self, message: Message, context: Context, chat_id: int) -> None:
         new = await self._backend.register(chat_id)
         admin = message.from_user is not None and self._backend.is_admin(message.from_user.id)
-        await _reply(message, say.welcome(new, admin))
+        await self._reply(message, say.welcome(new, admin))
 
     async def _help(self, message: Message, context: Context, chat_id: int) -> None:
         admin = message.from_user is not None and self._backend.is_admin(message.from_user.id)
-        await _reply(message, say.command_list(admin))
+        await self._reply(message, say.command_list(admin))
 
     async def _rules(self, message: Message, context: Context, chat_id: int) -> None:
         page = say.render_rules_page(self._backend.rules(), await self._followed(chat_id), 0)
-        await _reply(message, page.html, _keyboard(page))
+        await self._reply(message, page.html, _keyboard(page))
 
     async def _subscribe(self, message: Message, context: Context, chat_id: int) -> None:
         names = _names(context.args)
         if not names:
-            await _reply(message, say.name_wanted("subscribe"))
+            await self._reply(message, say.name_wanted("subscribe"))
             return
         rules = self._backend.rules()
         await self._backend.register(chat_id)
@@ -381,12 +399,12 @@ class SubscriberBot:
                 lines.append(f"You already follow <b>{_shown(rule.name)}</b>.")
         if any(say.find_rule(name, rules) is None for name in names):
             lines.append(say.see_rules())
-        await _reply(message, "\n".join(lines))
+        await self._reply(message, "\n".join(lines))
 
     async def _unsubscribe(self, message: Message, context: Context, chat_id: int) -> None:
         names = _names(context.args)
         if not names:
-            await _reply(message, say.name_wanted("unsubscribe"))
+            await self._reply(message, say.name_wanted("unsubscribe"))
             return
         # A followed rule the operator has since removed can still be unfollowed.
         known = list(self._backend.rules())
@@ -405,27 +423,27 @@ class SubscriberBot:
                 lines.append(f"You were not following <b>{_shown(rule.name)}</b>.")
         if any(say.find_rule(name, known) is None for name in names):
             lines.append(say.see_rules())
-        await _reply(message, "\n".join(lines))
+        await self._reply(message, "\n".join(lines))
 
     async def _list(self, message: Message, context: Context, chat_id: int) -> None:
         subscriber = await self._backend.subscriber(chat_id)
         text = say.followed_list(
             subscriber, self._backend.rules(), self._backend.timezone, self._backend.now()
         )
-        await _reply(message, text)
+        await self._reply(message, text)
 
     async def _mute(self, message: Message, context: Context, chat_id: int) -> None:
         try:
             duration = say.parse_mute(context.args or ())
         except say.Invalid as exc:
-            await _reply(message, escape(exc.message))
+            await self._reply(message, escape(exc.message))
             return
         now = self._backend.now()
         until = now + duration
         await self._backend.register(chat_id)
         await self._backend.mute(chat_id, until)
         shown = say.show_moment(until, self._backend.timezone, now)
-        await _reply(
+        await self._reply(
             message,
             escape(
                 f"🔕 Muted until {shown}. Alerts that arrive meanwhile are held, not lost. "
@@ -441,7 +459,7 @@ class SubscriberBot:
             await self._backend.register(chat_id)
             await self._backend.mute(chat_id, None)
         head = "🔔 Unmuted." if muted else "You were not muted."
-        await _reply(message, escape(f"{head} {say.digest_state(subscriber, self._zone())}"))
+        await self._reply(message, escape(f"{head} {say.digest_state(subscriber, self._zone())}"))
 
     async def _digest(self, message: Message, context: Context, chat_id: int) -> None:
         zone = self._zone()
@@ -452,12 +470,12 @@ class SubscriberBot:
                 f"Change it with /digest off, /digest hourly or /digest daily HH:MM "
                 f"(24-hour clock, {zone} time)."
             )
-            await _reply(message, escape(f"{current}\n{usage}"))
+            await self._reply(message, escape(f"{current}\n{usage}"))
             return
         try:
             choice = say.parse_digest(context.args, zone)
         except say.Invalid as exc:
-            await _reply(message, escape(exc.message))
+            await self._reply(message, escape(exc.message))
             return
         await self._backend.register(chat_id)
         await self._backend.set_digest(chat_id, choice.mode, choice.at)
@@ -471,15 +489,15 @@ class SubscriberBot:
                 f"Daily digest: alerts are collected and sent once a day at {choice.at} ({zone})."
             )
         muted = say.mute_state(subscriber, self._backend.timezone, self._backend.now())
-        await _reply(message, escape(text if muted is None else f"{text}\n{muted}"))
+        await self._reply(message, escape(text if muted is None else f"{text}\n{muted}"))
 
     async def _status(self, message: Message, context: Context, chat_id: int) -> None:
         for part in say.split_html(await self._backend.status_text()):
-            await _reply(message, part)
+            await self._reply(message, part)
 
     async def _stats(self, message: Message, context: Context, chat_id: int) -> None:
         for part in say.split_html(await self._backend.stats_text()):
-            await _reply(message, part)
+            await self._reply(message, part)
 
     async def _unknown_command(self, update: Update, context: Context) -> None:
         message, chat = update.effective_message, update.effective_chat
@@ -496,9 +514,9 @@ class SubscriberBot:
             return  # a bare /command in a group may be for another bot: stay quiet
         log.info("bot command chat=%s command=/%s (unknown)", chat.id, command[:32])
         if not self._backend.may_subscribe(chat.id):
-            await _reply(message, say.private_bot(chat.id))
+            await self._reply(message, say.private_bot(chat.id))
             return
-        await _reply(message, say.unknown_command(command, self._is_admin(update)))
+        await self._reply(message, say.unknown_command(command, self._is_admin(update)))
 
     async def _chat(self, update: Update, context: Context) -> None:
         """Plain text in a private chat: point at the commands rather than stay silent."""
@@ -507,9 +525,9 @@ class SubscriberBot:
             return
         log.info("bot text chat=%s", chat.id)
         if not self._backend.may_subscribe(chat.id):
-            await _reply(message, say.private_bot(chat.id))
+            await self._reply(message, say.private_bot(chat.id))
             return
-        await _reply(message, "I only understand commands. Send /help to see them.")
+        await self._reply(message, "I only understand commands. Send /help to see them.")
 
     # ------------------------------------------------------------------ buttons
 
@@ -585,28 +603,30 @@ class SubscriberBot:
         try:
             if message is None:
                 raise BadRequest("message to edit not found")
-            if not edit_text and message.text == page.visible:
-                await message.edit_reply_markup(reply_markup=keyboard)
-            else:
-                await message.edit_text(
-                    page.html,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=keyboard,
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
+            async with self._reply_slot(chat_id):
+                if not edit_text and message.text == page.visible:
+                    await message.edit_reply_markup(reply_markup=keyboard)
+                else:
+                    await message.edit_text(
+                        page.html,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=keyboard,
+                        link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    )
         except BadRequest as exc:
             if "not modified" in str(exc).lower():
                 return  # a double tap: the message already shows this
             bot = message.get_bot() if message is not None else None
             if bot is None:
                 raise
-            await bot.send_message(
-                chat_id,
-                page.html,
-                parse_mode=ParseMode.HTML,
-                reply_markup=keyboard,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
+            async with self._reply_slot(chat_id):
+                await bot.send_message(
+                    chat_id,
+                    page.html,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
 
     async def _followed(self, chat_id: int) -> tuple[str, ...]:
         subscriber = await self._backend.subscriber(chat_id)
@@ -616,15 +636,9 @@ class SubscriberBot:
 # ---------------------------------------------------------------------- helpers
 
 
-async def _reply(message: Message, html: str, keyboard: InlineKeyboardMarkup | None = None) -> None:
-    # No quoting: a reply to a message deleted meanwhile would be refused.
-    await message.reply_text(
-        html,
-        parse_mode=ParseMode.HTML,
-        reply_markup=keyboard,
-        link_preview_options=LinkPreviewOptions(is_disabled=True),
-        do_quote=False,
-    )
+@contextlib.asynccontextmanager
+async def _no_wait(chat_id: int) -> AsyncIterator[None]:
+    yield
 
 
 def _keyboard(page: say.Page) -> InlineKeyboardMarkup | None:
