@@ -140,6 +140,7 @@ class StorySettings:
 class _Item:
     feed: FeedKey
     published: datetime
+    at: float  # `published` as a POSIX timestamp: the candidate search's arithmetic
     terms: tuple[str, ...]  # a tuple takes a sixth of a frozenset's memory
     numbers: frozenset[str]  # of the title
     story: int
@@ -307,7 +308,9 @@ class StoryIndex:
         self, entry_id: int, feed: FeedKey, published: datetime, sig: Signature, story: int
     ) -> None:
         terms = tuple(sig.terms)
-        self._items[entry_id] = _Item(feed, published, terms, sig.numbers, story, self._norm(terms))
+        self._items[entry_id] = _Item(
+            feed, published, published.timestamp(), terms, sig.numbers, story, self._norm(terms)
+        )
         for term in sig.terms:
             self._postings.setdefault(term, set()).add(entry_id)
         group = self._stories.setdefault(story, _Story())
@@ -362,24 +365,29 @@ class StoryIndex:
         needed = settings.threshold**2 * norm**2
         skipped = 0.0
         shared: dict[int, float] = {}
+        add_to = shared.get
+        postings = self._postings
         for square, term in weighted:
             if skipped + square < needed:
                 skipped += square
                 continue
-            for holder in self._postings.get(term, ()):
-                shared[holder] = shared.get(holder, 0.0) + square
+            for holder in postings.get(term, ()):
+                shared[holder] = add_to(holder, 0.0) + square
         # These sums are rounded in an order that depends on set iteration: allow for it.
-        slack = 1e-9 * norm**2
+        # Times as timestamps round too: a millisecond more is allowed for, in both tests.
+        base = skipped + 1e-9 * norm**2
+        window_s = settings.window.total_seconds()
+        threshold, penalty = settings.threshold, settings.time_penalty
+        at = published.timestamp()
+        items = self._items
         found = []
         for holder, weight in shared.items():
-            item = self._items[holder]
-            apart = published - item.published
-            if abs(apart) > settings.window:
+            item = items[holder]
+            apart = abs(at - item.at) - 1e-3
+            if apart > window_s:
                 continue
-            least = settings.threshold + settings.time_penalty * min(
-                abs(apart) / settings.window, 1.0
-            )
-            if weight + skipped + slack >= least * norm * item.norm:
+            least = threshold + penalty * (apart / window_s if apart > 0 else 0.0)
+            if weight + base >= least * norm * item.norm:
                 found.append(holder)
         found.sort()
         return found
