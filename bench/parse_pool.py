@@ -14,7 +14,7 @@ warm caches or competes with it for the cores. Two scenarios:
 
 Figures: wall time, CPU time (this process and, for the process pool, its workers, read from
 /proc before they exit: Linux only), loop lag p50/p99/max, the first parse's latency
-(cold start: the forkserver and its workers), and peak RSS. Ends with one RESULT line.
+(cold start: the workers, started on first use), and peak RSS. Ends with one RESULT line.
 
     .venv/bin/python bench/parse_pool.py [--feeds 100] [--workers 2] [--rate 17]
 """
@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,9 +112,7 @@ async def run_one(mode: str, n: int, workers: int, rate: float) -> dict[str, flo
         await asyncio.sleep(0)  # inline: one feed per loop turn, the best inline can do
         return len(parse_feed(result).entries)
 
-    worker_pids: list[int] = []
-    if isinstance(getattr(parser, "_executor", None), ProcessPoolExecutor):
-        worker_pids = list(parser._executor._processes)  # type: ignore[union-attr]
+    worker_pids = list(parser.worker_pids) if parser is not None else []
     worker_cpu_before = sum(cpu_seconds_of(pid) for pid in worker_pids)
 
     lateness.clear()

@@ -20,7 +20,7 @@ addresses: 80% answer 304, 15% answer 200 with an unchanged body and no validato
   sample of the feeds, scaled to N.
 
 Figures: wall time; CPU time of the daemon process (by thread) and of its children
-(forkserver, parse workers), not of the server; memory during the cycle: the daemon's peak RSS
+(the parse workers), not of the server; memory during the cycle: the daemon's peak RSS
 and the peak PSS of the daemon with its children (sampled from outside every 100 ms); event-loop
 lag p50/p99/max from a task on the daemon's loop that sleeps 10 ms and records how late it
 wakes. Ends with one RESULT line (rss_mb is that PSS peak). About two minutes on two cores.
@@ -93,7 +93,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def descendants(root: int) -> list[int]:
-    """Every live process below `root` (parse workers are children of the forkserver)."""
+    """Every live process below `root`, however deep (the parse workers are its children)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
@@ -723,7 +723,7 @@ def report(
     rss_sum_peak = peak_in(samples, cycle["start_time"], cycle["end_time"], 2)
     print(
         f"  memory: daemon process peak RSS {cycle['rss_main_mb']:.0f} MB; with its "
-        f"{cycle['children']} children (forkserver, parse workers, resource tracker) peak "
+        f"{cycle['children']} children (parse workers) peak "
         f"PSS {pss_peak:.0f} MB, peak RSS sum {rss_sum_peak:.0f} MB (shared pages counted "
         f"once per process); process lifetime peak RSS (the bench's priming included) "
         f"{daemon['rss_main_lifetime_mb']:.0f} MB"
