@@ -23,11 +23,18 @@ Figures: wall time; CPU time of the daemon process (by thread) and of its childr
 (the parse workers), not of the server; memory during the cycle: the daemon's peak RSS
 and the peak PSS of the daemon with its children (sampled from outside every 100 ms); event-loop
 lag p50/p99/max from a task on the daemon's loop that sleeps 10 ms and records how late it
-wakes. Ends with one RESULT line (rss_mb is that PSS peak). About two minutes on two cores.
+wakes.
+
+The daemon and the limit run `--repeat` times (default 3), taking turns. The same work costs
+a different CPU time from run to run on a shared machine (the limit's feedparser alone took
+30 to 38 s in runs a few minutes apart), and other work only ever adds time: the CPU ratio
+is that of the two least CPU times. Wall time, lag and memory are the worst of the runs.
+Ends with one RESULT line (rss_mb is the PSS peak). About five minutes on two cores
+(two with `--repeat 1`).
 
     .venv/bin/python bench/poll.py [--feeds 10000] [--hosts 100] [--concurrency 100]
         [--per-host 2] [--naive-sample 500] [--layout interleaved|grouped] [--latency-ms 0]
-        [--full-history] [--keep]
+        [--full-history] [--repeat 3] [--keep]
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import logging
 import os
 import random
 import re
@@ -352,15 +358,12 @@ async def prime(settings: Any, farm: Farm, port: int, *, full_history: bool) -> 
     }
 
 
-_FIELD = re.compile(r"\b(feed|status|new)=(\S+)")
-
-
-class PollCounter(logging.Handler):
-    """Watches the daemon's `poll …` log lines (one per finished poll) until every feed has
-    been polled, and snapshots the process tree's CPU at that moment."""
+class PollCounter:
+    """Counts the daemon's finished polls (it is handed each poll's report, as the daemon
+    logs it) until every feed has been polled, and snapshots the process tree's CPU at that
+    moment."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(logging.INFO)
         self._loop = loop
         self.reset(0)
 
@@ -378,16 +381,13 @@ class PollCounter(logging.Handler):
         self.end_cpu = (0.0, 0.0)
         self.end_threads: dict[str, float] = {}
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if not str(record.msg).startswith("poll "):
-            return
-        fields = dict(_FIELD.findall(record.getMessage()))
+    def count(self, report: Any) -> None:
         self.polls += 1
-        self.statuses[fields.get("status", "?")] += 1
-        if fields.get("new", "0") not in ("0", "-"):
-            self.new_entries[int(fields["new"])] += 1
+        self.statuses[str(report.status) if report.status is not None else "-"] += 1
+        if report.new:
+            self.new_entries[report.new] += 1
         self.finished_at.append(time.perf_counter())
-        name = fields.get("feed", "")
+        name = report.feed
         if name in self.polled:
             self.repolled.append(name)
         self.polled.add(name)
@@ -416,6 +416,7 @@ def checked_since(db_path: Path, since: float) -> int:
 
 
 async def run_daemon(options: argparse.Namespace) -> Figures:
+    import watcher.app
     from watcher.app import Daemon
     from watcher.config import load_config
     from watcher.logs import setup_logging
@@ -437,7 +438,15 @@ async def run_daemon(options: argparse.Namespace) -> Figures:
     setup_logging("INFO", stream=log_file)
     loop = asyncio.get_running_loop()
     counter = PollCounter(loop)
-    logging.getLogger("watcher.app").addHandler(counter)
+    # Counted where the daemon logs each poll (at DEBUG when it found nothing new: not
+    # logged at all at INFO, so no log line can count them).
+    log_poll = watcher.app._log_poll
+
+    def counted_log_poll(report: Any, seconds: float) -> None:
+        counter.count(report)
+        log_poll(report, seconds)
+
+    watcher.app._log_poll = counted_log_poll  # type: ignore[attr-defined]
     ticker = LagTicker()
     ticker.start()
 
@@ -456,7 +465,7 @@ async def run_daemon(options: argparse.Namespace) -> Figures:
         except TimeoutError:
             raise SystemExit(
                 f"{name}: only {len(counter.polled)} of {feeds} feeds polled in "
-                f"{CYCLE_TIMEOUT_S:.0f} s (has watcher.app's `poll …` log line changed?)"
+                f"{CYCLE_TIMEOUT_S:.0f} s (is watcher.app._log_poll still called per poll?)"
             ) from None
         wall = counter.end_wall - started
         workers = descendants(os.getpid())
@@ -655,11 +664,18 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
+def tree_pss_peak(daemon: Figures) -> float:
+    cycle = daemon["cycle"]
+    return peak_in(daemon["memory_samples"], cycle["start_time"], cycle["end_time"], 1)
+
+
 def report(
-    options: argparse.Namespace, farm: Farm, runs: dict[str, Figures], load_before: float
+    options: argparse.Namespace, farm: Farm, runs: dict[str, list[Figures]], load_before: float
 ) -> None:
-    daemon, limit = runs["daemon"], runs["limit"]
-    naive = runs.get("naive")
+    # The details are those of the daemon's and the limit's least-CPU runs.
+    daemon = min(runs["daemon"], key=lambda figures: figures["cycle"]["cpu_s"])
+    limit = min(runs["limit"], key=lambda figures: figures["cpu_s"])
+    naive = runs["naive"][0] if runs["naive"] else None
     cycle, warm = daemon["cycle"], daemon["warm"]
     kinds = Counter(farm.kinds)
     sizes = [len(t) for t in farm.templates]
@@ -689,6 +705,16 @@ def report(
         f"{'':28} {'wall s':>7} {'cpu s':>7} {'lag p50':>8} {'lag p99':>8} {'lag max':>8}"
         f" {'rss MB':>7}"
     )
+    print("runs (daemon, then limit):")
+    for n, (d, b) in enumerate(zip(runs["daemon"], runs["limit"], strict=True), start=1):
+        c = d["cycle"]
+        print(
+            f"  {n}: daemon wall {c['wall_s']:.2f} s, cpu {c['cpu_s']:.2f} s, lag p99 "
+            f"{c['lag_p99_ms']:.1f} ms, tree PSS {tree_pss_peak(d):.0f} MB; limit cpu "
+            f"{b['cpu_s']:.2f} s (feedparser {b['parse_cpu_s']:.2f} s); ratio "
+            f"{ratio(c['cpu_s'], b['cpu_s']):.2f}"
+        )
+    print("\nthe least-CPU run of each:")
     print(header)
     print("-" * len(header))
     print(
@@ -739,21 +765,26 @@ def report(
             f"({naive['failures']} not 200), x{farm.feeds / naive['sample']:g}"
         )
 
-    rss_mb = pss_peak
+    cycles = [d["cycle"] for d in runs["daemon"]]
+    rss_mb = max(tree_pss_peak(d) for d in runs["daemon"])
     cpu_ratio = ratio(cycle["cpu_s"], limit["cpu_s"])
-    print("\ntargets")
+    worst_wall = max(c["wall_s"] for c in cycles)
+    print(
+        f"\ntargets (over {len(cycles)} runs: cpu, the least of each; wall, lag and memory, "
+        "the worst)"
+    )
     print(f"  cpu  daemon/limit   {cpu_ratio:6.2f}x   (target <= 1.25x)  {_ok(cpu_ratio <= 1.25)}")
     if naive is not None:
-        speedup = ratio(naive["wall_s"], cycle["wall_s"])
+        speedup = ratio(naive["wall_s"], worst_wall)
         print(f"  wall naive/daemon  {speedup:6.1f}x   (target >= 10x)    {_ok(speedup >= 10)}")
-    lag = cycle["lag_p99_ms"]
+    lag = max(c["lag_p99_ms"] for c in cycles)
     print(f"  lag p99            {lag:6.1f} ms  (target < 50 ms)   {_ok(lag < 50)}")
     print(f"  memory (tree PSS)  {rss_mb:6.0f} MB  (target <= 150 MB) {_ok(rss_mb <= 150)}")
-    daemon_rss = cycle["rss_main_mb"]
+    daemon_rss = max(c["rss_main_mb"] for c in cycles)
     print(f"  rss daemon process {daemon_rss:6.0f} MB  (target <= 150 MB) {_ok(daemon_rss <= 150)}")
     naive_wall = f"{naive['wall_s']:.1f}" if naive is not None else "nan"
     print(
-        f"RESULT cycle_wall_s={cycle['wall_s']:.2f} cycle_cpu_s={cycle['cpu_s']:.2f}"
+        f"RESULT cycle_wall_s={worst_wall:.2f} cycle_cpu_s={cycle['cpu_s']:.2f}"
         f" limit_cpu_s={limit['cpu_s']:.2f} naive_wall_s={naive_wall}"
         f" lag_p99_ms={lag:.1f} rss_mb={rss_mb:.0f} daemon_rss_mb={daemon_rss:.0f}"
         f" cpu_ratio={cpu_ratio:.2f}"
@@ -778,6 +809,7 @@ def main() -> None:
         help="prime every feed's entries (600,000 rows, +70 s), not only the changing feeds'",
     )
     args.add_argument("--latency-ms", type=float, default=0.0, help="server delay per answer")
+    args.add_argument("--repeat", type=int, default=3, help="runs of the daemon and the limit")
     args.add_argument("--keep", action="store_true", help="keep the work dir (logs, db)")
     args.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     args.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -794,12 +826,16 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="watcher-bench-poll-"))
     server, port = start_farm(options)
     try:
-        runs: dict[str, Figures] = {}
-        for role in ("daemon", "limit", "naive"):
-            if role == "naive" and options.naive_sample <= 0:
-                continue
-            print(f"running {role}...", file=sys.stderr, flush=True)
-            runs[role] = child(role, options, workdir, port)
+        runs: dict[str, list[Figures]] = {"daemon": [], "limit": [], "naive": []}
+        for n in range(1, max(options.repeat, 1) + 1):
+            rundir = workdir / f"run{n}"
+            rundir.mkdir()
+            for role in ("daemon", "limit"):
+                print(f"running {role} ({n}/{options.repeat})...", file=sys.stderr, flush=True)
+                runs[role].append(child(role, options, rundir, port))
+        if options.naive_sample > 0:
+            print("running naive...", file=sys.stderr, flush=True)
+            runs["naive"].append(child("naive", options, workdir, port))
         print(f"server CPU (not counted): {_cpu_of(server.pid):.1f} s", file=sys.stderr)
     finally:
         server.send_signal(signal.SIGTERM)

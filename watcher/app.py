@@ -530,5 +530,9 @@ def _log_poll(report: PollReport, seconds: float) -> None:
         fields += " primed=1"
     if report.error:
         log.warning("poll %s error=%r", fields, report.error)
-    else:
+    elif report.primed or report.new or report.updated or report.moved_to or report.recovered:
         log.info("poll %s", fields)
+    else:
+        # Nothing new (a 304, the same body, no new entry): most polls, and no news to an
+        # operator reading the log at INFO; `watcher status` and /metrics count them.
+        log.debug("poll %s", fields)
