@@ -135,8 +135,13 @@ async def test_both_pools_parse_like_parse_feed(pool: Literal["process", "thread
             await parser.parse(fetched(b"<html><body>no</body></html>", "text/html"))
     finally:
         parser.close()
-    # A ParsedFeed that came back pickled from a worker equals one parsed here.
-    assert parsed == [parse_feed(result) for result in results]
+    # A ParsedFeed that came back pickled from a worker equals one parsed here, with the
+    # text identities (which equality leaves out) computed in the worker.
+    here = [parse_feed(result) for result in results]
+    assert parsed == here
+    identities = [[e.text_identity for e in feed.entries] for feed in parsed]
+    assert identities == [[e.text_identity for e in feed.entries] for feed in here]
+    assert all(identity is not None for feed in identities for identity in feed)
     assert [len(p.entries) for p in parsed] == [3, 33, 141, 57, 9]
 
 

@@ -521,6 +521,16 @@ async def _finish(task: asyncio.Task[None], grace_s: float) -> None:
 
 
 def _log_poll(report: PollReport, seconds: float) -> None:
+    if report.error:
+        level = logging.WARNING
+    elif report.primed or report.new or report.updated or report.moved_to or report.recovered:
+        level = logging.INFO
+    else:
+        # Nothing new (a 304, the same body, no new entry): most polls, and no news to an
+        # operator reading the log at INFO; `watcher status` and /metrics count them.
+        level = logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
     fields = (
         f"feed={report.feed} status={report.status if report.status is not None else '-'} "
         f"entries={report.entries} new={report.new} hits={report.hits} alerts={report.alerts} "
@@ -530,9 +540,5 @@ def _log_poll(report: PollReport, seconds: float) -> None:
         fields += " primed=1"
     if report.error:
         log.warning("poll %s error=%r", fields, report.error)
-    elif report.primed or report.new or report.updated or report.moved_to or report.recovered:
-        log.info("poll %s", fields)
     else:
-        # Nothing new (a 304, the same body, no new entry): most polls, and no news to an
-        # operator reading the log at INFO; `watcher status` and /metrics count them.
-        log.debug("poll %s", fields)
+        log.log(level, "poll %s", fields)

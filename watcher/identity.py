@@ -67,13 +67,15 @@ def canonical_url(url: str) -> str:
         host = host.removeprefix("amp.")
     if parts.port is not None and parts.port not in (80, 443):
         host = f"{host}:{parts.port}"
-    query = urlencode(
-        [
-            (k, v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-            if not _tracking(k.lower()) and not _amp_request(k.lower(), v.lower())
-        ]
-    )
+    query = parts.query  # most article links have none: parsing "" costs as much as a short one
+    if query:
+        query = urlencode(
+            [
+                (k, v)
+                for k, v in parse_qsl(query, keep_blank_values=True)
+                if not _tracking(k.lower()) and not _amp_request(k.lower(), v.lower())
+            ]
+        )
     scheme = "https" if parts.scheme.lower() in ("http", "https") else parts.scheme.lower()
     return urlunsplit((scheme, host, _without_amp(path).rstrip("/"), query, ""))
 
