@@ -1,8 +1,18 @@
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from watcher.identity import canonical_url, content_key, entry_keys
+from watcher.identity import (
+    _amp_request,
+    _kept_query,
+    _tracking,
+    canonical_url,
+    content_key,
+    entry_keys,
+)
 from watcher.model import Entry
 
 
@@ -174,3 +184,22 @@ def test_the_text_identity_from_the_parse_worker_gives_the_same_keys() -> None:
     assert bare.text_identity is None
     assert entry_keys(7, [parsed]) == entry_keys(7, [bare])
     assert entry_keys(7, [parsed])[0].title_key is not None
+
+
+_QUERY_PARTS = st.sampled_from(
+    ["a", "id", "utm_source", "UTM_Medium", "fbclid", "amp", "outputType", "at_medium", "=", "&",
+     "&&", "1", "RSS", "x.y", "-", "~", "_", "%20", "+", " ", ";", "é", "=="]
+)  # fmt: skip
+
+
+@given(st.lists(_QUERY_PARTS, max_size=12).map("".join))
+def test_a_query_is_filtered_as_parse_qsl_and_urlencode_would(query: str) -> None:
+    # The string fast path for plain queries must give what the general path gives.
+    reference = urlencode(
+        [
+            (k, v)
+            for k, v in parse_qsl(query, keep_blank_values=True)
+            if not _tracking(k.lower()) and not _amp_request(k.lower(), v.lower())
+        ]
+    )
+    assert _kept_query(query) == reference

@@ -15,6 +15,7 @@ with other words in its title or summary (markup, case, spacing and punctuation 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,7 +55,12 @@ def canonical_url(url: str) -> str:
     trailing slash, and the AMP rendering of an article equal to the article (an `amp.`
     host, an `/amp` path segment, `.amp.html`, `?amp=1`, Google's AMP cache)."""
     parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
+    netloc = parts.netloc
+    if "@" in netloc or ":" in netloc or "[" in netloc:
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    else:  # as SplitResult.hostname and .port would say, without parsing it twice
+        host, port = netloc.lower(), None
     path = parts.path
     if host.endswith(_AMP_CACHE_SUFFIX):
         # /c/s/HOST/PATH (s = https) or /c/HOST/PATH; /i/ and /v/ are images and viewers.
@@ -65,19 +71,38 @@ def canonical_url(url: str) -> str:
     host = host.removeprefix("www.")
     if host.startswith("amp.") and host.count(".") >= 2:  # amp.example.com, not amp.dev
         host = host.removeprefix("amp.")
-    if parts.port is not None and parts.port not in (80, 443):
-        host = f"{host}:{parts.port}"
-    query = parts.query  # most article links have none: parsing "" costs as much as a short one
-    if query:
-        query = urlencode(
-            [
-                (k, v)
-                for k, v in parse_qsl(query, keep_blank_values=True)
-                if not _tracking(k.lower()) and not _amp_request(k.lower(), v.lower())
-            ]
-        )
+    if port is not None and port not in (80, 443):
+        host = f"{host}:{port}"
+    query = _kept_query(parts.query) if parts.query else ""
     scheme = "https" if parts.scheme.lower() in ("http", "https") else parts.scheme.lower()
     return urlunsplit((scheme, host, _without_amp(path).rstrip("/"), query, ""))
+
+
+# A query whose every pair is made of characters that decoding and encoding leave alone.
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.~=&-]*")
+_PLAIN_PAIR = re.compile(r"[A-Za-z0-9_.~-]*(?:=[A-Za-z0-9_.~-]*)?")
+
+
+def _kept_query(query: str) -> str:
+    """The query without tracking and AMP parameters, re-encoded: `urlencode(parse_qsl(q))`
+    of the pairs kept. A plain query (most are: `?at_medium=RSS&at_campaign=rss`) is
+    filtered as a string, with the same result; see tests/test_identity.py."""
+    if _PLAIN_QUERY.fullmatch(query):
+        pairs = [pair for pair in query.split("&") if pair]
+        if all(_PLAIN_PAIR.fullmatch(pair) for pair in pairs):
+            kept = []
+            for pair in pairs:
+                key, _, value = pair.partition("=")
+                if not _tracking(key.lower()) and not _amp_request(key.lower(), value.lower()):
+                    kept.append(f"{key}={value}")
+            return "&".join(kept)
+    return urlencode(
+        [
+            (k, v)
+            for k, v in parse_qsl(query, keep_blank_values=True)
+            if not _tracking(k.lower()) and not _amp_request(k.lower(), v.lower())
+        ]
+    )
 
 
 def _tracking(key: str) -> bool:
