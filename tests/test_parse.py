@@ -3,11 +3,13 @@
 import asyncio
 import gzip
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import tracemalloc
+import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 
 from watcher.errors import ParseError
 from watcher.model import FetchResult, ParsedFeed
-from watcher.parse import FeedParser, parse_feed
+from watcher.parse import FeedParser, _clean, parse_feed
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
@@ -582,3 +584,21 @@ def test_truncated_gzip_yields_the_entries_before_the_cut() -> None:
     compressed = gzip.compress((SEEDS / "turan-feed.xml").read_bytes())
     parsed = parse_feed(fetched(compressed[: len(compressed) // 2]))
     assert parsed.entries[0].guid == "turan-seed-1"
+
+
+def _clean_slowly(text: str, limit: int) -> str:
+    """What `_clean` does, one step at a time for every text (its fast path must agree)."""
+    text = text.translate(dict.fromkeys([*range(0x00, 0x20), *range(0x7F, 0xA0)]))
+    text = re.sub("[\ud800-\udfff]", "\ufffd", text)
+    text = re.sub(r"\s{2,}", " ", text).strip()
+    if all(unicodedata.category(char)[0] in "CZ" for char in text):
+        return ""
+    return text[:limit].rstrip()
+
+
+@given(
+    st.text(st.sampled_from("ab é\u00a0\u200b\t\n\x07\x85\ud800\u2028\u3000\ufeff"), max_size=30),
+    st.integers(min_value=1, max_value=12),
+)
+def test_cleaning_a_field_has_one_result_on_either_path(text: str, limit: int) -> None:
+    assert _clean(text, limit) == _clean_slowly(text, limit)

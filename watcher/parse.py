@@ -216,6 +216,13 @@ _SPACE_RUN = re.compile(r"\s{2,}")
 
 
 def _clean(text: str, limit: int) -> str:
+    if text.isprintable():
+        # The common case, checked at C speed: no control, surrogate, invisible character
+        # or whitespace but the plain space; only runs of spaces can need collapsing.
+        text = text.strip()
+        if "  " in text:
+            text = _SPACE_RUN.sub(" ", text)
+        return text[:limit].rstrip()
     text = _LONE_SURROGATE.sub("\ufffd", text.translate(_CONTROLS))
     text = _SPACE_RUN.sub(" ", text).strip()
     # A field of only spaces and invisible characters (ZWSP, BOM, bidi marks) says nothing.
@@ -235,7 +242,10 @@ def _guid(raw: Any) -> str | None:
     value = raw.get("id")
     if not isinstance(value, str):
         return None
-    guid = _LONE_SURROGATE.sub("\ufffd", value.translate(_CONTROLS)).strip()
+    guid = (
+        value if value.isprintable() else _LONE_SURROGATE.sub("\ufffd", value.translate(_CONTROLS))
+    )
+    guid = guid.strip()
     if len(guid) > _MAX_GUID_CHARS:
         return "sha256:" + hashlib.sha256(guid.encode("utf-8")).hexdigest()
     return guid or None
@@ -248,7 +258,7 @@ def _link(raw: Any) -> str | None:
     link = "".join(value.split())  # links wrapped across lines or padded with spaces
     if not link or len(link) > _MAX_LINK_CHARS or _LONE_SURROGATE.search(link):
         return None
-    if link.translate(_CONTROLS) != link:
+    if not link.isprintable() and link.translate(_CONTROLS) != link:
         return None
     # A link is only ever opened by a subscriber: javascript:, data: and relative leftovers
     # are not links to an article.
