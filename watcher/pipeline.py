@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
 from watcher.errors import FetchError, ParseError
@@ -92,7 +92,7 @@ class PollContext:
     # alerted long ago and forgot).
     retention_s: int | None = None
     # [stories] realert_on_update: an updated entry alerts (again) for every rule it hits, not
-    # only for those its change made it hit, also the chats that had it (not by digest).
+    # only for those its change made it hit; never twice to one chat.
     realert_on_update: bool = False
     # One alert per story and chat: later outlets edit the message sent (None: every
     # entry alerts on its own).
@@ -386,22 +386,12 @@ async def _queue_updates(
     report: PollReport,
 ) -> None:
     """Inside the poll's transaction: alerts about updated entries, marked as updated, to
-    the chats that have had no message about the entry yet, and with stories on, to the
-    chats that have none about its story (those get an edit naming its outlet).
-
-    A chat that had the entry (a message, or a digest listing it) gets a second message
-    only with `realert_on_update`, and never in a digest. That message is not tied to the
-    entry in the outbox (which keeps one row per entry and chat: the first alert's)."""
+    the chats that have had no message about the entry yet (the outbox keeps one row per
+    entry and chat; a chat that got one is not sent a second), and with stories on, to the
+    chats that have none about its story (those get an edit naming its outlet)."""
     plan = await _plan(matched, feed, rules, ctx, now, updated=True)
     had = await tx.alerted_chats([item.new.id for item in matched])
     alerts = [alert for alert in plan.alerts if (alert.entry_id, alert.chat_id) not in had]
-    realerts = []
-    if ctx.realert_on_update:
-        realerts = [
-            replace(alert, entry_id=None)
-            for alert in plan.alerts
-            if (alert.entry_id, alert.chat_id) in had
-        ]
     held = [
         (chat, entry_id, names)
         for chat, entry_id, names in plan.held
@@ -412,7 +402,7 @@ async def _queue_updates(
         alerts, edits = await _updates_in_stories(
             ctx.stories, matched, alerts, {entry_id for _, entry_id, _ in held}, feed, ctx, tx, now
         )
-    report.alerts += await tx.enqueue([*alerts, *realerts], now) + edits
+    report.alerts += await tx.enqueue(alerts, now) + edits
     for chat, entry_id, held_rules in held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held += len(held)
