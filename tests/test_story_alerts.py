@@ -217,6 +217,11 @@ async def test_a_restart_gives_entries_back_their_signatures_without_the_rule_wo
     matcher = compile_rules(RULES, {})
     assert await restarted.load(parts.store, parts.clock.now, matcher=matcher) == 1
     assert restarted.index.terms_of(entry_id) == placed
+    # A tracker given the rules in force uses them in every rebuild (a rolled-back poll's
+    # too), not only at start.
+    provided = StoryTracker(rules=lambda: (matcher, {}))
+    await provided.load(parts.store, parts.clock.now)
+    assert provided.index.terms_of(entry_id) == placed
     # Without the rules, the words they matched come back as terms.
     unaware = StoryTracker()
     await unaware.load(parts.store, parts.clock.now)

@@ -31,6 +31,7 @@ from watcher.metrics import Metrics
 from watcher.model import FeedDef, FeedState
 from watcher.parse import FeedParser
 from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed, record_crash
+from watcher.rules import Matcher
 from watcher.scheduler import Ticker
 from watcher.sd_notify import SystemdNotifier
 from watcher.service_status import read_service_status
@@ -239,11 +240,15 @@ class Daemon:
             await self._drain_polls()
             await _finish(delivery_task, DELIVERY_GRACE_S)
 
+    def _current_rules(self) -> tuple[Matcher, dict[str, str | None]]:
+        """The rules in force and each feed's language (the story index's rebuilds)."""
+        languages = {feed.name: feed.language for feed in self.settings.feeds}
+        return self._ruleset.matcher, languages
+
     async def _story_tracker(self, store: Store) -> StoryTracker:
         """The story index, rebuilt from the store: a story begun before a restart goes on."""
-        tracker = StoryTracker(story_settings(self.settings.stories))
-        languages = {feed.name: feed.language for feed in self.settings.feeds}
-        await tracker.load(store, utc_now(), matcher=self._ruleset.matcher, languages=languages)
+        tracker = StoryTracker(story_settings(self.settings.stories), rules=self._current_rules)
+        await tracker.load(store, utc_now())
         return tracker
 
     async def _upkeep(self, store: Store) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -56,9 +56,17 @@ def other_sources(message: StoryMessage, feed: str | None = None) -> list[str]:
     return [name for name in dict.fromkeys(added) if name != message.feed]
 
 
+# The rules as they are now, and each feed's language: what `load` needs to find again the
+# words the rules matched in an entry (see `StoryTracker.load`).
+CurrentRules = Callable[[], tuple[Matcher, Mapping[str, str | None]]]
+
+
 class StoryTracker:
-    def __init__(self, settings: StorySettings | None = None) -> None:
+    def __init__(
+        self, settings: StorySettings | None = None, *, rules: CurrentRules | None = None
+    ) -> None:
         self.settings = settings or StorySettings()
+        self._rules = rules
         self.index = StoryIndex(self.settings)
         # Entries placed in the index by a transaction not yet known to have committed
         # (entry id → (story, transaction serial)): one rolled back would leave them in the
@@ -77,11 +85,14 @@ class StoryTracker:
         window; return how many it holds.
 
         The words rules matched are no evidence of one story (`place`), and the store does
-        not keep them: `matcher` (the rules now, with each feed's language from `languages`)
-        finds them again, so each entry gets back the signature it was placed with unless
-        the rules changed meanwhile. Without it, signatures keep those words: compared with
-        a new entry, which lacks them, they only lower the similarity, so a restart could
-        miss a join, never make a wrong one."""
+        not keep them: `matcher` (the rules now, with each feed's language from `languages`;
+        by default those the tracker was given as `rules`) finds them again, so each entry
+        gets back the signature it was placed with unless the rules changed meanwhile.
+        Without any, signatures keep those words: compared with a new entry, which lacks
+        them, they only lower the similarity, so a rebuild could miss a join, never make a
+        wrong one."""
+        if matcher is None and self._rules is not None:
+            matcher, languages = self._rules()
         started = time.perf_counter()
         since = now - self.settings.window
         index = StoryIndex(self.settings)
