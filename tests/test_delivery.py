@@ -2,6 +2,7 @@
 file. PTB is used as shipped: only its base URL points at the fake."""
 
 import asyncio
+import contextlib
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -459,3 +460,41 @@ async def test_console_prints_an_edit_as_the_alert_again_marked(store: Store) ->
     assert "edited" not in first
     assert "(edited: another source reported this story)" in second
     assert second.rstrip("─\n").endswith("Also: Trend")
+
+
+async def test_a_reply_does_not_wait_behind_a_round_of_alerts(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    # 300 chats' alerts take ten seconds at Telegram's 30/s; a reply to another chat meanwhile
+    # waits for its own chat and the replies' budget, not for them.
+    await queue(store, *range(1, 301))
+    delivery = Delivery(store, sender, clock=now)
+    stop = asyncio.Event()
+    running = asyncio.create_task(delivery.run(stop))
+    try:
+        await fake.wait_for_messages(10, timeout=10)
+        started = asyncio.get_running_loop().time()
+        async with delivery.reply_slot(5000):
+            waited = asyncio.get_running_loop().time() - started
+        assert waited < 0.5
+        assert len(fake.sent) < 150  # the alerts were still going out
+    finally:
+        stop.set()
+        running.cancel()  # as the daemon does after its grace period: safe
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_a_reply_waits_for_its_chat_only_so_long(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("watcher.delivery.REPLY_WAIT_S", 0.2)
+    # A group's limit, spent: the next turn would be a minute away.
+    delivery = Delivery(store, None, clock=now, limits=Limits(group_per_period=1))
+    async with delivery.reply_slot(-100):
+        pass
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with delivery.reply_slot(-100):
+        waited = loop.time() - started
+    assert 0.15 < waited < 1.0

@@ -43,6 +43,8 @@ from watcher.telegram.send import (
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = timedelta(hours=1)
+REPLY_WAIT_S = 3.0  # see Delivery.reply_slot
+_CHAT_LIMITERS_KEPT = 1024  # then idle chats' limiters are forgotten
 _IDLE_WAIT_S = 5.0
 _BATCH = 500
 
@@ -64,6 +66,8 @@ class Limits:
     # the most duplicates a crash can cause. One suffices for 29/s when the Bot API answers
     # within ~30 ms; raise it for slower links.
     max_in_flight: int = 1
+    # The bot's replies to commands, beside the alerts' 29/s (Telegram: 30/s in all).
+    replies_per_s: float = 1.0
 
 
 def retry_delay(attempts: int, ceiling: timedelta = MAX_RETRY_DELAY) -> timedelta:
@@ -99,6 +103,7 @@ class Delivery:
             self._limits.overall_burst, self._limits.overall_burst / self._limits.overall_per_s
         )
         self._in_flight = asyncio.Semaphore(self._limits.max_in_flight)
+        self._replies = AsyncLimiter(self._limits.replies_per_s, 1.0)
         self._chat_limiters: dict[int, AsyncLimiter] = {}
         self._held_until: dict[int, datetime] = {}  # chats Telegram told to wait
         self._paused_until: datetime | None = None  # every chat waits
@@ -184,11 +189,19 @@ class Delivery:
 
     @contextlib.asynccontextmanager
     async def reply_slot(self, chat_id: int) -> AsyncIterator[None]:
-        """A turn under this chat's and the overall limit for a message that is not in
-        the outbox (the bot's replies to commands): Telegram counts them with the alerts,
-        so a subscriber's commands during a burst of alerts cost neither a 429."""
-        async with self._chat_limiter(chat_id), self._overall:
-            yield
+        """A turn for a message that is not in the outbox (the bot's replies to commands)
+        under this chat's limit, which Telegram counts with the chat's alerts, and a small
+        overall budget of its own: in the alerts' queue, a reply would wait behind a whole
+        round of chats, and the bot, which answers one update at a time, with it. Waits at
+        most `REPLY_WAIT_S`: a reply later than that is worse than a rare 429."""
+        try:
+            async with asyncio.timeout(REPLY_WAIT_S):
+                await self._replies.acquire()
+                # Last: the chat's turn must be taken just before the send it is for.
+                await self._chat_limiter(chat_id).acquire()
+        except TimeoutError:
+            log.debug("reply sent without waiting longer for its turn chat=%d", chat_id)
+        yield
 
     def _held(self, chat_id: int, now: datetime) -> bool:
         until = self._held_until.get(chat_id)
@@ -206,6 +219,13 @@ class Delivery:
                 rate, period = self._limits.group_per_period, self._limits.group_period_s
             else:
                 rate, period = self._limits.private_per_period, self._limits.private_period_s
+            if len(self._chat_limiters) >= _CHAT_LIMITERS_KEPT:
+                # Forget the chats with nothing in their bucket: a fresh limiter is the same.
+                self._chat_limiters = {
+                    chat: kept
+                    for chat, kept in self._chat_limiters.items()
+                    if not kept.has_capacity(kept.max_rate)
+                }
             limiter = self._chat_limiters[chat_id] = AsyncLimiter(rate, period)
         return limiter
 
