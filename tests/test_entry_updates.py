@@ -212,7 +212,7 @@ async def test_a_chat_that_had_the_entry_gets_no_second_message(parts: Parts) ->
     assert [chat for chat, _ in parts.outbox()] == [42, -100]
 
 
-async def test_realert_on_update_alerts_again_where_the_entry_was_not_sent(
+async def test_realert_on_update_alerts_every_chat_again_once_per_version(
     parts: Parts,
 ) -> None:
     await parts.start(OLD)
@@ -225,10 +225,21 @@ async def test_realert_on_update_alerts_again_where_the_entry_was_not_sent(
 
     parts.context.realert_on_update = True
     loud = await parts.poll(item("r1", "Karabakh road reopens to all traffic"), OLD)
-    assert (loud.updated, loud.alerts) == (1, 1)  # chat 42 had the entry: not twice
-    (chat, text) = parts.outbox()[-1]
-    assert chat == 7 and text.startswith("<i>Updated:</i>")
-    assert "Karabakh road reopens to all traffic" in text
+    # On: every chat of every rule the new text hits is told, 42 (which had it) again.
+    assert (loud.updated, loud.alerts) == (1, 2)
+    again = parts.outbox()[1:]
+    assert sorted(chat for chat, _ in again) == [7, 42]
+    for _, text in again:
+        assert text.startswith("<i>Updated:</i>")
+        assert "Karabakh road reopens to all traffic" in text
+    # A feed flipping between versions tells each chat of each version once: 7 had never
+    # been told of the trucks, 42 had (as the version before the one it was told of again).
+    versions = ["Karabakh road reopens to trucks", "Karabakh road reopens to all traffic"]
+    told = [(await parts.poll(item("r1", title), OLD)).alerts for title in versions * 3]
+    assert told == [1, 0, 0, 0, 0, 0]
+    assert parts.outbox()[-1][0] == 7
+    # A version never seen before is news again.
+    assert (await parts.poll(item("r1", "Karabakh road closes again"), OLD)).alerts == 2
 
 
 def test_an_updated_alert_stays_within_the_message_limit() -> None:
@@ -247,8 +258,28 @@ async def test_a_chat_that_had_the_entry_gets_nothing_held_for_its_digest(parts:
     await parts.store.set_digest(8, "daily", "08:00")
     parts.context.realert_on_update = True
     report = await parts.poll(item("r1", "Karabakh road reopens to trucks"), OLD)
-    assert (report.updated, report.alerts, report.held) == (1, 0, 0)
+    # 42 is told again; 8, which reads digests now, gets nothing held for one.
+    assert (report.updated, report.alerts, report.held) == (1, 1, 0)
+    assert parts.outbox()[-1][0] == 42
     assert await parts.store.held_alerts(8) == []
+
+
+async def test_realert_on_update_leaves_a_digest_still_to_come_to_show_it(
+    parts: Parts,
+) -> None:
+    await parts.start(OLD)
+    await parts.store.follow(9, "karabakh", parts.clock.now)
+    await parts.store.set_digest(9, "daily", "08:00")
+    assert (await parts.poll(item("r1", "Karabakh road reopens"), OLD)).held == 1
+    await parts.store.set_digest(9, "off", None)
+    parts.context.realert_on_update = True
+    report = await parts.poll(item("r1", "Karabakh road reopens to trucks"), OLD)
+    # 42 is told again; 9's digest, still held, will show the entry as it reads then.
+    assert (report.alerts, report.held) == (1, 0)
+    assert [chat for chat, _ in parts.outbox()] == [42, 42]
+    assert [h.title for h in await parts.store.held_alerts(9)] == [
+        "Karabakh road reopens to trucks"
+    ]
 
 
 async def test_an_entry_a_digest_carried_or_will_carry_is_not_held_or_sent_again(

@@ -13,15 +13,17 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
 from watcher.errors import FetchError, ParseError
 from watcher.fetch import Fetcher
+from watcher.identity import text_identity
 from watcher.metrics import Metrics, PollOutcome
 from watcher.model import (
     CONSOLE_CHAT,
     Alert,
+    Entry,
     FeedDef,
     FeedState,
     FeedSuccess,
@@ -92,7 +94,8 @@ class PollContext:
     # alerted long ago and forgot).
     retention_s: int | None = None
     # [stories] realert_on_update: an updated entry alerts (again) for every rule it hits, not
-    # only for those its change made it hit; never twice to one chat.
+    # only for those its change made it hit, also to the chats that had it: once for each
+    # version of its text.
     realert_on_update: bool = False
     # One alert per story and chat: later outlets edit the message sent (None: every
     # entry alerts on its own).
@@ -152,6 +155,10 @@ def match_updated_entries(
         if hits:
             matched.append(Matched(new, hits))
     return matched
+
+
+def _content_key(entry: Entry) -> str:
+    return (entry.text_identity or text_identity(entry.title, entry.summary)).content_key
 
 
 def matched_texts(matched: Sequence[Matched]) -> dict[int, list[str]]:
@@ -298,7 +305,8 @@ async def _poll(
             if rematched:
                 hit_rules += [hit.rule for item in rematched for hit in item.hits]
                 report.hits = len(hit_rules)
-                await _queue_updates(rematched, feed, rules, ctx, tx, now, report)
+                before = {item.id: item.previous for item in recorded.updated}
+                await _queue_updates(rematched, before, feed, rules, ctx, tx, now, report)
         interval = await _interval(feed, state, ctx, uncommitted=report.new)
         await tx.feed_succeeded(
             state.id,
@@ -378,6 +386,7 @@ async def _queue(
 
 async def _queue_updates(
     matched: Sequence[Matched],
+    before: Mapping[int, Entry],
     feed: FeedDef,
     rules: RuleSet,
     ctx: PollContext,
@@ -392,6 +401,29 @@ async def _queue_updates(
     plan = await _plan(matched, feed, rules, ctx, now, updated=True)
     had = await tx.alerted_chats([item.new.id for item in matched])
     alerts = [alert for alert in plan.alerts if (alert.entry_id, alert.chat_id) not in had]
+    # With realert_on_update, a chat that had the entry hears of each version of its text
+    # once (a feed flipping between two versions must not alert at every poll), not in a
+    # digest, by a message not tied to the entry in the outbox (one row per entry and chat).
+    again = [alert for alert in plan.alerts if (alert.entry_id, alert.chat_id) in had]
+    realerts: list[Alert] = []
+    if ctx.realert_on_update and again:
+        now_and_before = {
+            item.new.id: (_content_key(item.new.entry), _content_key(before[item.new.id]))
+            for item in matched
+        }
+        fresh = await tx.record_realerts(
+            [
+                (alert.entry_id, alert.chat_id, *now_and_before[alert.entry_id])
+                for alert in again
+                if alert.entry_id is not None
+            ],
+            now,
+        )
+        realerts = [
+            replace(alert, entry_id=None)
+            for alert in again
+            if (alert.entry_id, alert.chat_id) in fresh
+        ]
     held = [
         (chat, entry_id, names)
         for chat, entry_id, names in plan.held
@@ -402,7 +434,7 @@ async def _queue_updates(
         alerts, edits = await _updates_in_stories(
             ctx.stories, matched, alerts, {entry_id for _, entry_id, _ in held}, feed, ctx, tx, now
         )
-    report.alerts += await tx.enqueue(alerts, now) + edits
+    report.alerts += await tx.enqueue([*alerts, *realerts], now) + edits
     for chat, entry_id, held_rules in held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held += len(held)

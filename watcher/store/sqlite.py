@@ -706,6 +706,31 @@ class WriteTransaction:
                 found.update((row[0], row[1]) for row in await cursor.fetchall())
         return found
 
+    async def record_realerts(
+        self, versions: Sequence[tuple[int, int, str, str]], now: datetime
+    ) -> set[tuple[int, int]]:
+        """For (entry id, chat id, content key now, content key before) of chats that had
+        the entry: record both versions as alerted to the chat; return the (entry, chat)
+        pairs whose version now is new to it. A chat whose digest still holds the entry is
+        left out: that digest will show the entry as it reads then."""
+        fresh: set[tuple[int, int]] = set()
+        for entry_id, chat_id, content, before in versions:
+            await self.db.execute(
+                """INSERT OR IGNORE INTO realerts (entry_id, chat_id, content_key, created_at)
+                   VALUES (?, ?, ?, ?)""",
+                (entry_id, chat_id, before, _ts(now)),
+            )
+            cursor = await self.db.execute(
+                """INSERT OR IGNORE INTO realerts (entry_id, chat_id, content_key, created_at)
+                   SELECT ?, ?, ?, ? WHERE NOT EXISTS (
+                       SELECT 1 FROM held_alerts
+                       WHERE entry_id = ? AND chat_id = ? AND released_at IS NULL)""",
+                (entry_id, chat_id, content, _ts(now), entry_id, chat_id),
+            )
+            if cursor.rowcount > 0:
+                fresh.add((entry_id, chat_id))
+        return fresh
+
     async def hold(self, chat_id: int, entry_id: int, rules: Sequence[str], now: datetime) -> None:
         """Keep an alert for a muted or digest subscriber's next digest."""
         await self.db.execute(

@@ -140,7 +140,7 @@ class SubscriberQueries:
             await tx.db.execute(
                 "UPDATE chat_migrations SET new_chat_id = ? WHERE new_chat_id = ?", (new, old)
             )
-            for table in ("subscriptions", "held_alerts"):
+            for table in ("subscriptions", "held_alerts", "realerts"):
                 await tx.db.execute(
                     f"UPDATE OR IGNORE {table} SET chat_id = ? WHERE chat_id = ?", (new, old)
                 )
