@@ -232,14 +232,41 @@ async def test_realert_on_update_alerts_every_chat_again_once_per_version(
     for _, text in again:
         assert text.startswith("<i>Updated:</i>")
         assert "Karabakh road reopens to all traffic" in text
-    # A feed flipping between versions tells each chat of each version once: 7 had never
-    # been told of the trucks, 42 had (as the version before the one it was told of again).
+    # A feed flipping between versions tells each chat of each version once (neither had
+    # been told of the trucks: that change came while realert_on_update was off).
     versions = ["Karabakh road reopens to trucks", "Karabakh road reopens to all traffic"]
     told = [(await parts.poll(item("r1", title), OLD)).alerts for title in versions * 3]
-    assert told == [1, 0, 0, 0, 0, 0]
-    assert parts.outbox()[-1][0] == 7
+    assert told == [2, 0, 0, 0, 0, 0]
     # A version never seen before is news again.
     assert (await parts.poll(item("r1", "Karabakh road closes again"), OLD)).alerts == 2
+
+
+async def test_realert_on_update_never_repeats_a_version_a_chat_was_told_of(
+    parts: Parts,
+) -> None:
+    await parts.start(OLD)
+    await parts.store.follow(9, "karabakh", parts.clock.now)
+    parts.context.realert_on_update = True
+    assert (await parts.poll(item("r1", "Karabakh road reopens"), OLD)).alerts == 2  # 42, 9
+    # A version no rule hits tells no one; coming back to the first is no news either.
+    flips = ["Road reopens", "Karabakh road reopens"] * 2
+    assert [(await parts.poll(item("r1", t), OLD)).alerts for t in flips] == [0, 0, 0, 0]
+
+
+async def test_realert_on_update_counts_what_a_digest_showed(parts: Parts) -> None:
+    await parts.start(OLD)
+    await parts.store.follow(9, "karabakh", parts.clock.now)
+    await parts.store.set_digest(9, "daily", "08:00")
+    parts.context.realert_on_update = True
+    assert (await parts.poll(item("r1", "Karabakh road reopens"), OLD)).held == 1
+    await parts.store.set_digest(9, "off", None)
+    # 9's digest, still to come, holds the entry: 42 alone hears of the change now.
+    changed = await parts.poll(item("r1", "Karabakh road reopens at noon"), OLD)
+    assert changed.alerts == 1 and parts.outbox()[-1][0] == 42
+    await send_digest(parts.store, 9, parts.clock.now, "Digest")  # shows it "at noon"
+    # Back to the first words: news to 9, which only ever saw "at noon"; not to 42.
+    back = await parts.poll(item("r1", "Karabakh road reopens"), OLD)
+    assert back.alerts == 1 and parts.outbox()[-1][0] == 9
 
 
 def test_an_updated_alert_stays_within_the_message_limit() -> None:

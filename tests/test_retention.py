@@ -210,13 +210,14 @@ async def test_an_alert_a_digest_carried_goes_after_the_outbox_retention(store: 
         assert await tx.alerted_chats([two]) == {(two, 42)}
 
 
-async def test_the_record_of_re_alerted_versions_goes_with_its_entry(store: Store) -> None:
+async def test_the_versions_told_go_with_their_entry(store: Store) -> None:
     (one,) = await parse(store, "apa", [entry(1)], ago(200))
     await parse(store, "apa", [entry(2)], ago(100))
     async with store.write() as tx:
-        assert await tx.record_realerts([(one, 42, "now", "before")], ago(200)) == {(one, 42)}
+        await tx.told([(one, 42, "version")], ago(200))
+        assert await tx.untold([(one, 42, "version"), (one, 42, "other")]) == {(one, 42)}
     assert (await prune(store, NOW, **KEEP)).entries_deleted == 1
-    assert await store._fetchall("SELECT count(*) FROM realerts", ()) == [(0,)]
+    assert await store._fetchall("SELECT count(*) FROM versions_told", ()) == [(0,)]
 
 
 async def test_entries_of_a_feed_no_longer_configured_go_after_the_horizon(store: Store) -> None:

@@ -305,8 +305,7 @@ async def _poll(
             if rematched:
                 hit_rules += [hit.rule for item in rematched for hit in item.hits]
                 report.hits = len(hit_rules)
-                before = {item.id: item.previous for item in recorded.updated}
-                await _queue_updates(rematched, before, feed, rules, ctx, tx, now, report)
+                await _queue_updates(rematched, feed, rules, ctx, tx, now, report)
         interval = await _interval(feed, state, ctx, uncommitted=report.new)
         await tx.feed_succeeded(
             state.id,
@@ -379,14 +378,29 @@ async def _queue(
         plan.alerts, edits = stories.messages, len(stories.edits)
     # An edit is the alert of its entry to its chat, in the form of an edit: counted too.
     report.alerts = await tx.enqueue(plan.alerts, now) + edits
+    await _record_told(plan.alerts, matched, tx, now)
     for chat, entry_id, held_rules in plan.held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held = len(plan.held)
 
 
+async def _record_told(
+    alerts: Sequence[Alert], matched: Sequence[Matched], tx: WriteTransaction, now: datetime
+) -> None:
+    """The versions of the entries these messages tell their chats of."""
+    contents = {item.new.id: _content_key(item.new.entry) for item in matched}
+    await tx.told(
+        [
+            (alert.entry_id, alert.chat_id, contents[alert.entry_id])
+            for alert in alerts
+            if alert.entry_id in contents
+        ],
+        now,
+    )
+
+
 async def _queue_updates(
     matched: Sequence[Matched],
-    before: Mapping[int, Entry],
     feed: FeedDef,
     rules: RuleSet,
     ctx: PollContext,
@@ -395,35 +409,29 @@ async def _queue_updates(
     report: PollReport,
 ) -> None:
     """Inside the poll's transaction: alerts about updated entries, marked as updated, to
-    the chats that have had no message about the entry yet (the outbox keeps one row per
-    entry and chat; a chat that got one is not sent a second), and with stories on, to the
-    chats that have none about its story (those get an edit naming its outlet)."""
+    the chats that have had no message about the entry yet, and with stories on, to the
+    chats that have none about its story (those get an edit naming its outlet).
+
+    With `realert_on_update`, a chat that had the entry (by a message or a digest) gets a
+    message too if it was never told of this version of the text: once per version, so a
+    feed flipping between two versions is not news at every poll. Not while a digest that
+    holds the entry is still to come, and never in a digest. That message is not tied to
+    the entry in the outbox, which keeps one row per entry and chat (the first alert's)."""
     plan = await _plan(matched, feed, rules, ctx, now, updated=True)
     had = await tx.alerted_chats([item.new.id for item in matched])
     alerts = [alert for alert in plan.alerts if (alert.entry_id, alert.chat_id) not in had]
-    # With realert_on_update, a chat that had the entry hears of each version of its text
-    # once (a feed flipping between two versions must not alert at every poll), not in a
-    # digest, by a message not tied to the entry in the outbox (one row per entry and chat).
+    told_again: list[Alert] = []
     again = [alert for alert in plan.alerts if (alert.entry_id, alert.chat_id) in had]
-    realerts: list[Alert] = []
     if ctx.realert_on_update and again:
-        now_and_before = {
-            item.new.id: (_content_key(item.new.entry), _content_key(before[item.new.id]))
-            for item in matched
-        }
-        fresh = await tx.record_realerts(
+        contents = {item.new.id: _content_key(item.new.entry) for item in matched}
+        untold = await tx.untold(
             [
-                (alert.entry_id, alert.chat_id, *now_and_before[alert.entry_id])
+                (alert.entry_id, alert.chat_id, contents[alert.entry_id])
                 for alert in again
-                if alert.entry_id is not None
-            ],
-            now,
+                if alert.entry_id in contents
+            ]
         )
-        realerts = [
-            replace(alert, entry_id=None)
-            for alert in again
-            if (alert.entry_id, alert.chat_id) in fresh
-        ]
+        told_again = [alert for alert in again if (alert.entry_id, alert.chat_id) in untold]
     held = [
         (chat, entry_id, names)
         for chat, entry_id, names in plan.held
@@ -434,7 +442,9 @@ async def _queue_updates(
         alerts, edits = await _updates_in_stories(
             ctx.stories, matched, alerts, {entry_id for _, entry_id, _ in held}, feed, ctx, tx, now
         )
+    realerts = [replace(alert, entry_id=None) for alert in told_again]
     report.alerts += await tx.enqueue([*alerts, *realerts], now) + edits
+    await _record_told([*alerts, *told_again], matched, tx, now)
     for chat, entry_id, held_rules in held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held += len(held)

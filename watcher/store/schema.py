@@ -239,18 +239,18 @@ def _v9_released_digests(db: sqlite3.Connection) -> None:
     )
 
 
-def _v10_realerts(db: sqlite3.Connection) -> None:
+def _v10_versions_told(db: sqlite3.Connection) -> None:
     _execute_script(
         db,
         """
-        -- [stories] realert_on_update: the versions of an entry's text (content keys) a chat
-        -- has been alerted to again, and the one it had before: each version once per chat,
+        -- The versions of an entry's text (content keys) each chat was told of, by a message
+        -- or a digest: with [stories] realert_on_update a chat hears of each version once,
         -- however often a feed flips between versions.
-        CREATE TABLE realerts (
+        CREATE TABLE versions_told (
             entry_id    INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
             chat_id     INTEGER NOT NULL,
             content_key TEXT NOT NULL,
-            created_at  REAL NOT NULL,
+            told_at     REAL NOT NULL,
             PRIMARY KEY (entry_id, chat_id, content_key)
         ) WITHOUT ROWID;
         """,
@@ -267,6 +267,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v7_entry_versions,
     _v8_stories,
     _v9_released_digests,
-    _v10_realerts,
+    _v10_versions_told,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

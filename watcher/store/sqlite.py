@@ -706,30 +706,32 @@ class WriteTransaction:
                 found.update((row[0], row[1]) for row in await cursor.fetchall())
         return found
 
-    async def record_realerts(
-        self, versions: Sequence[tuple[int, int, str, str]], now: datetime
-    ) -> set[tuple[int, int]]:
-        """For (entry id, chat id, content key now, content key before) of chats that had
-        the entry: record both versions as alerted to the chat; return the (entry, chat)
-        pairs whose version now is new to it. A chat whose digest still holds the entry is
-        left out: that digest will show the entry as it reads then."""
-        fresh: set[tuple[int, int]] = set()
-        for entry_id, chat_id, content, before in versions:
-            await self.db.execute(
-                """INSERT OR IGNORE INTO realerts (entry_id, chat_id, content_key, created_at)
-                   VALUES (?, ?, ?, ?)""",
-                (entry_id, chat_id, before, _ts(now)),
-            )
-            cursor = await self.db.execute(
-                """INSERT OR IGNORE INTO realerts (entry_id, chat_id, content_key, created_at)
-                   SELECT ?, ?, ?, ? WHERE NOT EXISTS (
-                       SELECT 1 FROM held_alerts
-                       WHERE entry_id = ? AND chat_id = ? AND released_at IS NULL)""",
-                (entry_id, chat_id, content, _ts(now), entry_id, chat_id),
-            )
-            if cursor.rowcount > 0:
-                fresh.add((entry_id, chat_id))
-        return fresh
+    async def told(self, versions: Sequence[tuple[int, int, str]], now: datetime) -> None:
+        """Record that chats were told of entries as they read now: (entry id, chat id,
+        content key) of each alert queued."""
+        await self.db.executemany(
+            """INSERT OR IGNORE INTO versions_told (entry_id, chat_id, content_key, told_at)
+               VALUES (?, ?, ?, ?)""",
+            [(entry_id, chat_id, content, _ts(now)) for entry_id, chat_id, content in versions],
+        )
+
+    async def untold(self, versions: Sequence[tuple[int, int, str]]) -> set[tuple[int, int]]:
+        """Of (entry id, chat id, content key), the (entry, chat) pairs whose chat was never
+        told of that version and has no digest still to come that holds the entry (it will
+        show the entry as it reads then)."""
+        found: set[tuple[int, int]] = set()
+        for entry_id, chat_id, content in versions:
+            async with self.db.execute(
+                """SELECT NOT EXISTS (SELECT 1 FROM versions_told
+                          WHERE entry_id = ? AND chat_id = ? AND content_key = ?)
+                      AND NOT EXISTS (SELECT 1 FROM held_alerts
+                          WHERE entry_id = ? AND chat_id = ? AND released_at IS NULL)""",
+                (entry_id, chat_id, content, entry_id, chat_id),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None and row[0]:
+                found.add((entry_id, chat_id))
+        return found
 
     async def hold(self, chat_id: int, entry_id: int, rules: Sequence[str], now: datetime) -> None:
         """Keep an alert for a muted or digest subscriber's next digest."""

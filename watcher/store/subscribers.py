@@ -140,7 +140,7 @@ class SubscriberQueries:
             await tx.db.execute(
                 "UPDATE chat_migrations SET new_chat_id = ? WHERE new_chat_id = ?", (new, old)
             )
-            for table in ("subscriptions", "held_alerts", "realerts"):
+            for table in ("subscriptions", "held_alerts", "versions_told"):
                 await tx.db.execute(
                     f"UPDATE OR IGNORE {table} SET chat_id = ? WHERE chat_id = ?", (new, old)
                 )
@@ -191,8 +191,16 @@ class SubscriberQueries:
         """Queue digest messages in the outbox in place of held alerts, in one transaction.
         The held alerts are marked released, not deleted: they record that the chat had
         those entries (`WriteTransaction.alerted_chats`)."""
+        entry_ids = list(entry_ids)
         async with self.write() as tx:
             await tx.enqueue([Alert(None, chat_id, text) for text in messages], now)
+            # The digest shows each entry as it reads now: that version is told.
+            await tx.db.executemany(
+                """INSERT OR IGNORE INTO versions_told (entry_id, chat_id, content_key, told_at)
+                   SELECT id, ?, content_key, ? FROM entries
+                   WHERE id = ? AND content_key IS NOT NULL""",
+                [(chat_id, _ts(now), entry_id) for entry_id in entry_ids],
+            )
             await tx.db.executemany(
                 """UPDATE held_alerts SET released_at = ?
                    WHERE chat_id = ? AND entry_id = ? AND released_at IS NULL""",
