@@ -269,6 +269,20 @@ async def test_realert_on_update_counts_what_a_digest_showed(parts: Parts) -> No
     assert back.alerts == 1 and parts.outbox()[-1][0] == 9
 
 
+async def test_a_group_that_had_the_entry_before_it_migrated_is_not_told_again(
+    parts: Parts,
+) -> None:
+    await parts.start(OLD)
+    assert (await parts.poll(item("r1", "Russian peacekeepers leave"), OLD)).alerts == 1  # -100
+    with sqlite3.connect(parts.store.path) as db:  # delivered (a pending row would move)
+        db.execute("UPDATE outbox SET status = 'sent', sent_at = 1, message_id = 5")
+    await parts.store.record_chat_migration(-100, -1009, parts.clock.now)
+    await parts.store.follow(-1009, "karabakh", parts.clock.now)
+    # "karabakh" newly hits: 42 is told; the group, as -1009, had the entry as -100.
+    report = await parts.poll(item("r1", "Russian peacekeepers leave Karabakh"), OLD)
+    assert report.alerts == 1 and parts.outbox()[-1][0] == 42
+
+
 def test_an_updated_alert_stays_within_the_message_limit() -> None:
     entry = Entry("g", "https://x.az/1", "T " * 400, "Karabakh " * 2000)
     hits = [Hit(f"rule_{n}", (Span("summary", 0, 8, "Karabakh"),)) for n in range(400)]

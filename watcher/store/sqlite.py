@@ -694,7 +694,7 @@ class WriteTransaction:
     async def alerted_chats(self, entry_ids: Sequence[int]) -> set[tuple[int, int]]:
         """(entry id, chat id) of the chats that had, or will have, an alert about these
         entries: an outbox row whatever its status, or a held alert, whether a digest
-        has carried it yet or not."""
+        has carried it yet or not; a migrated chat under its old and its new id."""
         found: set[tuple[int, int]] = set()
         for chunk in chunks(entry_ids, ROWS_PER_STATEMENT // 2):  # each id is given twice
             marks = ",".join("?" * len(chunk))
@@ -704,6 +704,12 @@ class WriteTransaction:
                 [*chunk, *chunk],
             ) as cursor:
                 found.update((row[0], row[1]) for row in await cursor.fetchall())
+        # A chat Telegram moved had, under its new id, what it had under the old one (sent
+        # rows keep the id they were sent to).
+        async with self.db.execute("SELECT old_chat_id, new_chat_id FROM chat_migrations") as c:
+            moved = {int(old): int(new) for old, new in await c.fetchall()}
+        if moved:
+            found |= {(entry, moved[chat]) for entry, chat in found if chat in moved}
         return found
 
     async def told(self, versions: Sequence[tuple[int, int, str]], now: datetime) -> None:
