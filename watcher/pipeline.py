@@ -378,25 +378,20 @@ async def _queue(
         plan.alerts, edits = stories.messages, len(stories.edits)
     # An edit is the alert of its entry to its chat, in the form of an edit: counted too.
     report.alerts = await tx.enqueue(plan.alerts, now) + edits
-    await _record_told(plan.alerts, matched, tx, now)
+    await tx.told(_versions(plan.alerts, matched), now)
     for chat, entry_id, held_rules in plan.held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held = len(plan.held)
 
 
-async def _record_told(
-    alerts: Sequence[Alert], matched: Sequence[Matched], tx: WriteTransaction, now: datetime
-) -> None:
-    """The versions of the entries these messages tell their chats of."""
+def _versions(alerts: Sequence[Alert], matched: Sequence[Matched]) -> list[tuple[int, int, str]]:
+    """PURE: (entry id, chat id, content key) of the version each alert tells its chat of."""
     contents = {item.new.id: _content_key(item.new.entry) for item in matched}
-    await tx.told(
-        [
-            (alert.entry_id, alert.chat_id, contents[alert.entry_id])
-            for alert in alerts
-            if alert.entry_id in contents
-        ],
-        now,
-    )
+    return [
+        (alert.entry_id, alert.chat_id, contents[alert.entry_id])
+        for alert in alerts
+        if alert.entry_id in contents
+    ]
 
 
 async def _queue_updates(
@@ -423,14 +418,7 @@ async def _queue_updates(
     told_again: list[Alert] = []
     again = [alert for alert in plan.alerts if (alert.entry_id, alert.chat_id) in had]
     if ctx.realert_on_update and again:
-        contents = {item.new.id: _content_key(item.new.entry) for item in matched}
-        untold = await tx.untold(
-            [
-                (alert.entry_id, alert.chat_id, contents[alert.entry_id])
-                for alert in again
-                if alert.entry_id in contents
-            ]
-        )
+        untold = await tx.untold(_versions(again, matched))
         told_again = [alert for alert in again if (alert.entry_id, alert.chat_id) in untold]
     held = [
         (chat, entry_id, names)
@@ -444,7 +432,7 @@ async def _queue_updates(
         )
     realerts = [replace(alert, entry_id=None) for alert in told_again]
     report.alerts += await tx.enqueue([*alerts, *realerts], now) + edits
-    await _record_told([*alerts, *told_again], matched, tx, now)
+    await tx.told(_versions([*alerts, *told_again], matched), now)
     for chat, entry_id, held_rules in held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held += len(held)
