@@ -1,6 +1,7 @@
 """The parse path on real and broken documents."""
 
 import asyncio
+import calendar
 import gzip
 import os
 import re
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from watcher.errors import ParseError
 from watcher.model import FetchResult, ParsedFeed
-from watcher.parse import FeedParser, _clean, parse_feed
+from watcher.parse import FeedParser, _clean, _published, parse_feed
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
@@ -602,3 +603,29 @@ def _clean_slowly(text: str, limit: int) -> str:
 )
 def test_cleaning_a_field_has_one_result_on_either_path(text: str, limit: int) -> None:
     assert _clean(text, limit) == _clean_slowly(text, limit)
+
+
+@given(
+    st.tuples(
+        st.integers(1, 9999),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.integers(0, 24),
+        st.integers(0, 60),
+        st.integers(0, 61),
+    )
+)
+def test_a_publication_time_is_read_as_timegm_reads_it(fields: tuple[int, ...]) -> None:
+    """`_published` builds the datetime directly and falls back to timegm only for what a
+    datetime refuses (a leap second, a field past its range): the result is timegm's."""
+    parsed = time.struct_time((*fields, 0, 1, 0))
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    try:
+        expected: datetime | None = datetime.fromtimestamp(calendar.timegm(parsed), UTC)
+    except (OverflowError, ValueError, OSError):
+        expected = None
+    if expected is not None and not datetime(1990, 1, 1, tzinfo=UTC) <= expected <= datetime(
+        2026, 11, 29, tzinfo=UTC
+    ):
+        expected = None
+    assert _published({"published_parsed": parsed}, now) == expected
