@@ -403,8 +403,8 @@ class Store(SubscriberQueries, StoryQueries):
 
     async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         """A read of what is committed (see `__init__`)."""
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # One trip to the connection's thread, not three (execute, fetch, close).
+        return list(await self._reader.execute_fetchall(sql, params))
 
 
 def _chat_filter(
@@ -498,6 +498,14 @@ class _StoredKeys:
         if row.title_key is not None:
             self.by_title[row.title_key] = row
 
+    def knows(self, key: EntryKeys) -> bool:
+        """Whether some stored entry has one of `key`'s keys (whichever feed it is of)."""
+        return (
+            key.guid_key in self.by_guid
+            or (key.link_key is not None and key.link_key in self.by_link)
+            or (key.title_key is not None and key.title_key in self.by_title)
+        )
+
     def same_entry(self, feed_id: int, key: EntryKeys) -> _StoredEntry | None:
         """The entry of feed `feed_id` that an item with `key` is: the one its guid names,
         else the one of this feed at its link, else the one with its title and minute."""
@@ -541,42 +549,45 @@ class WriteTransaction:
         still listed by its feed (kept, or it would come back as new) from one that dropped
         out."""
         listed: dict[str, tuple[Entry, EntryKeys]] = {}
-        rows: list[tuple[Any, ...]] = []
         for entry, key in zip(entries, entry_keys(feed_id, entries), strict=True):
-            if key.guid_key in listed:
-                continue  # the same item twice in one document: the first one wins
-            listed[key.guid_key] = (entry, key)
-            rows.append(
-                (
-                    feed_id,
-                    key.guid_key,
-                    key.link_key,
-                    key.title_key,
-                    key.content_key,
-                    entry.guid,
-                    entry.link,
-                    entry.title,
-                    entry.summary,
-                    _ts(entry.published),
-                    _ts(now),
-                    _ts(now),
-                )
+            # The same item twice in one document: the first one wins.
+            listed.setdefault(key.guid_key, (entry, key))
+        # Known entries first: most of a document is, and an insert that the unique keys
+        # turn away costs as much as one that lands. An item none of whose keys is stored
+        # is what the insert would take; the insert still settles the rest (two items of
+        # this document sharing a link), as it did alone.
+        stored = await self._seen_again(list(listed.values()), now)
+        rows = [
+            (
+                feed_id,
+                key.guid_key,
+                key.link_key,
+                key.title_key,
+                key.content_key,
+                entry.guid,
+                entry.link,
+                entry.title,
+                entry.summary,
+                _ts(entry.published),
+                _ts(now),
+                _ts(now),
             )
+            for entry, key in listed.values()
+            if not stored.knows(key)
+        ]
         inserted: dict[str, int] = {}
         for chunk in chunks(rows):
             placeholders = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
             params = [value for row in chunk for value in row]
-            async with self.db.execute(
+            for entry_id, guid_key in await self.db.execute_fetchall(
                 f"""INSERT OR IGNORE INTO entries (feed_id, guid_key, link_key, title_key,
                     content_key, guid, link, title, summary, published_at, first_seen_at,
                     last_seen_at)
                     VALUES {placeholders} RETURNING id, guid_key""",
                 params,
-            ) as cursor:
-                for entry_id, guid_key in await cursor.fetchall():
-                    inserted[guid_key] = entry_id
+            ):
+                inserted[guid_key] = entry_id
         known = [item for guid_key, item in listed.items() if guid_key not in inserted]
-        stored = await self._seen_again(known, now)
         updated = await self._record_changes(feed_id, known, stored, set(inserted.values()), now)
         await self.db.execute(
             "UPDATE feeds SET last_parsed_at = ? WHERE id = ?", (_ts(now), feed_id)
@@ -589,27 +600,26 @@ class WriteTransaction:
         return RecordedEntries(new=new, updated=updated)
 
     async def _seen_again(
-        self, known: Sequence[tuple[Entry, EntryKeys]], now: datetime
+        self, items: Sequence[tuple[Entry, EntryKeys]], now: datetime
     ) -> _StoredKeys:
-        """Mark the stored entries behind `known` as seen `now`, whichever of its keys
-        recognised each: a link another feed recorded first counts as seen too, or pruning
-        it would let this feed's copy through as new. Return those rows' keys."""
+        """Mark the stored entries that any key of `items` recognises as seen `now`: a link
+        another feed recorded first counts as seen too, or pruning it would let this feed's
+        copy through as new. Return those rows' keys."""
         stored = _StoredKeys()
-        for piece in chunks(known):
+        for piece in chunks(items):
             chunk = [key for _, key in piece]
             guid_keys = [key.guid_key for key in chunk]
             link_keys = [key.link_key for key in chunk if key.link_key is not None]
             title_keys = [key.title_key for key in chunk if key.title_key is not None]
-            async with self.db.execute(
+            for row in await self.db.execute_fetchall(
                 f"""UPDATE entries SET last_seen_at = ?
                     WHERE guid_key IN ({",".join("?" * len(guid_keys))})
                        OR link_key IN ({",".join("?" * len(link_keys))})
                        OR title_key IN ({",".join("?" * len(title_keys))})
                     RETURNING id, feed_id, guid_key, link_key, title_key, content_key""",
                 (_ts(now), *guid_keys, *link_keys, *title_keys),
-            ) as cursor:
-                for row in await cursor.fetchall():
-                    stored.add(_StoredEntry(*row))
+            ):
+                stored.add(_StoredEntry(*row))
         return stored
 
     async def _record_changes(
