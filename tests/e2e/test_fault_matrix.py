@@ -181,6 +181,16 @@ query = '@russian_peacekeepers'
     finally:
         daemon.kill()
 
+    # The matrix as the operator would see it (`pytest -s` shows it; quoted in notes).
+    print(
+        f"\nfault matrix: daemon peak RSS {memory:.0f} MB, stopped in {seconds:.1f} s (rc {code})"
+    )
+    for name, row in rows.items():
+        print(
+            f"  {name:16} {row['state']:9} status={row['last_status']!s:4} "
+            f"errors={row['consecutive_errors']} entries={row['entries_total']} "
+            f"next={row['next_check'] or '-'} {(row['last_error'] or '')[:70]}"
+        )
     assert code == 0 and seconds < 10, daemon.output
     assert memory < PEAK_RSS_LIMIT_MB, f"peak RSS {memory:.0f} MB"
     assert "Traceback" not in daemon.output, daemon.output
