@@ -5,10 +5,12 @@ points at the fake. Messages and button presses are injected as Telegram would s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import textwrap
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +22,7 @@ from tests.fakes.telegram_api import Bucket, FakeTelegram, RateLimits, SentMessa
 from watcher.bot_backend import StoreBackend
 from watcher.config import Settings, load_config
 from watcher.delivery import Delivery, Limits
+from watcher.errors import ChatOnHold
 from watcher.model import Alert, RuleDef
 from watcher.store import Store
 from watcher.telegram import commands
@@ -681,6 +684,37 @@ async def test_replies_take_turns_with_alerts_under_the_chat_limit(
     else:  # sent their own way, replies and alerts meet Telegram's limit: replies are lost
         # and alerts put off
         assert fake.count_429 > 0 and (delivered < 3 or len(fake.sent) < 6)
+
+
+async def test_a_reply_to_a_chat_on_hold_is_dropped_and_logged_not_apologised_for(
+    fake: FakeTelegram, backend: StoreBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    @contextlib.asynccontextmanager
+    async def held_user(chat_id: int) -> AsyncIterator[None]:
+        if chat_id == USER:  # as Delivery.reply_slot says while Telegram's pause lasts
+            raise ChatOnHold(chat_id, 30.0)
+        yield
+
+    slot: Callable[[int], AbstractAsyncContextManager[None]] = held_user
+    bot = SubscriberBot(
+        TOKEN,
+        api_base_url=fake.base_url,
+        backend=backend,
+        poll_timeout_s=1,
+        request_timeout_s=3,
+        reply_slot=slot,
+    )
+    caplog.set_level(logging.INFO, logger="watcher")
+    await bot.start()
+    try:
+        fake.inject_message(USER, "/help")
+        reply = await ask(fake, 3000, "/help")  # handled after the first: the bot goes on
+    finally:
+        await bot.stop()
+    assert [m.chat_id for m in fake.sent] == [3000] and reply.chat_id == 3000
+    notes = [r for r in caplog.records if "bot reply not sent chat=2000" in r.getMessage()]
+    assert notes and notes[0].levelno == logging.INFO
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_allowlist_refuses_other_chats_and_shows_their_id(

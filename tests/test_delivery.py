@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.telegram_api import Bucket, FakeTelegram, RateLimits
 from watcher.delivery import Delivery, Limits
+from watcher.errors import ChatOnHold
 from watcher.metrics import Metrics
 from watcher.model import CONSOLE_CHAT, Alert, Entry, FeedDef, Hit
 from watcher.store import Store, StoryEdit
@@ -483,6 +484,39 @@ async def test_a_reply_does_not_wait_behind_a_round_of_alerts(
         running.cancel()  # as the daemon does after its grace period: safe
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+async def test_a_reply_waits_out_a_short_hold_telegram_put_on_its_chat(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    fake.fail_next(1, 429, methods=["sendMessage"])  # retry_after: 1
+    await queue(store, 42)
+    delivery = Delivery(store, sender, clock=now)
+    assert await delivery.drain() == 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with delivery.reply_slot(42):
+        waited = loop.time() - started
+        await sender.send(42, "reply")
+    assert 0.7 < waited < 2.0
+    assert fake.count_429 == 1 and [m.text for m in fake.sent] == ["reply"]
+
+
+async def test_a_reply_to_a_chat_on_a_longer_hold_is_not_sent(
+    fake: FakeTelegram, store: Store, sender: TelegramSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("watcher.delivery.REPLY_WAIT_S", 0.2)
+    fake.fail_next(1, 429, methods=["sendMessage"])  # retry_after: 1
+    await queue(store, 42)
+    delivery = Delivery(store, sender, clock=now)
+    assert await delivery.drain() == 0
+    with pytest.raises(ChatOnHold) as raised:
+        async with delivery.reply_slot(42):
+            raise AssertionError("a reply inside Telegram's pause")
+    assert raised.value.chat_id == 42 and 0.5 < raised.value.seconds <= 1.0
+    async with delivery.reply_slot(43):  # another chat is not held
+        pass
+    assert fake.count_429 == 1
 
 
 async def test_a_reply_waits_for_its_chat_only_so_long(

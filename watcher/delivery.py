@@ -26,6 +26,7 @@ from typing import Literal, TextIO
 
 from aiolimiter import AsyncLimiter
 
+from watcher.errors import ChatOnHold
 from watcher.metrics import Metrics, SendOutcome
 from watcher.model import CONSOLE_CHAT, OutboxItem
 from watcher.store import Store
@@ -193,15 +194,32 @@ class Delivery:
         under this chat's limit, which Telegram counts with the chat's alerts, and a small
         overall budget of its own: in the alerts' queue, a reply would wait behind a whole
         round of chats, and the bot, which answers one update at a time, with it. Waits at
-        most `REPLY_WAIT_S`: a reply later than that is worse than a rare 429."""
+        most `REPLY_WAIT_S`: a reply later than that is worse than a rare 429.
+
+        A chat Telegram told to wait (a 429's retry_after) is waited for too, if the wait
+        ends within `REPLY_WAIT_S`; past that, raises ChatOnHold: a request inside the pause
+        would only draw another 429, and hold the bot's other chats while it waits."""
+        hold_s = self._hold_left_s(chat_id)
+        if hold_s > REPLY_WAIT_S:
+            log.info("reply not sent chat=%d: on hold for %.0f s more", chat_id, hold_s)
+            raise ChatOnHold(chat_id, hold_s)
         try:
             async with asyncio.timeout(REPLY_WAIT_S):
+                if hold_s > 0:
+                    await asyncio.sleep(hold_s)
                 await self._replies.acquire()
                 # Last: the chat's turn must be taken just before the send it is for.
                 await self._chat_limiter(chat_id).acquire()
         except TimeoutError:
             log.debug("reply sent without waiting longer for its turn chat=%d", chat_id)
         yield
+
+    def _hold_left_s(self, chat_id: int) -> float:
+        """Seconds until Telegram's last retry_after for this chat, or for every chat, ends."""
+        ends = [end for end in (self._held_until.get(chat_id), self._paused_until) if end]
+        if not ends:
+            return 0.0
+        return max(0.0, (max(ends) - self._clock()).total_seconds())
 
     def _held(self, chat_id: int, now: datetime) -> bool:
         until = self._held_until.get(chat_id)

@@ -89,3 +89,17 @@ class StoreError(WatcherError):
 
 class NotifyError(WatcherError):
     """An alert could not be delivered."""
+
+
+class ChatOnHold(WatcherError):
+    """Telegram asked for a pause in writing to this chat (or to every chat) that outlasts
+    what a bot reply may wait for: the reply is not sent, rather than draw another 429
+    (which Telegram answers with a longer pause)."""
+
+    def __init__(self, chat_id: int, seconds: float) -> None:
+        self.chat_id = chat_id
+        self.seconds = seconds
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"Telegram asked for {self.seconds:.0f} s more of quiet in chat {self.chat_id}"

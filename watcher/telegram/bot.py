@@ -49,6 +49,7 @@ from telegram.ext import (
     filters,
 )
 
+from watcher.errors import ChatOnHold
 from watcher.model import RuleDef
 from watcher.telegram import commands as say
 from watcher.telegram.backend import BotBackend
@@ -269,7 +270,9 @@ class SubscriberBot:
         chat = update.effective_chat if isinstance(update, Update) else None
         chat_id = chat.id if chat is not None else None
         error = context.error
-        if isinstance(error, InvalidToken):
+        if isinstance(error, ChatOnHold):
+            log.info("bot reply not sent chat=%s: %s", chat_id, error)
+        elif isinstance(error, InvalidToken):
             log.warning("bot reply failed chat=%s: the bot token was rejected", chat_id)
         elif isinstance(error, TelegramError):
             log.warning("bot reply failed chat=%s: %s: %s", chat_id, type(error).__name__, error)
@@ -304,11 +307,11 @@ class SubscriberBot:
                     return
             try:
                 await body(message, context, chat.id)
-            except TelegramError:
-                raise  # the reply itself failed: nothing more to send
+            except (TelegramError, ChatOnHold):
+                raise  # the reply itself failed or may not go yet: nothing more to send
             except Exception:
                 # Say so rather than stay silent; the error handler logs the failure.
-                with contextlib.suppress(TelegramError):
+                with contextlib.suppress(TelegramError, ChatOnHold):
                     await self._reply(message, escape(say.SORRY))
                 raise
 
