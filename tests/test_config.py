@@ -365,7 +365,7 @@ def test_an_unknown_feed_key_gives_file_merged_index_and_line(tmp_path: Path) ->
     assert (error.file, error.key, error.line) == (feeds, "feeds[2].intervall", 8)
     assert error.message == (
         'unknown key "intervall" in a [[feeds]] entry; did you mean "interval"? '
-        "allowed: interval, language, name, tags, url"
+        "allowed: interval, language, name, tags, url, user_agent"
     )
 
 
@@ -1215,9 +1215,11 @@ def test_retention_http_logging_format_and_feed_tags(tmp_path: Path) -> None:
         name = "apa"
         url = "https://apa.az/rss"
         tags = ["az", "wire", "az"]
+        user_agent = "Mozilla/5.0 (X11; Linux x86_64) Watcher"
         """,
     )
     settings = load_config(main)
+    assert settings.feeds[0].user_agent == "Mozilla/5.0 (X11; Linux x86_64) Watcher"
 
     assert settings.logging.format == "json"
     assert (settings.retention.entries, settings.retention.outbox) == (120 * 86400, 7 * 86400)
@@ -1252,3 +1254,14 @@ def test_bad_retention_http_and_log_format(tmp_path: Path, text: str, message: s
         load_config(path)
     assert message in caught.value.message
     assert caught.value.line == 2
+
+
+@pytest.mark.parametrize("agent", ['"Mozilla/5.0\\r\\nX-Injected: 1"', '"Браузер/1.0"', '""', "5"])
+def test_a_feed_user_agent_must_be_one_line_of_printable_ascii(tmp_path: Path, agent: str) -> None:
+    path = write(
+        tmp_path,
+        "w.toml",
+        f'[[feeds]]\nname = "apa"\nurl = "https://apa.az/rss"\nuser_agent = {agent}\n',
+    )
+    error = config_error(path)
+    assert error.key == "feeds[0].user_agent" and error.line == 4

@@ -37,6 +37,8 @@ async def test_200_returns_body_validators_and_content_type(
     assert result.etag and result.last_modified == "Sat, 28 Nov 2026 10:00:00 GMT"
     assert result.content_type == "application/rss+xml; charset=windows-1251"
     assert server.requests[0].headers["User-Agent"] == USER_AGENT
+    await fetcher.fetch(url, user_agent="Mozilla/5.0 (X11) Watcher")  # a feed's own, if set
+    assert server.requests[1].headers["User-Agent"] == "Mozilla/5.0 (X11) Watcher"
 
 
 async def test_conditional_get_sends_validators_and_gets_304(

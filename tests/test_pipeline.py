@@ -1,6 +1,7 @@
 """poll_feed() on real parts: a feed server on 127.0.0.1, a SQLite file, the real matcher."""
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -79,6 +80,13 @@ async def test_first_poll_records_without_alerting_then_new_entries_alert(parts:
     assert "Russian peacekeeping contingent leaves Karabakh" in to_group.text
     to_private = next(i for i in due if i.chat_id == 42)
     assert "#karabakh" in to_private.text and "#peacekeepers" not in to_private.text
+
+
+async def test_a_feed_is_fetched_with_its_own_user_agent_when_it_has_one(parts: Parts) -> None:
+    server, context, _ = parts
+    feed = replace(await setup_feed(context, server, rss(item(1, "Karabakh"))), user_agent="UA/1")
+    report = await poll_feed(feed, await state_of(context, feed), context)
+    assert report.status == 200 and server.requests[-1].headers["User-Agent"] == "UA/1"
 
 
 async def test_unchanged_feed_costs_no_parse_and_no_alerts(parts: Parts) -> None:

@@ -36,7 +36,7 @@ async def _check_one(feed: FeedDef, fetcher: Fetcher, parser: FeedParser) -> Fee
     started = time.perf_counter()
     status: int | None = None
     try:
-        result = await fetcher.fetch(feed.url)
+        result = await fetcher.fetch(feed.url, user_agent=feed.user_agent)
         status = result.status
         parsed = await parser.parse(result)
     except (FetchError, ParseError) as exc:

@@ -373,7 +373,7 @@ _LOGGING_KEYS = ("level", "format")
 _RETENTION_KEYS = ("entries", "outbox")
 _HTTP_KEYS = ("listen",)
 _STORIES_KEYS = ("window", "threshold", "realert_on_update")
-_FEED_KEYS = ("name", "url", "interval", "language", "tags")
+_FEED_KEYS = ("name", "url", "interval", "language", "tags", "user_agent")
 _ACTOR_KEYS = ("names",)
 _RULE_KEYS = ("name", "query", "chats", "feeds", "languages", "priority")
 
@@ -687,6 +687,9 @@ def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
         tags: tuple[str, ...] = ()
         if "tags" in table:
             tags = tuple(dict.fromkeys(_list_of(table["tags"], at.key("tags"), _text, "tags")))
+        user_agent = None
+        if "user_agent" in table:
+            user_agent = _header_value(table["user_agent"], at.key("user_agent"))
         feeds.append(
             FeedDef(
                 name=name,
@@ -695,6 +698,7 @@ def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
                 language=language,
                 auto_interval=auto,
                 tags=tags,
+                user_agent=user_agent,
             )
         )
     return feeds
@@ -919,6 +923,14 @@ def _string(value: object, at: _At) -> str:
 def _text(value: object, at: _At) -> str:
     """A non-empty string with surrounding whitespace dropped."""
     return _string(value, at).strip()
+
+
+def _header_value(value: object, at: _At) -> str:
+    """Text an HTTP header can carry as it is: printable ASCII on one line."""
+    text = _text(value, at)
+    if not (text.isascii() and text.isprintable()):
+        raise at.error(f"{_show(text)} must be printable ASCII on one line (an HTTP header)")
+    return text
 
 
 def _alias(value: object, at: _At) -> str:

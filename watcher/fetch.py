@@ -124,11 +124,20 @@ class Fetcher:
             self._session = None
 
     async def fetch(
-        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        user_agent: str | None = None,
     ) -> FetchResult:
+        """GET `url`, conditionally when validators are given; `user_agent` replaces
+        Watcher's own for this request."""
         if self._session is None:
             raise RuntimeError("Fetcher used outside `async with`")
         headers: dict[str, str] = {}
+        if user_agent:
+            headers["User-Agent"] = user_agent
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:

@@ -20,6 +20,7 @@ class FeedDef:
     language: str | None = None
     auto_interval: bool = False  # adapt the interval to how often the feed publishes
     tags: tuple[str, ...] = ()  # operator's grouping (OPML categories); no effect on polling
+    user_agent: str | None = None  # sent instead of Watcher's own (sites that want a browser's)
 
 
 @dataclass(frozen=True, slots=True)

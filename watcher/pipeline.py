@@ -251,7 +251,10 @@ async def _poll(
 ) -> PollOutcome:
     try:
         result = await ctx.fetcher.fetch(
-            state.url, etag=state.etag, last_modified=state.last_modified
+            state.url,
+            etag=state.etag,
+            last_modified=state.last_modified,
+            user_agent=feed.user_agent,
         )
     except FetchError as exc:
         if exc.status == 410:
