@@ -350,6 +350,25 @@ async def test_an_item_whose_guid_and_link_changed_is_known_by_title_and_minute(
     assert stored(store, "SELECT count(DISTINCT title_key) FROM entries") == [(2,)]
 
 
+@pytest.mark.parametrize("listed_again", [False, True])
+async def test_an_item_sharing_a_new_items_link_is_that_item_not_an_older_namesake(
+    store: Store, listed_again: bool
+) -> None:
+    # K shares its link with A, new in this document, and its title and minute with R, an
+    # older entry: K is A's copy (the insert turns it away), so R is neither compared with
+    # K nor rewritten with K's words.
+    published = NOW - timedelta(minutes=5)
+    older = Entry("g-r", "https://apa.az/news/r", "Road to Khankendi reopens", "Old", published)
+    await record(store, "apa", [older])
+    new = Entry("g-a", "https://apa.az/news/shared", "Another headline altogether", "A", None)
+    copy = Entry("g-k", "https://apa.az/news/shared", older.title, "New text", published)
+    document = [new, copy, older] if listed_again else [new, copy]
+    result = await record(store, "apa", document, NOW + timedelta(minutes=10))
+    assert [item.entry.guid for item in result.new] == ["g-a"]
+    assert result.updated == []
+    assert stored(store, "SELECT summary FROM entries WHERE guid = 'g-r'") == [("Old",)]
+
+
 async def test_a_known_entry_with_other_words_comes_back_updated(store: Store) -> None:
     (first,) = (await record(store, "apa", [entry(1), entry(2)])).new[:1]
     edited = replace(entry(1), title="Title 1, corrected", summary="Summary 1 with more")

@@ -278,8 +278,8 @@ def _published(raw: Any, now: datetime) -> datetime | None:
     try:
         # feedparser's struct_time is UTC. Built directly, 10x cheaper than timegm.
         published = datetime(*parsed[:6], tzinfo=UTC)
-    except (OverflowError, ValueError):
-        try:  # a leap second (sec 60) or a field past its range, which timegm carries over
+    except (OverflowError, ValueError, TypeError):
+        try:  # a leap second (sec 60), a field past its range (timegm carries it), a float
             published = datetime.fromtimestamp(calendar.timegm(parsed), UTC)
         except (OverflowError, ValueError, OSError):
             return None

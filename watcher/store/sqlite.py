@@ -587,6 +587,15 @@ class WriteTransaction:
                 params,
             ):
                 inserted[guid_key] = entry_id
+        # A row just inserted is what a later item of this document with its link is (the
+        # insert turned that item away): known to `same_entry`, which then passes it over.
+        for guid_key, entry_id in inserted.items():
+            key = listed[guid_key][1]
+            stored.add(
+                _StoredEntry(
+                    entry_id, feed_id, guid_key, key.link_key, key.title_key, key.content_key
+                )
+            )
         known = [item for guid_key, item in listed.items() if guid_key not in inserted]
         updated = await self._record_changes(feed_id, known, stored, set(inserted.values()), now)
         await self.db.execute(
