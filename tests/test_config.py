@@ -1256,7 +1256,9 @@ def test_bad_retention_http_and_log_format(tmp_path: Path, text: str, message: s
     assert caught.value.line == 2
 
 
-@pytest.mark.parametrize("agent", ['"Mozilla/5.0\\r\\nX-Injected: 1"', '"Браузер/1.0"', '""', "5"])
+@pytest.mark.parametrize(
+    "agent", ['"Mozilla/5.0\\r\\nX-Injected: 1"', '"Браузер/1.0"', '""', "5", f'"{"a" * 513}"']
+)
 def test_a_feed_user_agent_must_be_one_line_of_printable_ascii(tmp_path: Path, agent: str) -> None:
     path = write(
         tmp_path,

@@ -489,7 +489,8 @@ async def test_a_reply_does_not_wait_behind_a_round_of_alerts(
 async def test_a_reply_waits_out_a_short_hold_telegram_put_on_its_chat(
     fake: FakeTelegram, store: Store, sender: TelegramSender
 ) -> None:
-    fake.fail_next(1, 429, methods=["sendMessage"])  # retry_after: 1
+    fake.fault_retry_after = 2  # longer than the chat's own limit would make it wait
+    fake.fail_next(1, 429, methods=["sendMessage"])
     await queue(store, 42)
     delivery = Delivery(store, sender, clock=now)
     assert await delivery.drain() == 0
@@ -498,7 +499,7 @@ async def test_a_reply_waits_out_a_short_hold_telegram_put_on_its_chat(
     async with delivery.reply_slot(42):
         waited = loop.time() - started
         await sender.send(42, "reply")
-    assert 0.7 < waited < 2.0
+    assert 1.5 < waited < 3.5
     assert fake.count_429 == 1 and [m.text for m in fake.sent] == ["reply"]
 
 

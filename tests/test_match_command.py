@@ -125,6 +125,27 @@ async def test_a_url_is_fetched(config: Path, capsys: pytest.CaptureFixture[str]
     assert len(json.loads(capsys.readouterr().out)) == 3
 
 
+async def test_a_feed_url_is_fetched_with_that_feeds_user_agent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with FeedServer() as server:
+        url = server.serve("/rss", SEED_FEED.read_bytes())
+        config = tmp_path / "watcher.toml"
+        config.write_text(
+            f'[[feeds]]\nname = "azertag"\nurl = "{url}"\nuser_agent = "Mozilla/5.0 (X11)"\n'
+            '[[rules]]\nname = "any"\nquery = "peacekeepers"\n',
+            encoding="utf-8",
+        )
+        for extra in ([], ["--feed", "azertag"]):  # found by its URL, or named
+            command = ["match", "--config", str(config), *extra, "--json", url]
+            assert await asyncio.to_thread(main, command) == 0
+        other = server.serve("/other", SEED_FEED.read_bytes())
+        assert await asyncio.to_thread(main, ["match", "--config", str(config), other]) == 0
+    agents = [request.headers["User-Agent"] for request in server.requests]
+    assert agents[:2] == ["Mozilla/5.0 (X11)"] * 2 and agents[2].startswith("Watcher/")
+    capsys.readouterr()
+
+
 def test_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[[rules]]\nname = 'x'\nquery = '\"unclosed'\n", encoding="utf-8")

@@ -183,11 +183,18 @@ def _match(args: argparse.Namespace) -> int:
     language = args.language or (feeds[args.feed].language if args.feed else None)
     try:
         if is_url(args.source):
+            # The feed named, else the feed at this URL: fetched as the daemon fetches it.
+            feed = (
+                feeds[args.feed]
+                if args.feed
+                else next((f for f in settings.feeds if f.url == args.source), None)
+            )
             entries = asyncio.run(
                 read_url(
                     args.source,
                     timeout_s=settings.polling.timeout,
                     max_body_bytes=settings.polling.max_body_bytes,
+                    user_agent=feed.user_agent if feed is not None else None,
                 )
             )
         else:

@@ -925,11 +925,17 @@ def _text(value: object, at: _At) -> str:
     return _string(value, at).strip()
 
 
+_MAX_HEADER_CHARS = 512
+
+
 def _header_value(value: object, at: _At) -> str:
-    """Text an HTTP header can carry as it is: printable ASCII on one line."""
+    """Text an HTTP header can carry as it is: printable ASCII on one line, of a length
+    servers accept."""
     text = _text(value, at)
     if not (text.isascii() and text.isprintable()):
         raise at.error(f"{_show(text)} must be printable ASCII on one line (an HTTP header)")
+    if len(text) > _MAX_HEADER_CHARS:
+        raise at.error(f"{len(text)} characters: at most {_MAX_HEADER_CHARS}")
     return text
 
 

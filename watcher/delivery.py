@@ -196,17 +196,18 @@ class Delivery:
         round of chats, and the bot, which answers one update at a time, with it. Waits at
         most `REPLY_WAIT_S`: a reply later than that is worse than a rare 429.
 
-        A chat Telegram told to wait (a 429's retry_after) is waited for too, if the wait
-        ends within `REPLY_WAIT_S`; past that, raises ChatOnHold: a request inside the pause
-        would only draw another 429, and hold the bot's other chats while it waits."""
+        A chat Telegram told to wait (a 429's retry_after) is waited for first, if the wait
+        ends within `REPLY_WAIT_S`, and the turns after it; past that, raises ChatOnHold: a
+        request inside the pause would only draw another 429, and hold the bot's other
+        chats while it waits."""
         hold_s = self._hold_left_s(chat_id)
         if hold_s > REPLY_WAIT_S:
-            log.info("reply not sent chat=%d: on hold for %.0f s more", chat_id, hold_s)
+            log.debug("reply not sent chat=%d: on hold for %.0f s more", chat_id, hold_s)
             raise ChatOnHold(chat_id, hold_s)
+        if hold_s > 0:
+            await asyncio.sleep(hold_s)  # outside the timeout: the turns are still to come
         try:
             async with asyncio.timeout(REPLY_WAIT_S):
-                if hold_s > 0:
-                    await asyncio.sleep(hold_s)
                 await self._replies.acquire()
                 # Last: the chat's turn must be taken just before the send it is for.
                 await self._chat_limiter(chat_id).acquire()

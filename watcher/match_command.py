@@ -46,9 +46,11 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-async def read_url(url: str, *, timeout_s: float, max_body_bytes: int) -> list[Entry]:
+async def read_url(
+    url: str, *, timeout_s: float, max_body_bytes: int, user_agent: str | None = None
+) -> list[Entry]:
     async with Fetcher(timeout_s=timeout_s, max_body_bytes=max_body_bytes) as fetcher:
-        result = await fetcher.fetch(url)
+        result = await fetcher.fetch(url, user_agent=user_agent)
     body = result.body or b""
     return entries_from_bytes(body, url=result.url, content_type=result.content_type)
 

@@ -597,6 +597,7 @@ class FakeTelegram:
         self.deleted: list[tuple[int, int]] = []
         self.answered_callback_queries: list[JSONDict] = []
         self.count_429_by_chat: collections.Counter[int] = collections.Counter()
+        self.fault_retry_after = 1  # the retry_after that a 429 of fail_next carries
         self.unauthorized_requests = 0
         self.commands: dict[tuple[str, str], list[JSONDict]] = {}
 
@@ -920,8 +921,9 @@ class FakeTelegram:
         if status == 429:
             chat_id = params.get("chat_id")
             self.count_429_by_chat[chat_id if isinstance(chat_id, int) else 0] += 1
+            after = self.fault_retry_after
             return _error_response(
-                _ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+                _ApiError(429, f"Too Many Requests: retry after {after}", {"retry_after": after})
             )
         reason = _reason(status)
         if status in (502, 503, 504):

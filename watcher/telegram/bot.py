@@ -540,8 +540,8 @@ class SubscriberBot:
             return
         try:
             await self._handle_button(query)
-        except TelegramError:
-            raise
+        except (TelegramError, ChatOnHold):
+            raise  # the query was answered, and its redraw may not go yet
         except Exception:
             # Stop the button's spinner (if the query is still open) and let the error
             # handler log the failure.
