@@ -228,6 +228,28 @@ async def test_changing_a_feed_url_forgets_its_validators(store: Store) -> None:
     assert (state.url, state.etag, state.body_hash) == ("https://apa.az/rss/en", None, None)
 
 
+async def test_a_feed_whose_user_agent_changes_is_checked_at_once(store: Store) -> None:
+    apa = await feed_id(store, "apa")
+    later = NOW + timedelta(hours=6)  # backing off after failures
+    async with store.write() as tx:
+        await tx.feed_failed(apa, now=NOW, status=400, error="Bad Request", next_check_at=later)
+
+    async def next_check(feeds: list[FeedDef], at: datetime) -> datetime | None:
+        await store.sync_feeds(feeds, at)
+        state = await store.feed("apa")
+        assert state is not None
+        return state.next_check_at
+
+    soon = NOW + timedelta(minutes=1)
+    assert await next_check(FEEDS, soon) == later  # nothing changed
+    browser = [replace(FEEDS[0], user_agent="Mozilla/5.0 (X11)"), FEEDS[1]]
+    assert await next_check(browser, soon) == soon
+    async with store.write() as tx:
+        await tx.feed_failed(apa, now=soon, status=400, error="Bad Request", next_check_at=later)
+    assert await next_check(browser, soon) == later  # the same User-Agent again
+    assert await next_check(FEEDS, soon) == soon  # back to Watcher's own
+
+
 def test_a_version_1_database_is_migrated_keeping_its_feeds(tmp_path: Path) -> None:
     from watcher.store.schema import MIGRATIONS
 

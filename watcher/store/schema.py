@@ -257,6 +257,18 @@ def _v10_versions_told(db: sqlite3.Connection) -> None:
     )
 
 
+def _v11_feed_user_agent(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- The User-Agent the config gives a feed (NULL: Watcher's own). A feed whose
+        -- User-Agent changes is checked at once, as one whose URL changes: a site that
+        -- refused the old one should not wait out hours of backoff.
+        ALTER TABLE feeds ADD COLUMN user_agent TEXT;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -268,5 +280,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v8_stories,
     _v9_released_digests,
     _v10_versions_told,
+    _v11_feed_user_agent,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

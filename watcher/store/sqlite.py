@@ -207,8 +207,9 @@ class Store(SubscriberQueries, StoryQueries):
 
     async def sync_feeds(self, feeds: Sequence[FeedDef], now: datetime) -> None:
         """Make the feeds table agree with the config: add new feeds (due now), follow URL
-        changes, and deactivate feeds no longer configured (their history is kept, so a
-        feed that comes back does not re-alert)."""
+        changes, check a feed whose User-Agent changed at once, and deactivate feeds no
+        longer configured (their history is kept, so a feed that comes back does not
+        re-alert)."""
         async with self.write() as tx:
             await tx.db.execute("UPDATE feeds SET active = 0")
             for feed in feeds:
@@ -217,9 +218,9 @@ class Store(SubscriberQueries, StoryQueries):
                 # keeps the URL a permanent redirect moved the feed to.
                 await tx.db.execute(
                     """
-                    INSERT INTO feeds (name, url, config_url, active, created_at,
-                                       next_check_at)
-                    VALUES (?, ?, ?, 1, ?, ?)
+                    INSERT INTO feeds (name, url, config_url, user_agent, active,
+                                       created_at, next_check_at)
+                    VALUES (?, ?, ?, ?, 1, ?, ?)
                     ON CONFLICT (name) DO UPDATE SET
                         active = 1,
                         url = CASE WHEN config_url = excluded.config_url THEN url
@@ -234,11 +235,13 @@ class Store(SubscriberQueries, StoryQueries):
                         disabled_reason = CASE WHEN config_url = excluded.config_url
                                                THEN disabled_reason END,
                         next_check_at = CASE WHEN config_url = excluded.config_url
+                                                  AND user_agent IS excluded.user_agent
                                              THEN next_check_at
                                              ELSE excluded.next_check_at END,
-                        config_url = excluded.config_url
+                        config_url = excluded.config_url,
+                        user_agent = excluded.user_agent
                     """,
-                    (feed.name, feed.url, feed.url, _ts(now), _ts(now)),
+                    (feed.name, feed.url, feed.url, feed.user_agent, _ts(now), _ts(now)),
                 )
 
     async def due_feeds(
