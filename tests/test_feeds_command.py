@@ -164,6 +164,19 @@ def test_language_attributes_are_checked(config: Path) -> None:
     assert "b  https://b.example/rss; language 'English' left out" in result.summary()
 
 
+def test_user_agent_attributes_are_checked(config: Path) -> None:
+    document = opml(
+        outline("a", "https://a.example/rss", userAgent="Mozilla/5.0 (X11)"),
+        outline("b", "https://b.example/rss", userAgent="Браузер"),
+    )
+    result = import_opml(load_config(config), document, today=TODAY)
+    assert [(f.user_agent, f.note) for f in result.added] == [
+        ("Mozilla/5.0 (X11)", None),
+        (None, "userAgent left out: not one line of printable ASCII (at most 512)"),
+    ]
+    assert load_config(config).feeds[-2].user_agent == "Mozilla/5.0 (X11)"
+
+
 def test_without_feeds_anywhere_the_main_file_gets_them(tmp_path: Path) -> None:
     config = tmp_path / "watcher.toml"
     config.write_text("[polling]\ninterval = 300", encoding="utf-8")  # no final newline
@@ -240,6 +253,7 @@ def test_export_then_import_into_an_empty_config_then_export_again(
         (config.parent / "feeds.toml").read_bytes()
         + b'\n[[feeds]]\nname = "odd"\nurl = "https://odd.example/rss?a=1&b=2"\n'
         + b'tags = ["News/Caucasus", "quote \\" & <tag>", "wire"]\n'
+        + b'user_agent = "Mozilla/5.0 (X11; \\"quoted\\") Watcher"\n'
     )
     first = export_opml(load_config(config), NOW)
 
@@ -251,6 +265,8 @@ def test_export_then_import_into_an_empty_config_then_export_again(
 
     assert second == first
     assert first.count("<outline ") == 37
+    odd = next(f for f in load_config(empty / "watcher.toml").feeds if f.name == "odd")
+    assert odd.user_agent == 'Mozilla/5.0 (X11; "quoted") Watcher'
 
 
 def test_export_command(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

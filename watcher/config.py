@@ -939,6 +939,17 @@ def _header_value(value: object, at: _At) -> str:
     return text
 
 
+def is_user_agent(text: str) -> bool:
+    """What a feed's `user_agent` may be (see `_header_value`)."""
+    return (
+        bool(text)
+        and text == text.strip()
+        and text.isascii()
+        and text.isprintable()
+        and (len(text) <= _MAX_HEADER_CHARS)
+    )
+
+
 def _alias(value: object, at: _At) -> str:
     alias = _text(value, at)
     if not words(alias):

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from watcher.config import Settings, is_feed_url, is_language_code, load_config
+from watcher.config import Settings, is_feed_url, is_language_code, is_user_agent, load_config
 from watcher.errors import ConfigError
 from watcher.identity import canonical_url
 from watcher.model import FeedDef
@@ -39,6 +39,7 @@ class NewFeed:
     tags: tuple[str, ...] = ()
     language: str | None = None
     note: str | None = None  # something of the outline that could not be kept
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,16 @@ def plan_import(
             continue
         name = feed_name(outline.title, outline.url, taken)
         language, note = _language(outline.language)
-        added.append(NewFeed(name, outline.url, outline.title, outline.tags, language, note))
+        user_agent = outline.user_agent
+        if user_agent is not None and not is_user_agent(user_agent):
+            user_agent, dropped = (
+                None,
+                "userAgent left out: not one line of printable ASCII (at most 512)",
+            )
+            note = f"{note}; {dropped}" if note else dropped
+        added.append(
+            NewFeed(name, outline.url, outline.title, outline.tags, language, note, user_agent)
+        )
         by_url[key] = name
         taken.add(name.casefold())
     return added, skipped
@@ -213,6 +223,8 @@ def feeds_toml(feeds: Sequence[NewFeed], *, header: str) -> str:
             lines.append(f"language = {toml_string(feed.language)}")
         if feed.tags:
             lines.append(f"tags = [{', '.join(toml_string(tag) for tag in feed.tags)}]")
+        if feed.user_agent:
+            lines.append(f"user_agent = {toml_string(feed.user_agent)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 

@@ -36,6 +36,7 @@ class Outline:
     title: str | None  # its `text`, else its `title`
     tags: tuple[str, ...] = ()
     language: str | None = None  # as written
+    user_agent: str | None = None  # Watcher's own attribute, `userAgent`: as written
 
 
 def parse_opml(data: bytes) -> list[Outline]:
@@ -66,6 +67,7 @@ def _outlines(parent: ET.Element, folders: tuple[str, ...]) -> Iterator[Outline]
                 title=title,
                 tags=tuple(dict.fromkeys(tag for tag in tags if tag)),
                 language=attributes.get("language") or None,
+                user_agent=attributes.get("useragent") or None,
             )
             yield from _outlines(element, folders)
         else:
@@ -83,7 +85,8 @@ def category_tags(category: str) -> list[str]:
 
 def render_opml(feeds: Sequence[FeedDef], *, title: str, created: datetime) -> str:
     """An OPML 2.0 document listing `feeds` in the order given: one outline each, its tags
-    as `category` (tags with a comma cannot be written there and are left out)."""
+    as `category` (tags with a comma cannot be written there and are left out), and its
+    `user_agent` as `userAgent`, an attribute of Watcher's that other readers ignore."""
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         '<opml version="2.0">',
@@ -105,6 +108,8 @@ def render_opml(feeds: Sequence[FeedDef], *, title: str, created: datetime) -> s
             attributes.append(("category", ",".join(tag for tag in tags if tag)))
         if feed.language:
             attributes.append(("language", feed.language))
+        if feed.user_agent:
+            attributes.append(("userAgent", feed.user_agent))
         written = " ".join(f'{name}="{_escape(value)}"' for name, value in attributes)
         lines.append(f"    <outline {written}/>")
     lines += ["  </body>", "</opml>", ""]
