@@ -288,6 +288,8 @@ async def test_batched_updates_share_transactions_and_all_land(tmp_path: Path) -
     async with await Store.open(tmp_path / "w.db") as store:
         await store.sync_feeds(feeds, NOW)
         ids = {state.name: state.id for state in await store.feeds()}
+        statements: list[str] = []
+        await store._db.set_trace_callback(statements.append)  # what reaches SQLite
         await asyncio.gather(
             *(
                 store.feed_unchanged(
@@ -306,6 +308,9 @@ async def test_batched_updates_share_transactions_and_all_land(tmp_path: Path) -
             )
         )
         states = await store.feeds()
+        await store._db.set_trace_callback(None)
+    # One transaction per 50 updates arriving at once, not one per update.
+    assert sum(statement.startswith("BEGIN") for statement in statements) == 9
     assert all(state.etag == f'"{state.name}"' for state in states)
     assert all(state.last_status == 304 and state.last_success_at == NOW for state in states)
     assert all_due_in_ten_minutes(states)

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Coroutine, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -117,7 +117,8 @@ class Store(SubscriberQueries, StoryQueries):
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
         if self._batch:
-            await self._flush_batch(0.0)
+            batch, self._batch = self._batch, []
+            await self._write_batch(batch)
         if self._reader is not self._db:
             await self._reader.close()
         await self._db.close()
@@ -159,26 +160,30 @@ class Store(SubscriberQueries, StoryQueries):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch.append((sql, params, done))
         if len(self._batch) >= _BATCH_ROWS:
-            self._start_flush(delay_s=0.0)
+            # Written now, and those that come next start a batch of their own: a burst of
+            # polls finishing in one turn makes one flush per full batch, not one per poll.
+            full, self._batch = self._batch, []
+            self._spawn_flush(self._write_batch(full))
         elif self._batch_flush is None:
-            self._start_flush(delay_s=_BATCH_WAIT_S)
+            self._batch_flush = self._spawn_flush(self._flush_later(_BATCH_WAIT_S))
         await done
 
-    def _start_flush(self, delay_s: float) -> None:
-        if self._batch_flush is not None and delay_s > 0:
-            return
-        flush = asyncio.create_task(self._flush_batch(delay_s))
-        self._flushes.add(flush)
-        flush.add_done_callback(self._flushes.discard)
-        if delay_s > 0:
-            self._batch_flush = flush
+    def _spawn_flush(self, flush: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(flush)
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+        return task
 
-    async def _flush_batch(self, delay_s: float) -> None:
-        if delay_s:
-            await asyncio.sleep(delay_s)
+    async def _flush_later(self, delay_s: float) -> None:
+        """Write whatever the batch holds after `delay_s` (the rows that came meanwhile)."""
+        await asyncio.sleep(delay_s)
         batch, self._batch = self._batch, []
-        if self._batch_flush is asyncio.current_task():
-            self._batch_flush = None
+        self._batch_flush = None
+        await self._write_batch(batch)
+
+    async def _write_batch(
+        self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]]
+    ) -> None:
         if not batch:
             return
         by_statement: dict[str, list[tuple[Any, ...]]] = {}
