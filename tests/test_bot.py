@@ -93,7 +93,13 @@ class World:
     backend: StoreBackend
 
 
-def make_bot(fake: FakeTelegram, backend: StoreBackend, token: str = TOKEN) -> SubscriberBot:
+def make_bot(
+    fake: FakeTelegram,
+    backend: StoreBackend,
+    token: str = TOKEN,
+    *,
+    reply_slot: Callable[[int], AbstractAsyncContextManager[None]] | None = None,
+) -> SubscriberBot:
     return SubscriberBot(
         token,
         api_base_url=fake.base_url + "/",
@@ -102,6 +108,7 @@ def make_bot(fake: FakeTelegram, backend: StoreBackend, token: str = TOKEN) -> S
         request_timeout_s=3,
         retry_initial_s=0.05,
         retry_max_s=0.2,
+        reply_slot=reply_slot,
     )
 
 
@@ -661,14 +668,7 @@ async def test_replies_take_turns_with_alerts_under_the_chat_limit(
     delivery = Delivery(store, sender, clock=lambda: NOW, limits=limits)
     async with store.write() as tx:
         await tx.enqueue([Alert(None, USER, f"alert {n}") for n in range(3)], NOW)
-    bot = SubscriberBot(
-        TOKEN,
-        api_base_url=fake.base_url,
-        backend=backend,
-        poll_timeout_s=1,
-        request_timeout_s=3,
-        reply_slot=delivery.reply_slot if shared else None,
-    )
+    bot = make_bot(fake, backend, reply_slot=delivery.reply_slot if shared else None)
     await bot.start()
     try:
         for _ in range(3):
@@ -695,15 +695,7 @@ async def test_a_reply_to_a_chat_on_hold_is_dropped_and_logged_not_apologised_fo
             raise ChatOnHold(chat_id, 30.0)
         yield
 
-    slot: Callable[[int], AbstractAsyncContextManager[None]] = held_user
-    bot = SubscriberBot(
-        TOKEN,
-        api_base_url=fake.base_url,
-        backend=backend,
-        poll_timeout_s=1,
-        request_timeout_s=3,
-        reply_slot=slot,
-    )
+    bot = make_bot(fake, backend, reply_slot=held_user)
     caplog.set_level(logging.INFO, logger="watcher")
     await bot.start()
     try:

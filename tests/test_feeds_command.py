@@ -151,30 +151,37 @@ def test_strings_are_escaped_so_toml_reads_back_exactly(tmp_path: Path) -> None:
     assert feed.tags == (odd.strip(), "plain")
 
 
-def test_language_attributes_are_checked(config: Path) -> None:
+@pytest.mark.parametrize(
+    ("attribute", "good", "kept", "bad", "note"),
+    [
+        (
+            "language",
+            "en_US",
+            "en-us",
+            "English",
+            "language 'English' left out: not a language code",
+        ),
+        (
+            "userAgent",
+            "Mozilla/5.0 (X11)",
+            "Mozilla/5.0 (X11)",
+            "Браузер",
+            "userAgent left out: not one line of printable ASCII (at most 512)",
+        ),
+    ],
+)
+def test_outline_attributes_are_checked(
+    config: Path, attribute: str, good: str, kept: str, bad: str, note: str
+) -> None:
     document = opml(
-        outline("a", "https://a.example/rss", language="en_US"),
-        outline("b", "https://b.example/rss", language="English"),
+        outline("a", "https://a.example/rss", **{attribute: good}),
+        outline("b", "https://b.example/rss", **{attribute: bad}),
     )
     result = import_opml(load_config(config), document, today=TODAY)
-    assert [(f.language, f.note) for f in result.added] == [
-        ("en-us", None),
-        (None, "language 'English' left out: not a language code"),
-    ]
-    assert "b  https://b.example/rss; language 'English' left out" in result.summary()
-
-
-def test_user_agent_attributes_are_checked(config: Path) -> None:
-    document = opml(
-        outline("a", "https://a.example/rss", userAgent="Mozilla/5.0 (X11)"),
-        outline("b", "https://b.example/rss", userAgent="Браузер"),
-    )
-    result = import_opml(load_config(config), document, today=TODAY)
-    assert [(f.user_agent, f.note) for f in result.added] == [
-        ("Mozilla/5.0 (X11)", None),
-        (None, "userAgent left out: not one line of printable ASCII (at most 512)"),
-    ]
-    assert load_config(config).feeds[-2].user_agent == "Mozilla/5.0 (X11)"
+    field = "language" if attribute == "language" else "user_agent"
+    assert [(getattr(f, field), f.note) for f in result.added] == [(kept, None), (None, note)]
+    assert f"b  https://b.example/rss; {note}" in result.summary()
+    assert getattr(load_config(config).feeds[-2], field) == kept
 
 
 def test_without_feeds_anywhere_the_main_file_gets_them(tmp_path: Path) -> None:
