@@ -1256,10 +1256,22 @@ def test_bad_retention_http_and_log_format(tmp_path: Path, text: str, message: s
     assert caught.value.line == 2
 
 
+_NOT_A_USER_AGENT = "is not a User-Agent: expected one line of printable ASCII, at most 512"
+
+
 @pytest.mark.parametrize(
-    "agent", ['"Mozilla/5.0\\r\\nX-Injected: 1"', '"Браузер/1.0"', '""', "5", f'"{"a" * 513}"']
+    ("agent", "message"),
+    [
+        ('"Mozilla/5.0\\r\\nX-Injected: 1"', _NOT_A_USER_AGENT),
+        ('"Браузер/1.0"', _NOT_A_USER_AGENT),
+        (f'"{"a" * 513}"', _NOT_A_USER_AGENT),
+        ('""', "must not be empty"),
+        ("5", "expected a string"),
+    ],
 )
-def test_a_feed_user_agent_must_be_one_line_of_printable_ascii(tmp_path: Path, agent: str) -> None:
+def test_a_feed_user_agent_must_be_one_line_of_printable_ascii(
+    tmp_path: Path, agent: str, message: str
+) -> None:
     path = write(
         tmp_path,
         "w.toml",
@@ -1267,3 +1279,4 @@ def test_a_feed_user_agent_must_be_one_line_of_printable_ascii(tmp_path: Path, a
     )
     error = config_error(path)
     assert error.key == "feeds[0].user_agent" and error.line == 4
+    assert message in error.message

@@ -166,7 +166,7 @@ def test_strings_are_escaped_so_toml_reads_back_exactly(tmp_path: Path) -> None:
             "Mozilla/5.0 (X11)",
             "Mozilla/5.0 (X11)",
             "Браузер",
-            "userAgent left out: not one line of printable ASCII (at most 512)",
+            "userAgent left out: not one line of printable ASCII, at most 512 characters",
         ),
     ],
 )

@@ -689,7 +689,7 @@ def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
             tags = tuple(dict.fromkeys(_list_of(table["tags"], at.key("tags"), _text, "tags")))
         user_agent = None
         if "user_agent" in table:
-            user_agent = _header_value(table["user_agent"], at.key("user_agent"))
+            user_agent = _user_agent(table["user_agent"], at.key("user_agent"))
         feeds.append(
             FeedDef(
                 name=name,
@@ -925,29 +925,27 @@ def _text(value: object, at: _At) -> str:
     return _string(value, at).strip()
 
 
-_MAX_HEADER_CHARS = 512
-
-
-def _header_value(value: object, at: _At) -> str:
-    """Text an HTTP header can carry as it is: printable ASCII on one line, of a length
-    servers accept."""
-    text = _text(value, at)
-    if not (text.isascii() and text.isprintable()):
-        raise at.error(f"{_show(text)} must be printable ASCII on one line (an HTTP header)")
-    if len(text) > _MAX_HEADER_CHARS:
-        raise at.error(f"{len(text)} characters: at most {_MAX_HEADER_CHARS}")
-    return text
+_MAX_USER_AGENT_CHARS = 512
+# What a feed's `user_agent` must be, as an error or an import note says it.
+USER_AGENT_RULE = f"one line of printable ASCII, at most {_MAX_USER_AGENT_CHARS} characters"
 
 
 def is_user_agent(text: str) -> bool:
-    """What a feed's `user_agent` may be (see `_header_value`)."""
+    """Whether `text` can go out as a feed's User-Agent header as it is (`USER_AGENT_RULE`):
+    nothing a header cannot carry, and a length servers accept."""
     return (
-        bool(text)
+        0 < len(text) <= _MAX_USER_AGENT_CHARS
         and text == text.strip()
         and text.isascii()
         and text.isprintable()
-        and (len(text) <= _MAX_HEADER_CHARS)
     )
+
+
+def _user_agent(value: object, at: _At) -> str:
+    text = _text(value, at)
+    if not is_user_agent(text):
+        raise at.error(f"{_show(text[:80])} is not a User-Agent: expected {USER_AGENT_RULE}")
+    return text
 
 
 def _alias(value: object, at: _At) -> str:

@@ -22,7 +22,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from watcher.config import Settings, is_feed_url, is_language_code, is_user_agent, load_config
+from watcher.config import (
+    USER_AGENT_RULE,
+    Settings,
+    is_feed_url,
+    is_language_code,
+    is_user_agent,
+    load_config,
+)
 from watcher.errors import ConfigError
 from watcher.identity import canonical_url
 from watcher.model import FeedDef
@@ -151,10 +158,7 @@ def plan_import(
         language, note = _language(outline.language)
         user_agent = outline.user_agent
         if user_agent is not None and not is_user_agent(user_agent):
-            user_agent, dropped = (
-                None,
-                "userAgent left out: not one line of printable ASCII (at most 512)",
-            )
+            user_agent, dropped = None, f"userAgent left out: not {USER_AGENT_RULE}"
             note = f"{note}; {dropped}" if note else dropped
         added.append(
             NewFeed(name, outline.url, outline.title, outline.tags, language, note, user_agent)
