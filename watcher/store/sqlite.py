@@ -752,19 +752,27 @@ class WriteTransaction:
         """Of (entry id, chat id, content key), the (entry, chat) pairs whose chat was never
         told of that version and has no digest still to come that holds the entry (it will
         show the entry as it reads then)."""
-        found: set[tuple[int, int]] = set()
-        for entry_id, chat_id, content in versions:
-            async with self.db.execute(
-                """SELECT NOT EXISTS (SELECT 1 FROM versions_told
-                          WHERE entry_id = ? AND chat_id = ? AND content_key = ?)
-                      AND NOT EXISTS (SELECT 1 FROM held_alerts
-                          WHERE entry_id = ? AND chat_id = ? AND released_at IS NULL)""",
-                (entry_id, chat_id, content, entry_id, chat_id),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is not None and row[0]:
-                found.add((entry_id, chat_id))
-        return found
+        told: set[tuple[int, int, str]] = set()
+        pending: set[tuple[int, int]] = set()
+        entry_ids = sorted({entry_id for entry_id, _, _ in versions})
+        for chunk in chunks(entry_ids, ROWS_PER_STATEMENT // 2):  # each id is given twice
+            marks = ",".join("?" * len(chunk))
+            for entry_id, chat_id, content in await self.db.execute_fetchall(
+                f"""SELECT entry_id, chat_id, content_key FROM versions_told
+                    WHERE entry_id IN ({marks})
+                    UNION ALL SELECT entry_id, chat_id, NULL FROM held_alerts
+                    WHERE entry_id IN ({marks}) AND released_at IS NULL""",
+                [*chunk, *chunk],
+            ):
+                if content is None:
+                    pending.add((entry_id, chat_id))
+                else:
+                    told.add((entry_id, chat_id, content))
+        return {
+            (entry_id, chat_id)
+            for entry_id, chat_id, content in versions
+            if (entry_id, chat_id, content) not in told and (entry_id, chat_id) not in pending
+        }
 
     async def hold(self, chat_id: int, entry_id: int, rules: Sequence[str], now: datetime) -> None:
         """Keep an alert for a muted or digest subscriber's next digest."""
