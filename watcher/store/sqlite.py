@@ -725,16 +725,19 @@ class WriteTransaction:
         found: set[tuple[int, int]] = set()
         for chunk in chunks(entry_ids, ROWS_PER_STATEMENT // 2):  # each id is given twice
             marks = ",".join("?" * len(chunk))
-            async with self.db.execute(
-                f"""SELECT entry_id, chat_id FROM outbox WHERE entry_id IN ({marks})
-                    UNION SELECT entry_id, chat_id FROM held_alerts WHERE entry_id IN ({marks})""",
-                [*chunk, *chunk],
-            ) as cursor:
-                found.update((row[0], row[1]) for row in await cursor.fetchall())
+            found.update(
+                (row[0], row[1])
+                for row in await self.db.execute_fetchall(
+                    f"""SELECT entry_id, chat_id FROM outbox WHERE entry_id IN ({marks})
+                        UNION SELECT entry_id, chat_id FROM held_alerts
+                        WHERE entry_id IN ({marks})""",
+                    [*chunk, *chunk],
+                )
+            )
         # A chat Telegram moved had, under its new id, what it had under the old one (sent
         # rows keep the id they were sent to).
-        async with self.db.execute("SELECT old_chat_id, new_chat_id FROM chat_migrations") as c:
-            moved = {int(old): int(new) for old, new in await c.fetchall()}
+        migrations = "SELECT old_chat_id, new_chat_id FROM chat_migrations"
+        moved = {int(old): int(new) for old, new in await self.db.execute_fetchall(migrations)}
         if moved:
             found |= {(entry, moved[chat]) for entry, chat in found if chat in moved}
         return found
