@@ -642,4 +642,4 @@ def test_a_publication_time_is_read_as_timegm_reads_it(fields: tuple[float, ...]
         expected = None
     if expected is not None and not _EARLIEST_PUBLISHED <= expected <= now + _FUTURE_TOLERANCE:
         expected = None
-    assert _published({"published_parsed": parsed}, now) == expected
+    assert _published(parsed, now) == expected

@@ -541,6 +541,8 @@ def _log_poll(report: PollReport, seconds: float) -> None:
         f"entries={report.entries} new={report.new} hits={report.hits} alerts={report.alerts} "
         f"ms={seconds * 1000:.0f}"
     )
+    if report.unchanged:
+        fields += f" unchanged={report.unchanged}"
     if report.primed:
         fields += " primed=1"
     if report.error:

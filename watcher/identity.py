@@ -150,17 +150,27 @@ def content_key(title: str, summary: str) -> str:
     return text_identity(title, summary).content_key
 
 
-def _title_key(feed_id: int, published: datetime | None, title: str) -> str | None:
-    """The folded title words and the minute of publication, scoped to the feed; None
-    where it would identify too little (see `entry_keys`)."""
+def title_key_minute(published: datetime | None) -> int | None:
+    """The minute (since the epoch) a title key takes from a publication time; None for no
+    time, or exactly midnight UTC: most likely a date without a time, which every item of
+    that day shares."""
     if published is None:
         return None
     published = published.astimezone(UTC)
     if published.time() == _MIDNIGHT:
-        return None  # most likely a date without a time: every item that day shares it
+        return None
+    return int(published.timestamp()) // 60
+
+
+def _title_key(feed_id: int, published: datetime | None, title: str) -> str | None:
+    """The folded title words and the minute of publication, scoped to the feed; None
+    where it would identify too little (see `entry_keys`)."""
+    minute = title_key_minute(published)
+    if minute is None:
+        return None
     if not title or title.count(" ") + 1 < _TITLE_KEY_MIN_WORDS:
         return None
-    return _digest("title", str(feed_id), title, str(int(published.timestamp()) // 60))
+    return _digest("title", str(feed_id), title, str(minute))
 
 
 def entry_keys(feed_id: int, entries: Sequence[Entry]) -> list[EntryKeys]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 # Outbox rows addressed to this chat id are printed on stdout instead of sent: it is the
 # destination the daemon uses when no Telegram token is configured.
@@ -49,13 +50,26 @@ class Entry:
     # folding a long summary costs milliseconds, which the parse worker spends instead of
     # the event loop. None for an entry made elsewhere; then it is computed when needed.
     text_identity: TextIdentity | None = field(default=None, compare=False, repr=False)
+    # The digest of the feed item this entry was parsed from (watcher.parse.item_digest):
+    # the same item parses to the same entry, so an item whose digest the feed's previous
+    # document had need not be parsed again. None for an entry made elsewhere, or one
+    # whose parse depended on the time (a date too far ahead to trust yet).
+    item: int | None = field(default=None, compare=False, repr=False)
 
     def __reduce__(self) -> tuple[type[Entry], tuple[object, ...]]:
         # Every parsed entry crosses from a parse worker to the daemon: rebuilt from a
         # tuple, it unpickles in half the time of the dataclass default (field by field).
         return (
             Entry,
-            (self.guid, self.link, self.title, self.summary, self.published, self.text_identity),
+            (
+                self.guid,
+                self.link,
+                self.title,
+                self.summary,
+                self.published,
+                self.text_identity,
+                self.item,
+            ),
         )
 
 
@@ -106,13 +120,30 @@ class FetchResult:
         return self.status == 304
 
 
+class UnchangedItem(NamedTuple):
+    """An item of a document that the feed's previous document had too, byte for byte in
+    every field an entry is made of: not made into an entry again."""
+
+    position: int  # its place among the document's items (entries and unchanged items)
+    digest: int  # its item digest (Entry.item)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
+    """A parsed document: its items in document order are `entries` with the `unchanged`
+    items put back at their positions."""
+
     entries: tuple[Entry, ...]
     version: str  # feedparser's format name ("rss20", "atom10", ...); "" if unknown
     encoding: str | None = None
     warnings: tuple[str, ...] = ()
     ttl_s: int | None = None  # RSS <ttl>: how long the publisher says the feed stays fresh
+    unchanged: tuple[UnchangedItem, ...] = ()  # only when the parse was told what was known
+
+    @property
+    def items(self) -> int:
+        """How many items the document lists."""
+        return len(self.entries) + len(self.unchanged)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ import calendar
 import codecs
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import os
@@ -40,16 +41,18 @@ import sys
 import time
 import unicodedata
 import zlib
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from watcher.errors import ParseError
-from watcher.identity import text_identity
-from watcher.model import Entry, FetchResult, ParsedFeed
+from watcher.identity import text_identity, title_key_minute
+from watcher.model import Entry, FetchResult, ParsedFeed, UnchangedItem
 from watcher.parse_worker import FRAME_HEADER, INTERRUPTS
 from watcher.text import html_to_text
 
@@ -231,15 +234,15 @@ def _clean(text: str, limit: int) -> str:
     return text[:limit].rstrip()
 
 
-def _field_text(detail: Any, value: str, limit: int) -> str:
+def _field_text(kind: Any, value: str, limit: int) -> str:
+    """The displayed text of a field whose content type (feedparser's `type` of its
+    detail) is `kind`."""
     value = value[:_MAX_MARKUP_CHARS]
-    kind = getattr(detail, "type", None) if detail is not None else None
     text = " ".join(value.split()) if kind == "text/plain" else html_to_text(value)
     return _clean(text, limit)
 
 
-def _guid(raw: Any) -> str | None:
-    value = raw.get("id")
+def _guid(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     guid = (
@@ -251,8 +254,7 @@ def _guid(raw: Any) -> str | None:
     return guid or None
 
 
-def _link(raw: Any) -> str | None:
-    value = raw.get("link")
+def _link(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     link = "".join(value.split())  # links wrapped across lines or padded with spaces
@@ -269,10 +271,7 @@ def _link(raw: Any) -> str | None:
     return link if scheme in ("http", "https") else None
 
 
-def _published(raw: Any, now: datetime) -> datetime | None:
-    # dict.get: feedparser's own get() maps a missing updated_parsed to published_parsed
-    # with a DeprecationWarning.
-    parsed = dict.get(raw, "published_parsed") or dict.get(raw, "updated_parsed")
+def _published(parsed: Any, now: datetime) -> datetime | None:
     if not isinstance(parsed, time.struct_time):
         return None
     try:
@@ -288,32 +287,106 @@ def _published(raw: Any, now: datetime) -> datetime | None:
     return published
 
 
-def _entry(raw: Any, now: datetime) -> Entry | None:
-    title = _field_text(raw.get("title_detail"), raw.get("title") or "", _MAX_TITLE_CHARS)
-    summary_html = raw.get("summary") or ""
+class _ItemFields(NamedTuple):
+    """Everything of a feedparser item that its entry is made of, as feedparser gave it."""
+
+    title: Any
+    title_type: Any  # the content type feedparser gives the field (its detail's `type`)
+    summary: Any
+    summary_type: Any
+    guid: Any
+    link: Any
+    published: Any
+    updated: Any
+
+
+def _item_fields(raw: Any) -> _ItemFields:
+    summary = raw.get("summary") or ""
     summary_detail = raw.get("summary_detail")
-    if not summary_html and raw.get("content"):
-        summary_html = raw["content"][0].get("value") or ""
+    if not summary and raw.get("content"):
+        summary = raw["content"][0].get("value") or ""
         summary_detail = raw["content"][0]
-    summary = _field_text(summary_detail, summary_html, _MAX_SUMMARY_CHARS)
-    if not (title or summary):
-        return None  # nothing a rule could match or a subscriber could read
-    return Entry(
-        guid=_guid(raw),
-        link=_link(raw),
-        title=title,
+    # dict.get for the dates: feedparser's own get() maps a missing updated_parsed to
+    # published_parsed with a DeprecationWarning.
+    return _ItemFields(
+        title=raw.get("title") or "",
+        title_type=getattr(raw.get("title_detail"), "type", None),
         summary=summary,
-        published=_published(raw, now),
-        text_identity=text_identity(title, summary),  # here, in the worker: not on the loop
+        summary_type=getattr(summary_detail, "type", None),
+        guid=raw.get("id"),
+        link=raw.get("link"),
+        published=dict.get(raw, "published_parsed"),
+        updated=dict.get(raw, "updated_parsed"),
     )
 
 
-def parse_feed(result: FetchResult, *, now: datetime | None = None) -> ParsedFeed:
+@functools.cache
+def _item_digest_key() -> bytes:
+    """What item digests are keyed with: the code that makes an entry of an item and the
+    keys the store derives from it, and feedparser's version. Another version of either
+    gives other digests, so after an upgrade every item is parsed in full once."""
+    import feedparser
+
+    from watcher import identity, model, text
+
+    key = hashlib.blake2b(feedparser.__version__.encode(), digest_size=32)
+    for module in (sys.modules[__name__], identity, model, text):
+        key.update(Path(module.__file__ or "").read_bytes())
+    return key.digest()
+
+
+def item_digest(fields: _ItemFields) -> int:
+    """A 64-bit digest of an item's fields, as a signed integer (as SQLite stores them)."""
+    # repr, not pickle: a pickle refers back to an object met before, so two equal fields
+    # that are one object in one process (an interned "text/html") and two in another
+    # would pickle, and digest, differently.
+    data = repr(tuple(fields)).encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(data, digest_size=8, key=_item_digest_key()).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _keyed_alone(guids: Sequence[str | None], published: Sequence[datetime | None]) -> list[bool]:
+    """Whether each item's store keys depend on the item alone. `watcher.identity.entry_keys`
+    keys an item by its link when another item of the document shares its guid, and drops
+    a title key (folded title and minute) that two items share: an item sharing its guid,
+    or its minute of publication, with another item of the document may be keyed otherwise
+    in another document, so it is always made into an entry and never taken as known."""
+    guid_counts = Counter(guid for guid in guids if guid)
+    minutes = [title_key_minute(when) for when in published]
+    minute_counts = Counter(minute for minute in minutes if minute is not None)
+    return [
+        (not guid or guid_counts[guid] == 1) and (minute is None or minute_counts[minute] == 1)
+        for guid, minute in zip(guids, minutes, strict=True)
+    ]
+
+
+def _entry(
+    fields: _ItemFields, guid: str | None, published: datetime | None, item: int | None
+) -> Entry | None:
+    title = _field_text(fields.title_type, fields.title, _MAX_TITLE_CHARS)
+    summary = _field_text(fields.summary_type, fields.summary, _MAX_SUMMARY_CHARS)
+    if not (title or summary):
+        return None  # nothing a rule could match or a subscriber could read
+    return Entry(
+        guid=guid,
+        link=_link(fields.link),
+        title=title,
+        summary=summary,
+        published=published,
+        text_identity=text_identity(title, summary),  # here, in the worker: not on the loop
+        item=item,
+    )
+
+
+def parse_feed(
+    result: FetchResult, *, now: datetime | None = None, known: AbstractSet[int] = frozenset()
+) -> ParsedFeed:
     """Parse a fetched body. Raises ParseError when the body is not a feed at all.
 
     feedparser's `bozo` flag is not failure: it recovers entries from most broken feeds, and
     its reason becomes one of the feed's `warnings`. `now` bounds plausible publication
-    dates (default: the current time).
+    dates (default: the current time). An item whose digest is in `known` (the feed's
+    previous document had it) is not made into an entry: it is listed as unchanged.
     """
     if result.body is None:
         raise ParseError("nothing to parse (304 Not Modified)")
@@ -354,9 +427,25 @@ def parse_feed(result: FetchResult, *, now: datetime | None = None) -> ParsedFee
         reason = warnings[-1] if warnings else "no feed found"
         raise ParseError(f"not a feed: {reason}")
     now = now or datetime.now(UTC)
-    entries = tuple(e for e in (_entry(raw, now) for raw in raw_entries) if e is not None)
+    items = [_item_fields(raw) for raw in raw_entries]
+    guids = [_guid(item.guid) for item in items]
+    published = [_published(item.published or item.updated, now) for item in items]
+    entries: list[Entry] = []
+    unchanged: list[UnchangedItem] = []
+    for fields, guid, when, alone in zip(
+        items, guids, published, _keyed_alone(guids, published), strict=True
+    ):
+        # A date refused today (too far ahead) may be accepted tomorrow: that item's entry
+        # depends on when it is parsed, so it gets no digest, as one not keyed alone.
+        dated_as_given = when is not None or not (fields.published or fields.updated)
+        digest = item_digest(fields) if alone and dated_as_given else None
+        if digest is not None and digest in known:
+            unchanged.append(UnchangedItem(len(entries) + len(unchanged), digest))
+        elif (entry := _entry(fields, guid, when, digest)) is not None:
+            entries.append(entry)
     return ParsedFeed(
-        entries=entries,
+        entries=tuple(entries),
+        unchanged=tuple(unchanged),
         version=version,
         encoding=document.get("encoding") or None,
         warnings=tuple(warnings),
@@ -762,11 +851,13 @@ class FeedParser:
         """The worker processes running now (none with `pool="thread"`)."""
         return self._processes.pids if self._processes is not None else ()
 
-    async def parse(self, result: FetchResult) -> ParsedFeed:
+    async def parse(self, result: FetchResult, known: AbstractSet[int] = frozenset()) -> ParsedFeed:
+        """`parse_feed(result, known=known)` in a worker."""
         if self._threads is not None:
-            return await asyncio.wrap_future(self._threads.submit(parse_feed, result))
+            parse = functools.partial(parse_feed, result, known=known)
+            return await asyncio.wrap_future(self._threads.submit(parse))
         assert self._processes is not None
-        request = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        request = pickle.dumps((result, known), protocol=pickle.HIGHEST_PROTOCOL)
         ok, value = pickle.loads(await self._processes.run(request))
         if not ok:
             raise value

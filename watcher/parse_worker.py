@@ -3,9 +3,9 @@
 
 It reads requests on stdin and writes replies on stdout, one at a time, each a frame: an
 8-byte big-endian length, then a pickle. Its first frame is a greeting: its pid. Then a
-request is a FetchResult, and its reply `(True, ParsedFeed)` or `(False, exception)`, as
-`parse_feed` returned or raised. End of file on its requests (the daemon closed the pool,
-or is gone) ends a worker.
+request is `(FetchResult, known item digests)` and its reply `(True, ParsedFeed)` or
+`(False, exception)`, as `parse_feed` returned or raised. End of file on its requests (the
+daemon closed the pool, or is gone) ends a worker.
 
 Each REQUESTS,REPLIES pair of inherited file descriptors is another worker's pipes: once
 parsing is imported, this process forks one sibling per pair to serve it. Forked siblings
@@ -86,7 +86,8 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
         write_frame(replies, pickle.dumps(os.getpid()))
         while (request := read_frame(requests)) is not None:
             try:
-                reply = _reply(parse_feed(pickle.loads(request)), ok=True)
+                result, known = pickle.loads(request)
+                reply = _reply(parse_feed(result, known=known), ok=True)
             except Exception as exc:
                 reply = _reply(exc, ok=False)
             write_frame(replies, reply)

@@ -61,6 +61,7 @@ class PollReport:
     feed: str
     status: int | None = None
     entries: int = 0
+    unchanged: int = 0  # of `entries`, as in the previous document: not parsed again
     new: int = 0
     updated: int = 0  # known entries of this feed that came back with other words
     hits: int = 0
@@ -271,9 +272,12 @@ async def _poll(
         await _record_unchanged(feed, state, ctx, result, report)
         return "not_modified" if result.not_modified else "unchanged"
 
+    # The items of the feed's previous document: those that come back unchanged (most of
+    # a changed document) are not parsed into entries again, only marked seen.
+    listed = await ctx.store.listed_items(state.id)
     parse_started = time.perf_counter()
     try:
-        parsed = await ctx.parser.parse(result)
+        parsed = await ctx.parser.parse(result, frozenset(listed))
     except ParseError as exc:
         await _record_failure(feed, state, ctx, report, result.status, str(exc), None)
         return "parse_error"
@@ -281,7 +285,8 @@ async def _poll(
         if ctx.metrics is not None:
             ctx.metrics.observe_parse(time.perf_counter() - parse_started)
     report.parsed = True
-    report.entries = len(parsed.entries)
+    report.entries = parsed.items
+    report.unchanged = len(parsed.unchanged)
 
     now = ctx.clock()
     rules = ctx.rules()
@@ -289,7 +294,8 @@ async def _poll(
     async with ctx.store.write() as tx:
         if report.moved_to is not None:
             await tx.feed_moved(state.id, report.moved_to)
-        recorded = await tx.record_entries(state.id, parsed.entries, now)
+        unchanged = [(item.position, listed[item.digest]) for item in parsed.unchanged]
+        recorded = await tx.record_entries(state.id, parsed.entries, now, unchanged=unchanged)
         new_entries = recorded.new
         report.new = len(new_entries)
         report.updated = len(recorded.updated)

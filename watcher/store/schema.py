@@ -269,6 +269,21 @@ def _v11_feed_user_agent(db: sqlite3.Connection) -> None:
     )
 
 
+def _v12_listed_items(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- The digest of the item (watcher.parse.item_digest) that named this entry by its
+        -- guid, alone, in the last document its feed parsed; NULL for every other entry.
+        -- The next document's items with one of its feed's digests are the same items,
+        -- parsed to the same entries: the parse skips them and the poll only marks their
+        -- entries seen.
+        ALTER TABLE entries ADD COLUMN item_digest INTEGER;
+        CREATE INDEX entries_listed ON entries(feed_id) WHERE item_digest IS NOT NULL;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -281,5 +296,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v9_released_digests,
     _v10_versions_told,
     _v11_feed_user_agent,
+    _v12_listed_items,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

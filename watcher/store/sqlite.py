@@ -11,7 +11,8 @@ import asyncio
 import itertools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Coroutine, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -409,6 +410,17 @@ class Store(SubscriberQueries, StoryQueries):
                 (error, item_id),
             )
 
+    async def listed_items(self, feed_id: int) -> dict[int, ListedItem]:
+        """The items of the feed's last parsed document that the next parse may leave out
+        when they come back unchanged, by item digest (watcher.parse.parse_feed's `known`);
+        hand them to `record_entries` as `unchanged`."""
+        rows = await self._fetchall(
+            "SELECT item_digest, id, guid_key FROM entries"
+            " WHERE feed_id = ? AND item_digest IS NOT NULL",
+            (feed_id,),
+        )
+        return {digest: ListedItem(entry_id, guid_key) for digest, entry_id, guid_key in rows}
+
     async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         """A read of what is committed (see `__init__`)."""
         # One trip to the connection's thread, not three (execute, fetch, close).
@@ -474,6 +486,14 @@ def feed_succeeded_params(feed_id: int, success: FeedSuccess) -> tuple[Any, ...]
     )
 
 
+class ListedItem(NamedTuple):
+    """An item of a feed's last parsed document that named its entry alone, by guid (see
+    `Store.listed_items`): the entry, and the guid key the item had."""
+
+    entry_id: int
+    guid_key: str
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedEntries:
     """What recording one parsed document found, in feed order."""
@@ -526,6 +546,42 @@ class _StoredKeys:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class _Document:
+    """One parsed document's items, each guid key once (the first item with it wins): the
+    items made into entries, with their keys, and the entries of the unchanged items."""
+
+    feed_id: int
+    listed: dict[str, tuple[Entry, EntryKeys]]  # by guid key, in document order
+    claimed: dict[int, int]  # entry id of each unchanged item → its position
+    positions: dict[str, int]  # guid key → the position of the item that has it
+
+    @classmethod
+    def of(
+        cls, feed_id: int, entries: Sequence[Entry], unchanged: Sequence[tuple[int, ListedItem]]
+    ) -> _Document:
+        carried = dict(unchanged)
+        size = len(entries) + len(carried)
+        if len(carried) != len(unchanged) or any(not 0 <= at < size for at in carried):
+            raise ValueError("unchanged items need distinct positions among the items")
+        keyed = iter(zip(entries, entry_keys(feed_id, entries), strict=True))
+        listed: dict[str, tuple[Entry, EntryKeys]] = {}
+        claimed: dict[int, int] = {}
+        positions: dict[str, int] = {}
+        for position in range(size):
+            item = carried.get(position)
+            if item is not None:
+                if item.guid_key not in positions:
+                    positions[item.guid_key] = position
+                    claimed[item.entry_id] = position
+                continue
+            entry, key = next(keyed)
+            if key.guid_key not in positions:
+                positions[key.guid_key] = position
+                listed[key.guid_key] = (entry, key)
+        return cls(feed_id, listed, claimed, positions)
+
+
 class WriteTransaction:
     """The statements a poll needs inside one transaction. Obtain from `Store.write()`."""
 
@@ -544,7 +600,12 @@ class WriteTransaction:
         return (await self.record_entries(feed_id, entries, now)).new
 
     async def record_entries(
-        self, feed_id: int, entries: Sequence[Entry], now: datetime
+        self,
+        feed_id: int,
+        entries: Sequence[Entry],
+        now: datetime,
+        *,
+        unchanged: Sequence[tuple[int, ListedItem]] = (),
     ) -> RecordedEntries:
         """Record the entries of one parsed document of a feed; return those never seen
         before (by guid, or title and minute, in this feed, or by link anywhere) and those
@@ -552,14 +613,15 @@ class WriteTransaction:
         and one update statement per chunk of rows, and a few more when known entries
         changed.
 
-        `entries` must be the whole document: the entries already known are marked as seen
-        `now` and the feed as parsed `now`, which is what retention reads to tell an entry
-        still listed by its feed (kept, or it would come back as new) from one that dropped
-        out."""
-        listed: dict[str, tuple[Entry, EntryKeys]] = {}
-        for entry, key in zip(entries, entry_keys(feed_id, entries), strict=True):
-            # The same item twice in one document: the first one wins.
-            listed.setdefault(key.guid_key, (entry, key))
+        The document's items are `entries`, and the items the parse left out as unchanged
+        (`Store.listed_items`), each with its position among the items: `entries` fill the
+        other positions in order. It must be the whole document: the entries listed are
+        marked as seen `now` and the feed as parsed `now`, which is what retention reads to
+        tell an entry still listed by its feed (kept, or it would come back as new) from one
+        that dropped out. The result is what recording every item in full would give."""
+        document = _Document.of(feed_id, entries, unchanged)
+        await self._mark_seen(list(document.claimed), now)
+        listed = document.listed
         # Known entries first: most of a document is, and an insert that the unique keys
         # turn away costs as much as one that lands. An item none of whose keys is stored
         # is what the insert would take; the insert still settles the rest (two items of
@@ -605,7 +667,8 @@ class WriteTransaction:
                 )
             )
         known = [item for guid_key, item in listed.items() if guid_key not in inserted]
-        updated = await self._record_changes(feed_id, known, stored, set(inserted.values()), now)
+        updated = await self._record_changes(document, known, stored, set(inserted.values()), now)
+        await self._record_listed(document, stored, inserted)
         await self.db.execute(
             "UPDATE feeds SET last_parsed_at = ? WHERE id = ?", (_ts(now), feed_id)
         )
@@ -615,6 +678,60 @@ class WriteTransaction:
             if guid_key in inserted
         ]
         return RecordedEntries(new=new, updated=updated)
+
+    async def _mark_seen(self, entry_ids: Sequence[int], now: datetime) -> None:
+        for chunk in chunks(entry_ids):
+            await self.db.execute(
+                f"UPDATE entries SET last_seen_at = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                (_ts(now), *chunk),
+            )
+
+    async def _record_listed(
+        self, document: _Document, stored: _StoredKeys, inserted: Mapping[str, int]
+    ) -> None:
+        """Give the feed's entries the digests of the items that alone name them by guid in
+        this document, and take every other entry's: its item is gone, changed, or shares
+        its entry with another item (see `Store.listed_items`)."""
+        claims = Counter(document.claimed.keys())  # (a dict itself would give its values)
+        named: dict[int, int] = {}
+        for guid_key, (entry, key) in document.listed.items():
+            if guid_key in inserted:
+                entry_id, alone = inserted[guid_key], True
+            else:
+                row = stored.same_entry(document.feed_id, key)
+                if row is None:
+                    continue
+                entry_id = row.id
+                # Any other row a key of the item recognised would be marked seen by the
+                # item too, which the next parse would not do if it left the item out.
+                alone = (
+                    row.guid_key == guid_key
+                    and row.feed_id == document.feed_id
+                    and (key.link_key is None or stored.by_link.get(key.link_key, row) == row)
+                    and (key.title_key is None or stored.by_title.get(key.title_key, row) == row)
+                )
+            claims[entry_id] += 1
+            if alone and entry.item is not None:
+                named[entry_id] = entry.item
+        named = {entry_id: item for entry_id, item in named.items() if claims[entry_id] == 1}
+        keep = {entry_id for entry_id in document.claimed if claims[entry_id] == 1}
+        keep.update(named)
+        listed_before = await self.db.execute_fetchall(
+            "SELECT id FROM entries WHERE feed_id = ? AND item_digest IS NOT NULL",
+            (document.feed_id,),
+        )
+        dropped = [entry_id for (entry_id,) in listed_before if entry_id not in keep]
+        for chunk in chunks(dropped):
+            await self.db.execute(
+                f"""UPDATE entries SET item_digest = NULL
+                    WHERE id IN ({",".join("?" * len(chunk))})""",
+                chunk,
+            )
+        if named:
+            await self.db.executemany(
+                "UPDATE entries SET item_digest = ? WHERE id = ?",
+                [(item, entry_id) for entry_id, item in named.items()],
+            )
 
     async def _seen_again(
         self, items: Sequence[tuple[Entry, EntryKeys]], now: datetime
@@ -641,7 +758,7 @@ class WriteTransaction:
 
     async def _record_changes(
         self,
-        feed_id: int,
+        document: _Document,
         known: Sequence[tuple[Entry, EntryKeys]],
         stored: _StoredKeys,
         inserted_ids: Collection[int],
@@ -655,12 +772,17 @@ class WriteTransaction:
         outlet's text: seen, not compared). An entry recorded before there were content
         keys is recorded as it is now, silently. Another content key is a change only if the
         recorded words, folded as today, differ too: a change in folding alone must not turn
-        every known entry into an updated one (the key is refreshed, silently too)."""
+        every known entry into an updated one (the key is refreshed, silently too). An
+        entry that an unchanged item named earlier in the document is as that item has it:
+        the first item wins, as between items compared here."""
         items: dict[int, tuple[Entry, EntryKeys, str | None]] = {}
         for entry, key in known:
-            row = stored.same_entry(feed_id, key)
+            row = stored.same_entry(document.feed_id, key)
             # A row this document inserted is an item listed twice under two identities.
             if row is None or row.id in inserted_ids or row.id in items:
+                continue
+            claimed_at = document.claimed.get(row.id)
+            if claimed_at is not None and claimed_at < document.positions[key.guid_key]:
                 continue
             items[row.id] = (entry, key, row.content_key)
         silent = [id_ for id_, (_, _, was) in items.items() if was is None]
