@@ -515,9 +515,25 @@ async def test_a_reply_to_a_chat_on_a_longer_hold_is_not_sent(
         async with delivery.reply_slot(42):
             raise AssertionError("a reply inside Telegram's pause")
     assert raised.value.chat_id == 42 and 0.5 < raised.value.seconds <= 1.0
+    assert "Telegram asked for a pause" in str(raised.value)
     async with delivery.reply_slot(43):  # another chat is not held
         pass
     assert fake.count_429 == 1
+
+
+async def test_a_reply_while_the_token_is_rejected_is_not_sent_and_says_why(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    fake.fail_next(1, 401, methods=["sendMessage"])  # what the Bot API answers a bad token
+    await queue(store, 42)
+    delivery = Delivery(store, sender, clock=now)
+    assert await delivery.drain() == 0
+    for chat in (42, 43):  # the whole bot waits, not only the chat of the failed send
+        with pytest.raises(ChatOnHold) as raised:
+            async with delivery.reply_slot(chat):
+                raise AssertionError("a reply while the token is rejected")
+        assert "token was rejected" in str(raised.value) and raised.value.seconds > 250
+    assert [call["chat_id"] for call in fake.calls_to("sendMessage")] == [42]
 
 
 async def test_a_reply_waits_for_its_chat_only_so_long(

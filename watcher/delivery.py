@@ -108,6 +108,7 @@ class Delivery:
         self._chat_limiters: dict[int, AsyncLimiter] = {}
         self._held_until: dict[int, datetime] = {}  # chats Telegram told to wait
         self._paused_until: datetime | None = None  # every chat waits
+        self._pause_reason = ""  # why: the bot's token was rejected
         self._busy_chats: set[int] = set()
         self._chat_tasks: set[asyncio.Task[int]] = set()
 
@@ -200,10 +201,10 @@ class Delivery:
         ends within `REPLY_WAIT_S`, and the turns after it; past that, raises ChatOnHold: a
         request inside the pause would only draw another 429, and hold the bot's other
         chats while it waits."""
-        hold_s = self._hold_left_s(chat_id)
+        hold_s, reason = self._hold(chat_id)
         if hold_s > REPLY_WAIT_S:
             log.debug("reply not sent chat=%d: on hold for %.0f s more", chat_id, hold_s)
-            raise ChatOnHold(chat_id, hold_s)
+            raise ChatOnHold(chat_id, hold_s, reason)
         if hold_s > 0:
             await asyncio.sleep(hold_s)  # outside the timeout: the turns are still to come
         try:
@@ -215,12 +216,17 @@ class Delivery:
             log.debug("reply sent without waiting longer for its turn chat=%d", chat_id)
         yield
 
-    def _hold_left_s(self, chat_id: int) -> float:
-        """Seconds until Telegram's last retry_after for this chat, or for every chat, ends."""
-        ends = [end for end in (self._held_until.get(chat_id), self._paused_until) if end]
-        if not ends:
-            return 0.0
-        return max(0.0, (max(ends) - self._clock()).total_seconds())
+    def _hold(self, chat_id: int) -> tuple[float, str]:
+        """Seconds until the later of this chat's hold (Telegram's last retry_after for it)
+        and the whole bot's pause ends, and the reason of that one ("" for a retry_after)."""
+        chat_end = self._held_until.get(chat_id)
+        if self._paused_until is not None and (chat_end is None or self._paused_until >= chat_end):
+            end, reason = self._paused_until, self._pause_reason
+        elif chat_end is not None:
+            end, reason = chat_end, ""
+        else:
+            return 0.0, ""
+        return max(0.0, (end - self._clock()).total_seconds()), reason
 
     def _held(self, chat_id: int, now: datetime) -> bool:
         until = self._held_until.get(chat_id)
@@ -420,7 +426,7 @@ class Delivery:
             until = now + timedelta(seconds=after_s)
             self._held_until[item.chat_id] = until
             if whole_bot:
-                self._paused_until = until
+                self._paused_until, self._pause_reason = until, reason
             await self._store.delay_chat(item.chat_id, until)
             await self._store.mark_retry(item.id, reason, until)
             # Telegram's retry_after comes with a 429; only a rejected token stops the bot.

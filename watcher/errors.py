@@ -92,14 +92,16 @@ class NotifyError(WatcherError):
 
 
 class ChatOnHold(WatcherError):
-    """Telegram asked for a pause in writing to this chat (or to every chat) that outlasts
-    what a bot reply may wait for: the reply is not sent, rather than draw another 429
-    (which Telegram answers with a longer pause)."""
+    """Writing to this chat (or to every chat) is on hold for longer than a bot reply may
+    wait: Telegram asked for a pause (another request would only draw another 429, which
+    Telegram answers with a longer pause), or it rejected the bot's token. `reason` says
+    which."""
 
-    def __init__(self, chat_id: int, seconds: float) -> None:
+    def __init__(self, chat_id: int, seconds: float, reason: str = "") -> None:
         self.chat_id = chat_id
         self.seconds = seconds
+        self.reason = reason or "Telegram asked for a pause in writing to this chat"
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return f"Telegram asked for {self.seconds:.0f} s more of quiet in chat {self.chat_id}"
+        return f"chat {self.chat_id} on hold for {self.seconds:.0f} s more: {self.reason}"
