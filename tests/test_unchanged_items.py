@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import html
+import pickle
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,7 @@ from tests.poll_harness import Clock, poll_parts
 from watcher.identity import entry_keys
 from watcher.model import FeedDef, FeedState, FetchResult, ParsedFeed
 from watcher.parse import FeedParser, parse_feed
+from watcher.parse_worker import read_frame, write_frame
 from watcher.pipeline import poll_feed
 from watcher.store import Store, prune
 
@@ -87,6 +91,9 @@ RELINKED = Item("g-new", ROAD.link, "Lachin road reopens, again", "Buses.", AT +
 MOVED = Item(ROAD.guid, ROAD.link, ROAD.title, ROAD.summary, AT + timedelta(hours=2))
 ELSEWHERE = Item("g-else", "https://other.example/road", "Road news elsewhere today", "", AT)
 ROAD_AT_ELSEWHERE = Item(ROAD.guid, ELSEWHERE.link, ROAD.title, ROAD.summary, ROAD.published)
+ELSEWHERE_LATER = Item(
+    "g-else2", ELSEWHERE.link, "Another road story here", "", AT + timedelta(hours=1)
+)
 
 
 # --- the parse --------------------------------------------------------------------------------
@@ -183,6 +190,26 @@ async def test_the_workers_give_the_digests_a_parse_here_gives() -> None:
     assert all([entry.item for entry in parsed.entries] == here for parsed in remote)
     again = await _parse_in_a_fresh_pool(result, frozenset(here))
     assert again.entries == () and [item.digest for item in again.unchanged] == here
+
+
+def test_a_worker_answers_a_request_from_a_daemon_older_than_digests() -> None:
+    """A worker replacing a dead one runs the code on disk, which an upgrade may have
+    changed under a running daemon that still sends a bare FetchResult."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "watcher.parse_worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    try:
+        assert isinstance(pickle.loads(read_frame(worker.stdout) or b""), int)  # its pid
+        result = FetchResult(200, "http://127.0.0.1/feed", rss(ROAD, TALKS))
+        write_frame(worker.stdin, pickle.dumps(result))
+        ok, parsed = pickle.loads(read_frame(worker.stdout) or b"")
+    finally:
+        worker.stdin.close()
+        worker.wait(timeout=10)
+    assert ok and [entry.title for entry in parsed.entries] == [ROAD.title, TALKS.title]
 
 
 async def _parse_in_a_fresh_pool(result: FetchResult, known: frozenset[int]) -> ParsedFeed:
@@ -324,6 +351,24 @@ def test_leaving_unchanged_items_out_records_what_recording_them_all_does(
                 (0, 1, [ROAD, TALKS, FRESH]),
             ],
             id="the same item twice, an item changed and changed back",
+        ),
+        pytest.param(
+            [
+                (0, 1, [ROAD, TALKS]),
+                (0, 1, [ROAD_AT_ELSEWHERE, TALKS]),  # ROAD's guid, a link no row holds yet
+                (1, 1, [ELSEWHERE]),  # another feed records that link
+                (0, 1, [ROAD_AT_ELSEWHERE, TALKS, FRESH]),  # the full way marks it seen
+            ],
+            id="a link its entry does not hold, recorded later by another feed",
+        ),
+        pytest.param(
+            [
+                (0, 1, [ROAD, TALKS]),
+                (0, 1, [ROAD_AT_ELSEWHERE, TALKS]),
+                (0, 1, [ROAD_AT_ELSEWHERE, TALKS, ELSEWHERE_LATER]),  # ... by its own feed
+                (0, 1, [ROAD_AT_ELSEWHERE, TALKS]),
+            ],
+            id="a link its entry does not hold, recorded later by its own feed",
         ),
     ],
 )

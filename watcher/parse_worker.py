@@ -24,7 +24,11 @@ import pickle
 import signal
 import struct
 import sys
-from typing import BinaryIO
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from watcher.model import FetchResult
 
 FRAME_HEADER = struct.Struct("!Q")
 # Ctrl-C reaches the whole process group and systemd's stop the whole control group: a
@@ -79,6 +83,19 @@ def _reply(value: object, ok: bool) -> bytes:
         return pickle.dumps((False, problem), protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _request(request: object) -> tuple[FetchResult, AbstractSet[int]]:
+    """A request's body and known item digests. A bare FetchResult is a request from a
+    daemon started before digests existed: a worker that replaces a dead one runs the
+    code on disk, which an upgrade may have changed under the running daemon."""
+    from watcher.model import FetchResult
+
+    if isinstance(request, tuple):
+        result, known = request
+        return result, known
+    assert isinstance(request, FetchResult), type(request)
+    return request, frozenset()
+
+
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
     from watcher.parse import parse_feed
 
@@ -86,7 +103,7 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
         write_frame(replies, pickle.dumps(os.getpid()))
         while (request := read_frame(requests)) is not None:
             try:
-                result, known = pickle.loads(request)
+                result, known = _request(pickle.loads(request))
                 reply = _reply(parse_feed(result, known=known), ok=True)
             except Exception as exc:
                 reply = _reply(exc, ok=False)

@@ -702,13 +702,16 @@ class WriteTransaction:
                 if row is None:
                     continue
                 entry_id = row.id
-                # Any other row a key of the item recognised would be marked seen by the
-                # item too, which the next parse would not do if it left the item out.
+                # Any other row a key of the item recognises is marked seen by the item,
+                # which the next parse would not do if it left the item out. So the row
+                # must hold every key the item has: link and title keys are unique, so then
+                # no other row holds one now, nor can one later (a key no row holds could
+                # be taken by the next item recorded, of this feed or another).
                 alone = (
                     row.guid_key == guid_key
                     and row.feed_id == document.feed_id
-                    and (key.link_key is None or stored.by_link.get(key.link_key, row) == row)
-                    and (key.title_key is None or stored.by_title.get(key.title_key, row) == row)
+                    and key.link_key in (None, row.link_key)
+                    and key.title_key in (None, row.title_key)
                 )
             claims[entry_id] += 1
             if alone and entry.item is not None:
