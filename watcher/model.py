@@ -52,9 +52,10 @@ class Entry:
     text_identity: TextIdentity | None = field(default=None, compare=False, repr=False)
     # The digest of the feed item this entry was parsed from (watcher.parse.item_digest):
     # the same item parses to the same entry, so an item whose digest the feed's previous
-    # document had need not be parsed again. None for an entry made elsewhere, or one
-    # whose parse depended on the time (a date too far ahead to trust yet).
-    item: int | None = field(default=None, compare=False, repr=False)
+    # document had need not be parsed again. None for an entry made elsewhere, for one whose
+    # keys depend on other items of its document (a guid or a minute shared with another
+    # item), and for one whose parse depended on the time (a date too far ahead yet).
+    item_digest: int | None = field(default=None, compare=False, repr=False)
 
     def __reduce__(self) -> tuple[type[Entry], tuple[object, ...]]:
         # Every parsed entry crosses from a parse worker to the daemon: rebuilt from a
@@ -68,7 +69,7 @@ class Entry:
                 self.summary,
                 self.published,
                 self.text_identity,
-                self.item,
+                self.item_digest,
             ),
         )
 
@@ -125,7 +126,7 @@ class UnchangedItem(NamedTuple):
     every field an entry is made of: not made into an entry again."""
 
     position: int  # its place among the document's items (entries and unchanged items)
-    digest: int  # its item digest (Entry.item)
+    digest: int  # its item digest (Entry.item_digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,7 @@ class ParsedFeed:
     unchanged: tuple[UnchangedItem, ...] = ()  # only when the parse was told what was known
 
     @property
-    def items(self) -> int:
+    def item_count(self) -> int:
         """How many items the document lists."""
         return len(self.entries) + len(self.unchanged)
 

@@ -296,8 +296,7 @@ class _ItemFields(NamedTuple):
     summary_type: Any
     guid: Any
     link: Any
-    published: Any
-    updated: Any
+    published: Any  # feedparser's published_parsed, else its updated_parsed
 
 
 def _item_fields(raw: Any) -> _ItemFields:
@@ -307,7 +306,8 @@ def _item_fields(raw: Any) -> _ItemFields:
         summary = raw["content"][0].get("value") or ""
         summary_detail = raw["content"][0]
     # dict.get for the dates: feedparser's own get() maps a missing updated_parsed to
-    # published_parsed with a DeprecationWarning.
+    # published_parsed with a DeprecationWarning. Only the date the entry takes is kept:
+    # an Atom feed that bumps <updated> beside <published> has not changed the item.
     return _ItemFields(
         title=raw.get("title") or "",
         title_type=getattr(raw.get("title_detail"), "type", None),
@@ -315,23 +315,28 @@ def _item_fields(raw: Any) -> _ItemFields:
         summary_type=getattr(summary_detail, "type", None),
         guid=raw.get("id"),
         link=raw.get("link"),
-        published=dict.get(raw, "published_parsed"),
-        updated=dict.get(raw, "updated_parsed"),
+        published=dict.get(raw, "published_parsed") or dict.get(raw, "updated_parsed"),
     )
 
 
 @functools.cache
 def _item_digest_key() -> bytes:
     """What item digests are keyed with: the code that makes an entry of an item and the
-    keys the store derives from it, and feedparser's version. Another version of either
-    gives other digests, so after an upgrade every item is parsed in full once."""
+    keys the store derives from it, and the versions of feedparser, Python and its Unicode
+    data (folding uses NFKC and casefold). Another version of any gives other digests, so
+    after an upgrade every item is parsed in full once."""
     import feedparser
 
+    import watcher
     from watcher import identity, model, text
 
-    key = hashlib.blake2b(feedparser.__version__.encode(), digest_size=32)
+    versions = (feedparser.__version__, sys.version, unicodedata.unidata_version)
+    key = hashlib.blake2b(repr(versions).encode(), digest_size=32)
     for module in (sys.modules[__name__], identity, model, text):
-        key.update(Path(module.__file__ or "").read_bytes())
+        try:
+            key.update(Path(module.__file__ or "").read_bytes())
+        except OSError:  # no source to read (a frozen install): its version must do
+            key.update(watcher.__version__.encode())
     return key.digest()
 
 
@@ -374,7 +379,7 @@ def _entry(
         summary=summary,
         published=published,
         text_identity=text_identity(title, summary),  # here, in the worker: not on the loop
-        item=item,
+        item_digest=item,
     )
 
 
@@ -429,7 +434,7 @@ def parse_feed(
     now = now or datetime.now(UTC)
     items = [_item_fields(raw) for raw in raw_entries]
     guids = [_guid(item.guid) for item in items]
-    published = [_published(item.published or item.updated, now) for item in items]
+    published = [_published(item.published, now) for item in items]
     entries: list[Entry] = []
     unchanged: list[UnchangedItem] = []
     for fields, guid, when, alone in zip(
@@ -437,7 +442,7 @@ def parse_feed(
     ):
         # A date refused today (too far ahead) may be accepted tomorrow: that item's entry
         # depends on when it is parsed, so it gets no digest, as one not keyed alone.
-        dated_as_given = when is not None or not (fields.published or fields.updated)
+        dated_as_given = when is not None or not fields.published
         digest = item_digest(fields) if alone and dated_as_given else None
         if digest is not None and digest in known:
             unchanged.append(UnchangedItem(len(entries) + len(unchanged), digest))

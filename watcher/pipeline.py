@@ -285,7 +285,7 @@ async def _poll(
         if ctx.metrics is not None:
             ctx.metrics.observe_parse(time.perf_counter() - parse_started)
     report.parsed = True
-    report.entries = parsed.items
+    report.entries = parsed.item_count
     report.unchanged = len(parsed.unchanged)
 
     now = ctx.clock()

@@ -692,7 +692,7 @@ class WriteTransaction:
         """Give the feed's entries the digests of the items that alone name them by guid in
         this document, and take every other entry's: its item is gone, changed, or shares
         its entry with another item (see `Store.listed_items`)."""
-        claims = Counter(document.claimed.keys())  # (a dict itself would give its values)
+        claims = Counter(dict.fromkeys(document.claimed, 1))  # one claim per unchanged item
         named: dict[int, int] = {}
         for guid_key, (entry, key) in document.listed.items():
             if guid_key in inserted:
@@ -714,8 +714,8 @@ class WriteTransaction:
                     and key.title_key in (None, row.title_key)
                 )
             claims[entry_id] += 1
-            if alone and entry.item is not None:
-                named[entry_id] = entry.item
+            if alone and entry.item_digest is not None:
+                named[entry_id] = entry.item_digest
         named = {entry_id: item for entry_id, item in named.items() if claims[entry_id] == 1}
         keep = {entry_id for entry_id in document.claimed if claims[entry_id] == 1}
         keep.update(named)
