@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import sqlite3
 import time
 from collections import Counter
@@ -719,17 +720,13 @@ class WriteTransaction:
         named = {entry_id: item for entry_id, item in named.items() if claims[entry_id] == 1}
         keep = {entry_id for entry_id in document.claimed if claims[entry_id] == 1}
         keep.update(named)
-        listed_before = await self.db.execute_fetchall(
-            "SELECT id FROM entries WHERE feed_id = ? AND item_digest IS NOT NULL",
-            (document.feed_id,),
+        # One statement whatever the document's size: the ids to keep go as one JSON array.
+        await self.db.execute(
+            """UPDATE entries SET item_digest = NULL
+               WHERE feed_id = ? AND item_digest IS NOT NULL
+                 AND id NOT IN (SELECT value FROM json_each(?))""",
+            (document.feed_id, json.dumps(sorted(keep))),
         )
-        dropped = [entry_id for (entry_id,) in listed_before if entry_id not in keep]
-        for chunk in chunks(dropped):
-            await self.db.execute(
-                f"""UPDATE entries SET item_digest = NULL
-                    WHERE id IN ({",".join("?" * len(chunk))})""",
-                chunk,
-            )
         if named:
             await self.db.executemany(
                 "UPDATE entries SET item_digest = ? WHERE id = ?",
