@@ -366,7 +366,7 @@ def _keyed_alone(guids: Sequence[str | None], published: Sequence[datetime | Non
 
 
 def _entry(
-    fields: _ItemFields, guid: str | None, published: datetime | None, item: int | None
+    fields: _ItemFields, guid: str | None, published: datetime | None, digest: int | None
 ) -> Entry | None:
     title = _field_text(fields.title_type, fields.title, _MAX_TITLE_CHARS)
     summary = _field_text(fields.summary_type, fields.summary, _MAX_SUMMARY_CHARS)
@@ -379,7 +379,7 @@ def _entry(
         summary=summary,
         published=published,
         text_identity=text_identity(title, summary),  # here, in the worker: not on the loop
-        item_digest=item,
+        item_digest=digest,
     )
 
 
