@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,12 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.poll_harness import Clock, poll_parts
-from watcher.identity import entry_keys
-from watcher.model import FeedDef, FeedState, FetchResult, ParsedFeed
+from watcher.identity import entry_keys, title_key_minute
+from watcher.model import FeedDef, FeedState, FetchResult, KnownItem, ParsedFeed
 from watcher.parse import FeedParser, parse_feed
 from watcher.parse_worker import read_frame, write_frame
 from watcher.pipeline import poll_feed
 from watcher.store import Store, prune
+from watcher.store.sqlite import ListedItem
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -61,13 +63,23 @@ def rss(*items: Item) -> bytes:
     return f"<rss version='2.0'><channel><title>t</title>{body}</channel></rss>".encode()
 
 
-def parse(*items: Item, known: frozenset[int] = frozenset(), now: datetime = START) -> ParsedFeed:
+def parse(*items: Item, known: Mapping[int, KnownItem] = {}, now: datetime = START) -> ParsedFeed:
     result = FetchResult(200, "http://127.0.0.1/feed", rss(*items), content_type="text/xml")
     return parse_feed(result, known=known, now=now)
 
 
-def known_items(parsed: ParsedFeed) -> frozenset[int]:
-    return frozenset(entry.item_digest for entry in parsed.entries if entry.item_digest is not None)
+def known_items(parsed: ParsedFeed) -> dict[int, KnownItem]:
+    """What the store would list after recording `parsed` (each of these items alone names
+    its entry)."""
+    return {
+        entry.item_digest: KnownItem(entry.guid, title_key_minute(entry.published))
+        for entry in parsed.entries
+        if entry.item_digest is not None
+    }
+
+
+def known_of(listed: Mapping[int, ListedItem]) -> dict[int, KnownItem]:
+    return {digest: item.known for digest, item in listed.items()}
 
 
 AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
@@ -190,7 +202,7 @@ async def test_the_workers_give_the_digests_a_parse_here_gives() -> None:
         parser.close()
     here = [entry.item_digest for entry in parse_feed(result).entries]
     assert all([entry.item_digest for entry in parsed.entries] == here for parsed in remote)
-    again = await _parse_in_a_fresh_pool(result, frozenset(here))
+    again = await _parse_in_a_fresh_pool(result, known_items(parse_feed(result)))
     assert again.entries == () and [item.digest for item in again.unchanged] == here
 
 
@@ -214,7 +226,7 @@ def test_a_worker_answers_a_request_from_a_daemon_older_than_digests() -> None:
     assert ok and [entry.title for entry in parsed.entries] == [ROAD.title, TALKS.title]
 
 
-async def _parse_in_a_fresh_pool(result: FetchResult, known: frozenset[int]) -> ParsedFeed:
+async def _parse_in_a_fresh_pool(result: FetchResult, known: dict[int, KnownItem]) -> ParsedFeed:
     parser = FeedParser(workers=1)
     try:
         return await parser.parse(result, known)
@@ -315,7 +327,7 @@ async def _record_both_ways(workdir: Path, sequence: list[tuple[int, int, list[I
             async with full.write() as tx:
                 expected = await tx.record_entries(feed_id, whole.entries, now)
             known = await reusing.listed_items(feed_id)
-            parsed = parse_feed(result, now=now, known=frozenset(known))
+            parsed = parse_feed(result, now=now, known=known_of(known))
             unchanged = [(item.position, known[item.digest]) for item in parsed.unchanged]
             async with reusing.write() as tx:
                 got = await tx.record_entries(feed_id, parsed.entries, now, unchanged=unchanged)
@@ -402,14 +414,15 @@ def test_listed_items_are_those_of_the_last_document(tmp_path: Path) -> None:
                 await tx.record_entries(state.id, first.entries, START)
             listed = await store.listed_items(state.id)
             assert sorted(listed) == sorted(known_items(first))
-            second = parse(FRESH, TALKS, known=frozenset(listed))
+            assert known_of(listed) == known_items(first)
+            second = parse(FRESH, TALKS, known=known_of(listed))
             unchanged = [(item.position, listed[item.digest]) for item in second.unchanged]
             async with store.write() as tx:
                 await tx.record_entries(state.id, second.entries, START, unchanged=unchanged)
             # ROAD dropped out: its entry is kept (retention decides), its digest is not.
             after = await store.listed_items(state.id)
             assert sorted(after) == sorted(
-                known_items(second) | {i.digest for i in second.unchanged}
+                [*known_items(second), *(i.digest for i in second.unchanged)]
             )
             assert len(after) == 2
 

@@ -129,6 +129,15 @@ class UnchangedItem(NamedTuple):
     digest: int  # its item digest (Entry.item_digest)
 
 
+class KnownItem(NamedTuple):
+    """What a parse must know of an item it leaves out as unchanged, to key the others
+    alike (watcher.parse): the item's guid and the minute of its publication
+    (`watcher.identity.title_key_minute`), as the store holds them for its entry."""
+
+    guid: str | None
+    minute: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
     """A parsed document: its items in document order are `entries` with the `unchanged`

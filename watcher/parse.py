@@ -42,8 +42,7 @@ import time
 import unicodedata
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,8 +50,9 @@ from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from watcher.errors import ParseError
+from watcher.feed_items import ItemLayout, item_layout, without_items
 from watcher.identity import text_identity, title_key_minute
-from watcher.model import Entry, FetchResult, ParsedFeed, UnchangedItem
+from watcher.model import Entry, FetchResult, KnownItem, ParsedFeed, UnchangedItem
 from watcher.parse_worker import FRAME_HEADER, INTERRUPTS
 from watcher.text import html_to_text
 
@@ -328,11 +328,11 @@ def _item_digest_key() -> bytes:
     import feedparser
 
     import watcher
-    from watcher import identity, model, text
+    from watcher import feed_items, identity, model, text
 
     versions = (feedparser.__version__, sys.version, unicodedata.unidata_version)
     key = hashlib.blake2b(repr(versions).encode(), digest_size=32)
-    for module in (sys.modules[__name__], identity, model, text):
+    for module in (sys.modules[__name__], feed_items, identity, model, text):
         try:
             key.update(Path(module.__file__ or "").read_bytes())
         except OSError:  # no source to read (a frozen install): its version must do
@@ -350,14 +350,27 @@ def item_digest(fields: _ItemFields) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _keyed_alone(guids: Sequence[str | None], published: Sequence[datetime | None]) -> list[bool]:
+def raw_item_digest(layout: ItemLayout, item: bytes) -> int:
+    """A 64-bit digest of an item's bytes in its document's context (watcher.feed_items),
+    as a signed integer; never equal to a digest of fields (`item_digest`) but by chance."""
+    digest = hashlib.blake2b(
+        layout.context + item, digest_size=8, key=_item_digest_key(), person=b"raw item"
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _raw_digests(layout: ItemLayout, body: bytes) -> list[int]:
+    return [raw_item_digest(layout, layout.item(body, i)) for i in range(len(layout.spans))]
+
+
+def _keyed_alone(guids: Sequence[str | None], minutes: Sequence[int | None]) -> list[bool]:
     """Whether each item's store keys depend on the item alone. `watcher.identity.entry_keys`
     keys an item by its link when another item of the document shares its guid, and drops
     a title key (folded title and minute) that two items share: an item sharing its guid,
-    or its minute of publication, with another item of the document may be keyed otherwise
-    in another document, so it is always made into an entry and never taken as known."""
+    or its minute of publication (`title_key_minute`), with another item of the document may
+    be keyed otherwise in another document, so it is always made into an entry and never
+    taken as known."""
     guid_counts = Counter(guid for guid in guids if guid)
-    minutes = [title_key_minute(when) for when in published]
     minute_counts = Counter(minute for minute in minutes if minute is not None)
     return [
         (not guid or guid_counts[guid] == 1) and (minute is None or minute_counts[minute] == 1)
@@ -383,16 +396,16 @@ def _entry(
     )
 
 
-def parse_feed(
-    result: FetchResult, *, now: datetime | None = None, known: AbstractSet[int] = frozenset()
-) -> ParsedFeed:
-    """Parse a fetched body. Raises ParseError when the body is not a feed at all.
+class _Prepared(NamedTuple):
+    """A body as feedparser is to read it, the headers it is to be given, and what was
+    repaired on the way."""
 
-    feedparser's `bozo` flag is not failure: it recovers entries from most broken feeds, and
-    its reason becomes one of the feed's `warnings`. `now` bounds plausible publication
-    dates (default: the current time). An item whose digest is in `known` (the feed's
-    previous document had it) is not made into an entry: it is listed as unchanged.
-    """
+    body: bytes
+    headers: dict[str, str]
+    warnings: list[str]
+
+
+def _prepared(result: FetchResult) -> _Prepared:
     if result.body is None:
         raise ParseError("nothing to parse (304 Not Modified)")
     body = result.body
@@ -408,12 +421,16 @@ def parse_feed(
         "content-location": result.content_location or result.url,
         "content-type": content_type,
     }
+    return _Prepared(body, headers, warnings)
+
+
+def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
     # Imported on first use: only the workers parse, and the daemon need not hold it.
     import feedparser
 
     try:
         # A BytesIO, never a str: feedparser would treat a str as a URL or a file path.
-        document = feedparser.parse(
+        return feedparser.parse(
             io.BytesIO(body),
             response_headers=headers,
             sanitize_html=False,
@@ -423,30 +440,125 @@ def parse_feed(
         # feedparser's lenient parser has crashed on hostile input before (see _defused);
         # a body that breaks the parser is a body we cannot read, not a daemon failure.
         raise ParseError(f"not a feed: feedparser failed: {type(exc).__name__}: {exc}") from exc
+
+
+class _Item(NamedTuple):
+    """An item of the document, as the parse read it or as the store knew it."""
+
+    fields: _ItemFields | None  # None: left out, unread
+    guid: str | None
+    published: datetime | None
+    minute: int | None  # title_key_minute(published)
+    digest: int | None  # what it would be known by, if it were keyed alone
+
+
+def parse_feed(
+    result: FetchResult, *, now: datetime | None = None, known: Mapping[int, KnownItem] = {}
+) -> ParsedFeed:
+    """Parse a fetched body. Raises ParseError when the body is not a feed at all.
+
+    feedparser's `bozo` flag is not failure: it recovers entries from most broken feeds, and
+    its reason becomes one of the feed's `warnings`. `now` bounds plausible publication
+    dates (default: the current time). An item whose digest is in `known` (the feed's
+    previous document had it, and the store knows its guid and minute) is not made into an
+    entry: it is listed as unchanged. Where the document allows (watcher.feed_items), such
+    items are cut out of the body before feedparser reads it.
+    """
+    prepared = _prepared(result)
+    now = now or datetime.now(UTC)
+    charset = _split_content_type(prepared.headers["content-type"])[1]
+    layout = item_layout(prepared.body, charset, prepared.headers["content-location"])
+    if layout is not None and known:
+        digests = _raw_digests(layout, prepared.body)
+        # The first item is always read: what feedparser carries from one element to the
+        # next reaches a kept item from the same place in both documents (feed_items).
+        left_out = {i for i, digest in enumerate(digests) if i and digest in known}
+        if left_out:
+            parsed = _parse_leaving_out(prepared, layout, digests, left_out, known, now)
+            if parsed is not None:
+                return parsed
+    document = _feedparser(prepared.body, prepared.headers)
     raw_entries = document.get("entries", [])
+    raw_digests: list[int | None] = [None] * len(raw_entries)
+    if layout is not None and len(raw_entries) == len(layout.spans):
+        raw_digests[:] = _raw_digests(layout, prepared.body)
+    items = [
+        _read_item(raw, digest, now) for raw, digest in zip(raw_entries, raw_digests, strict=True)
+    ]
+    alone = _keyed_alone([item.guid for item in items], [item.minute for item in items])
+    return _parsed_feed(document, prepared.warnings, items, alone, known)
+
+
+def _read_item(raw: Any, raw_digest: int | None, now: datetime) -> _Item:
+    fields = _item_fields(raw)
+    guid = _guid(fields.guid)
+    published = _published(fields.published, now)
+    # A date refused today (too far ahead) may be accepted tomorrow: that item's entry
+    # depends on when it is parsed, so it gets no digest, as one not keyed alone.
+    if published is None and fields.published:
+        digest = None
+    else:
+        digest = raw_digest if raw_digest is not None else item_digest(fields)
+    return _Item(fields, guid, published, title_key_minute(published), digest)
+
+
+def _parse_leaving_out(
+    prepared: _Prepared,
+    layout: ItemLayout,
+    digests: list[int],
+    left_out: set[int],
+    known: Mapping[int, KnownItem],
+    now: datetime,
+) -> ParsedFeed | None:
+    """The parse of a document whose items at `left_out` are known, with feedparser reading
+    only the others; None if the whole document must be read after all (a kept item shares
+    a guid or a minute with a known one, or feedparser saw other items than expat)."""
+    body = without_items(prepared.body, layout, left_out)
+    document = _feedparser(body, prepared.headers)
+    read = iter(document.get("entries", []))
+    items: list[_Item] = []
+    for index, digest in enumerate(digests):
+        if index in left_out:
+            item = known[digest]
+            items.append(_Item(None, item.guid, None, item.minute, digest))
+            continue
+        raw = next(read, None)
+        if raw is None:
+            return None
+        items.append(_read_item(raw, digest, now))
+    if next(read, None) is not None:
+        return None
+    alone = _keyed_alone([item.guid for item in items], [item.minute for item in items])
+    if not all(alone[index] for index in left_out):
+        return None  # read in full, that item would be keyed otherwise
+    return _parsed_feed(document, prepared.warnings, items, alone, known)
+
+
+def _parsed_feed(
+    document: Any,
+    warnings: list[str],
+    items: list[_Item],
+    alone: list[bool],
+    known: Mapping[int, KnownItem],
+) -> ParsedFeed:
+    """The document's entries and unchanged items; every item left out unread must be
+    keyed alone (`_keyed_alone`) and known."""
     version = document.get("version", "") or ""
     if document.get("bozo"):
         problem = document.get("bozo_exception")
-        warnings.append(f"{type(problem).__name__}: {problem}"[:500])
-    if not raw_entries and not version:
+        warnings = [*warnings, f"{type(problem).__name__}: {problem}"[:500]]
+    if not items and not version:
         reason = warnings[-1] if warnings else "no feed found"
         raise ParseError(f"not a feed: {reason}")
-    now = now or datetime.now(UTC)
-    items = [_item_fields(raw) for raw in raw_entries]
-    guids = [_guid(item.guid) for item in items]
-    published = [_published(item.published, now) for item in items]
     entries: list[Entry] = []
     unchanged: list[UnchangedItem] = []
-    for fields, guid, when, alone in zip(
-        items, guids, published, _keyed_alone(guids, published), strict=True
-    ):
-        # A date refused today (too far ahead) may be accepted tomorrow: that item's entry
-        # depends on when it is parsed, so it gets no digest, as one not keyed alone.
-        dated_as_given = when is not None or not fields.published
-        digest = item_digest(fields) if alone and dated_as_given else None
+    for item, keyed_alone in zip(items, alone, strict=True):
+        digest = item.digest if keyed_alone else None
         if digest is not None and digest in known:
             unchanged.append(UnchangedItem(len(entries) + len(unchanged), digest))
-        elif (entry := _entry(fields, guid, when, digest)) is not None:
+        elif item.fields is None:
+            raise AssertionError("an item left out unread must be keyed alone and known")
+        elif (entry := _entry(item.fields, item.guid, item.published, digest)) is not None:
             entries.append(entry)
     return ParsedFeed(
         entries=tuple(entries),
@@ -856,8 +968,11 @@ class FeedParser:
         """The worker processes running now (none with `pool="thread"`)."""
         return self._processes.pids if self._processes is not None else ()
 
-    async def parse(self, result: FetchResult, known: AbstractSet[int] = frozenset()) -> ParsedFeed:
+    async def parse(
+        self, result: FetchResult, known: Mapping[int, KnownItem] | None = None
+    ) -> ParsedFeed:
         """`parse_feed(result, known=known)` in a worker."""
+        known = known or {}
         if self._threads is not None:
             parse = functools.partial(parse_feed, result, known=known)
             return await asyncio.wrap_future(self._threads.submit(parse))

@@ -3,7 +3,7 @@
 
 It reads requests on stdin and writes replies on stdout, one at a time, each a frame: an
 8-byte big-endian length, then a pickle. Its first frame is a greeting: its pid. Then a
-request is `(FetchResult, known item digests)` and its reply `(True, ParsedFeed)` or
+request is `(FetchResult, known items by digest)` and its reply `(True, ParsedFeed)` or
 `(False, exception)`, as `parse_feed` returned or raised. End of file on its requests (the
 daemon closed the pool, or is gone) ends a worker.
 
@@ -24,11 +24,11 @@ import pickle
 import signal
 import struct
 import sys
-from collections.abc import Set as AbstractSet
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from watcher.model import FetchResult
+    from watcher.model import FetchResult, KnownItem
 
 FRAME_HEADER = struct.Struct("!Q")
 # Ctrl-C reaches the whole process group and systemd's stop the whole control group: a
@@ -83,17 +83,19 @@ def _reply(value: object, ok: bool) -> bytes:
         return pickle.dumps((False, problem), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _request(request: object) -> tuple[FetchResult, AbstractSet[int]]:
-    """A request's body and known item digests. A bare FetchResult is a request from a
-    daemon started before digests existed: a worker that replaces a dead one runs the
-    code on disk, which an upgrade may have changed under the running daemon."""
+def _request(request: object) -> tuple[FetchResult, Mapping[int, KnownItem]]:
+    """A request's body and known items. A worker that replaces a dead one runs the code
+    on disk, which an upgrade may have changed under the running daemon: a bare FetchResult
+    is a request from a daemon older than item digests, and a set of digests one from a
+    daemon older than known items. Their digests are of the code they run, so nothing they
+    know would be known here anyway."""
     from watcher.model import FetchResult
 
     if isinstance(request, tuple):
         result, known = request
-        return result, known
+        return result, known if isinstance(known, Mapping) else {}
     assert isinstance(request, FetchResult), type(request)
-    return request, frozenset()
+    return request, {}
 
 
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:

@@ -277,7 +277,9 @@ async def _poll(
     listed = await ctx.store.listed_items(state.id)
     parse_started = time.perf_counter()
     try:
-        parsed = await ctx.parser.parse(result, frozenset(listed))
+        parsed = await ctx.parser.parse(
+            result, {digest: item.known for digest, item in listed.items()}
+        )
     except ParseError as exc:
         await _record_failure(feed, state, ctx, report, result.status, str(exc), None)
         return "parse_error"

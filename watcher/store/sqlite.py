@@ -24,13 +24,14 @@ from typing import Any, NamedTuple, Self
 import aiosqlite
 
 from watcher.errors import StoreError
-from watcher.identity import EntryKeys, content_key, entry_keys
+from watcher.identity import EntryKeys, content_key, entry_keys, title_key_minute
 from watcher.model import (
     Alert,
     Entry,
     FeedDef,
     FeedState,
     FeedSuccess,
+    KnownItem,
     NewEntry,
     OutboxItem,
     UpdatedEntry,
@@ -416,11 +417,16 @@ class Store(SubscriberQueries, StoryQueries):
         when they come back unchanged, by item digest (watcher.parse.parse_feed's `known`);
         hand them to `record_entries` as `unchanged`."""
         rows = await self._fetchall(
-            "SELECT item_digest, id, guid_key FROM entries"
+            "SELECT item_digest, id, guid_key, guid, published_at FROM entries"
             " WHERE feed_id = ? AND item_digest IS NOT NULL",
             (feed_id,),
         )
-        return {digest: ListedItem(entry_id, guid_key) for digest, entry_id, guid_key in rows}
+        return {
+            digest: ListedItem(
+                entry_id, guid_key, KnownItem(guid, title_key_minute(_dt(published_at)))
+            )
+            for digest, entry_id, guid_key, guid, published_at in rows
+        }
 
     async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         """A read of what is committed (see `__init__`)."""
@@ -489,10 +495,12 @@ def feed_succeeded_params(feed_id: int, success: FeedSuccess) -> tuple[Any, ...]
 
 class ListedItem(NamedTuple):
     """An item of a feed's last parsed document that named its entry alone, by guid (see
-    `Store.listed_items`): the entry, and the guid key the item had."""
+    `Store.listed_items`): the entry, the guid key the item had, and what the parse must
+    know of it (its guid and minute, which its entry holds)."""
 
     entry_id: int
     guid_key: str
+    known: KnownItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,6 +518,8 @@ class _StoredEntry(NamedTuple):
     link_key: str | None
     title_key: str | None
     content_key: str | None
+    guid: str | None
+    published_at: float | None
 
 
 @dataclass(slots=True)
@@ -661,10 +671,17 @@ class WriteTransaction:
         # A row just inserted is what a later item of this document with its link is (the
         # insert turned that item away): known to `same_entry`, which then passes it over.
         for guid_key, entry_id in inserted.items():
-            key = listed[guid_key][1]
+            entry, key = listed[guid_key]
             stored.add(
                 _StoredEntry(
-                    entry_id, feed_id, guid_key, key.link_key, key.title_key, key.content_key
+                    entry_id,
+                    feed_id,
+                    guid_key,
+                    key.link_key,
+                    key.title_key,
+                    key.content_key,
+                    entry.guid,
+                    _ts(entry.published),
                 )
             )
         known = [item for guid_key, item in listed.items() if guid_key not in inserted]
@@ -707,12 +724,16 @@ class WriteTransaction:
                 # which the next parse would not do if it left the item out. So the row
                 # must hold every key the item has: link and title keys are unique, so then
                 # no other row holds one now, nor can one later (a key no row holds could
-                # be taken by the next item recorded, of this feed or another).
+                # be taken by the next item recorded, of this feed or another). And it must
+                # hold the item's guid and date: the next parse keys the items it reads
+                # against those of the items it leaves out (`listed_items`).
                 alone = (
                     row.guid_key == guid_key
                     and row.feed_id == document.feed_id
                     and key.link_key in (None, row.link_key)
                     and key.title_key in (None, row.title_key)
+                    and row.guid == entry.guid
+                    and row.published_at == _ts(entry.published)
                 )
             claims[entry_id] += 1
             if alone and entry.item_digest is not None:
@@ -750,7 +771,8 @@ class WriteTransaction:
                     WHERE guid_key IN ({",".join("?" * len(guid_keys))})
                        OR link_key IN ({",".join("?" * len(link_keys))})
                        OR title_key IN ({",".join("?" * len(title_keys))})
-                    RETURNING id, feed_id, guid_key, link_key, title_key, content_key""",
+                    RETURNING id, feed_id, guid_key, link_key, title_key, content_key, guid,
+                              published_at""",
                 (_ts(now), *guid_keys, *link_keys, *title_keys),
             ):
                 stored.add(_StoredEntry(*row))
