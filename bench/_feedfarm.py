@@ -8,13 +8,16 @@ dedupes links across feeds). Every feed has one behaviour, assigned at random on
 - KIND_304 (80%): ETag and Last-Modified; answers 304 to a matching If-None-Match;
 - KIND_SAME (15%): 200 with the same body every time and no validators at all;
 - KIND_NEW (5%): ETag per generation; each generation puts NEW_PER_GENERATION new items on
-  top (copies of the first item with fresh links, guids and titles).
+  top (copies of the first item with fresh links, guids and titles). With `churn`, every
+  item of such a body also changes its bytes at every generation but none of its fields
+  (a comment naming the generation, as a view counter would): no item is the same bytes
+  twice.
 
 The server holds one number, the generation, set with `PUT /_generation/{g}`: a client primes
 at one generation and measures at the next. Run it as a script; it prints `PORT <n>` once
 every address listens, and stops on SIGTERM or SIGINT:
 
-    python bench/_feedfarm.py --feeds 10000 --hosts 100 [--latency-ms 0]
+    python bench/_feedfarm.py --feeds 10000 --hosts 100 [--latency-ms 0] [--churn]
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class Farm:
         *,
         layout: str = "interleaved",
         seed: int = 1,
+        churn: bool = False,
     ) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}")
@@ -88,6 +92,7 @@ class Farm:
         self.feeds = feeds
         self.hosts = min(hosts, feeds)
         self.layout = layout
+        self.churn = churn
         # Each template split where the tags go: a feed's body is one bytes.join away.
         self._segments: list[list[bytes]] = []
         for template in templates:
@@ -140,6 +145,8 @@ class Farm:
         base = (self.tag(i) + ".").encode().join(segments)
         if self.kinds[i] != KIND_NEW or generation <= 0:
             return base
+        if self.churn:
+            base = base.replace(b"</item>", f"<!-- g{generation} --></item>".encode())
         first = _FIRST_ITEM.search(base)
         if first is None:
             raise ValueError(f"template {self.template_of(i)} has no <item>")
@@ -158,8 +165,11 @@ def _new_item(item: bytes, generation: int, number: int) -> bytes:
     return _TITLE_START.sub(lambda m: m.group() + title, item, count=1)
 
 
-def load_farm(feeds: int, hosts: int, layout: str, folder: Path = TEMPLATE_DIR) -> Farm:
-    return Farm([p.read_bytes() for p in template_files(folder)], feeds, hosts, layout=layout)
+def load_farm(
+    feeds: int, hosts: int, layout: str, *, churn: bool = False, folder: Path = TEMPLATE_DIR
+) -> Farm:
+    templates = [p.read_bytes() for p in template_files(folder)]
+    return Farm(templates, feeds, hosts, layout=layout, churn=churn)
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -240,8 +250,9 @@ def main() -> None:
     args.add_argument("--hosts", type=int, default=100)
     args.add_argument("--layout", choices=LAYOUTS, default="interleaved")
     args.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    args.add_argument("--churn", action="store_true", help="changing items' bytes change")
     options = args.parse_args()
-    farm = load_farm(options.feeds, options.hosts, options.layout)
+    farm = load_farm(options.feeds, options.hosts, options.layout, churn=options.churn)
     asyncio.run(serve(farm, options.latency_ms / 1000))
 
 

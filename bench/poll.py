@@ -19,6 +19,11 @@ addresses: 80% answer 304, 15% answer 200 with an unchanged body and no validato
 - (a) what most scripts do: a sequential loop of `feedparser.parse(url)` over a random
   sample of the feeds, scaled to N.
 
+The daemon cuts the items a changed body shares with the previous one out of it before
+feedparser reads it, which needs the same bytes (watcher/feed_items.py). `--churn` measures
+feeds where no item is the same bytes twice (a comment in every item changes at every
+generation; its fields do not): there the daemon parses every changed body in full.
+
 Figures: wall time; CPU time of the daemon process (by thread) and of its children
 (the parse workers), not of the server; memory during the cycle: the daemon's peak RSS
 and the peak PSS of the daemon with its children (sampled from outside every 100 ms); event-loop
@@ -34,7 +39,7 @@ Ends with one RESULT line (rss_mb is the PSS peak). About five minutes on two co
 
     .venv/bin/python bench/poll.py [--feeds 10000] [--hosts 100] [--concurrency 100]
         [--per-host 2] [--naive-sample 500] [--layout interleaved|grouped] [--latency-ms 0]
-        [--full-history] [--repeat 3] [--keep]
+        [--full-history] [--churn] [--repeat 3] [--keep]
 """
 
 from __future__ import annotations
@@ -446,7 +451,7 @@ async def run_daemon(options: argparse.Namespace) -> Figures:
     from watcher.logs import setup_logging
 
     workdir = Path(options.workdir)
-    farm = load_farm(options.feeds, options.hosts, options.layout)
+    farm = load_farm(options.feeds, options.hosts, options.layout, churn=options.churn)
     port = options.port
     settings = load_config(write_config(workdir, farm, port, options))
     figures: Figures = await prime(settings, farm, port, full_history=options.full_history)
@@ -545,7 +550,7 @@ async def run_limit(options: argparse.Namespace) -> Figures:
     import aiohttp
     import feedparser
 
-    farm = load_farm(options.feeds, options.hosts, options.layout)
+    farm = load_farm(options.feeds, options.hosts, options.layout, churn=options.churn)
     await set_generation(options.port, farm, MEASURED)
     previous = MEASURED - 1
     urls = [farm.url(i, options.port) for i in range(farm.feeds)]
@@ -611,7 +616,7 @@ async def run_limit(options: argparse.Namespace) -> Figures:
 async def run_naive(options: argparse.Namespace) -> Figures:
     import feedparser
 
-    farm = load_farm(options.feeds, options.hosts, options.layout)
+    farm = load_farm(options.feeds, options.hosts, options.layout, churn=options.churn)
     await set_generation(options.port, farm, MEASURED)
     sample = random.Random(7).sample(range(farm.feeds), min(options.naive_sample, farm.feeds))
     urls = [farm.url(i, options.port) for i in sample]
@@ -650,6 +655,7 @@ def child(role: str, options: argparse.Namespace, workdir: Path, port: int) -> F
     command += ["--per-host", str(options.per_host)]
     command += ["--naive-sample", str(options.naive_sample)]
     command += ["--full-history"] if options.full_history else []
+    command += ["--churn"] if options.churn else []
     samples: list[tuple[float, float, float]] = []  # (time, PSS of the tree, RSS of the tree)
     with (workdir / f"{role}.out").open("w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -675,6 +681,7 @@ def start_farm(options: argparse.Namespace) -> tuple[subprocess.Popen[str], int]
     command = [sys.executable, str(BENCH / "_feedfarm.py"), "--feeds", str(options.feeds)]
     command += ["--hosts", str(options.hosts), "--layout", options.layout]
     command += ["--latency-ms", str(options.latency_ms)]
+    command += ["--churn"] if options.churn else []
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert server.stdout is not None
     line = server.stdout.readline().split()
@@ -709,7 +716,8 @@ def report(
         f"(mean {statistics.mean(sizes) / 1024:.0f} KB); server latency {options.latency_ms:g} ms"
     )
     print(
-        f"mix: {kinds[KIND_304]} answer 304, {kinds[KIND_SAME]} 200 unchanged without "
+        f"mix{' (--churn)' if options.churn else ''}: {kinds[KIND_304]} answer 304, "
+        f"{kinds[KIND_SAME]} 200 unchanged without "
         f"validators, {kinds[KIND_NEW]} 200 with {NEW_PER_GENERATION} new entries"
     )
     s = daemon["settings"]
@@ -833,6 +841,11 @@ def main() -> None:
         help="prime every feed's entries (600,000 rows, +70 s), not only the changing feeds'",
     )
     args.add_argument("--latency-ms", type=float, default=0.0, help="server delay per answer")
+    args.add_argument(
+        "--churn",
+        action="store_true",
+        help="every item of a changing body changes its bytes (not its fields) each time",
+    )
     args.add_argument("--repeat", type=int, default=3, help="runs of the daemon and the limit")
     args.add_argument("--keep", action="store_true", help="keep the work dir (logs, db)")
     args.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
@@ -845,7 +858,7 @@ def main() -> None:
         Path(options.out).write_text(json.dumps(figures))
         return
 
-    farm = load_farm(options.feeds, options.hosts, options.layout)
+    farm = load_farm(options.feeds, options.hosts, options.layout, churn=options.churn)
     load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="watcher-bench-poll-"))
     server, port = start_farm(options)
