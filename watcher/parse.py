@@ -424,6 +424,14 @@ def _prepared(result: FetchResult) -> _Prepared:
     return _Prepared(body, headers, warnings)
 
 
+@functools.cache
+def _feedparser_namespaces() -> dict[str, str]:
+    """The namespaces feedparser knows, each with the prefix it names their elements by."""
+    from feedparser.mixin import _FeedParserMixin
+
+    return dict(_FeedParserMixin.namespaces)
+
+
 def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
     # Imported on first use: only the workers parse, and the daemon need not hold it.
     import feedparser
@@ -449,11 +457,16 @@ class _Item(NamedTuple):
     guid: str | None
     published: datetime | None
     minute: int | None  # title_key_minute(published)
-    digest: int | None  # what it would be known by, if it were keyed alone
+    # What it would be known by if it were keyed alone: the digest of its bytes where the
+    # document has a layout, else of its fields; None if its date is refused for now.
+    digest: int | None
 
 
 def parse_feed(
-    result: FetchResult, *, now: datetime | None = None, known: Mapping[int, KnownItem] = {}
+    result: FetchResult,
+    *,
+    now: datetime | None = None,
+    known: Mapping[int, KnownItem] | None = None,
 ) -> ParsedFeed:
     """Parse a fetched body. Raises ParseError when the body is not a feed at all.
 
@@ -464,26 +477,36 @@ def parse_feed(
     entry: it is listed as unchanged. Where the document allows (watcher.feed_items), such
     items are cut out of the body before feedparser reads it.
     """
+    known = known or {}
     prepared = _prepared(result)
     now = now or datetime.now(UTC)
-    charset = _split_content_type(prepared.headers["content-type"])[1]
-    layout = item_layout(prepared.body, charset, prepared.headers["content-location"])
-    if layout is not None and known:
-        digests = _raw_digests(layout, prepared.body)
-        # The first item is always read: what feedparser carries from one element to the
-        # next reaches a kept item from the same place in both documents (feed_items).
+    media_type, charset = _split_content_type(prepared.headers["content-type"])
+    layout = item_layout(
+        prepared.body,
+        media_type=media_type,
+        charset=charset,
+        base=prepared.headers["content-location"],
+        namespaces=_feedparser_namespaces(),
+    )
+    digests = _raw_digests(layout, prepared.body) if layout is not None else None
+    if digests is not None and known:
+        # The first item is always read: whatever feedparser carries from one item to the
+        # next then reaches each item read from an item, as in the whole document.
         left_out = {i for i, digest in enumerate(digests) if i and digest in known}
         if left_out:
+            assert layout is not None
             parsed = _parse_leaving_out(prepared, layout, digests, left_out, known, now)
             if parsed is not None:
                 return parsed
     document = _feedparser(prepared.body, prepared.headers)
     raw_entries = document.get("entries", [])
-    raw_digests: list[int | None] = [None] * len(raw_entries)
-    if layout is not None and len(raw_entries) == len(layout.spans):
-        raw_digests[:] = _raw_digests(layout, prepared.body)
+    # feedparser makes one entry per item element, in order: as many entries as expat found
+    # items means entry i is the item at span i. Otherwise (never seen) no digest of bytes.
+    if digests is None or len(raw_entries) != len(digests):
+        digests = None
     items = [
-        _read_item(raw, digest, now) for raw, digest in zip(raw_entries, raw_digests, strict=True)
+        _read_item(raw, digests[i] if digests is not None else None, now)
+        for i, raw in enumerate(raw_entries)
     ]
     alone = _keyed_alone([item.guid for item in items], [item.minute for item in items])
     return _parsed_feed(document, prepared.warnings, items, alone, known)
