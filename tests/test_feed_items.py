@@ -24,7 +24,7 @@ import watcher.parse
 from watcher.errors import ParseError
 from watcher.feed_items import ItemLayout, item_layout, without_items
 from watcher.identity import title_key_minute
-from watcher.model import FetchResult, KnownItem, ParsedFeed
+from watcher.model import Entry, FetchResult, KnownItem, ParsedFeed
 from watcher.parse import _feedparser_namespaces, _item_fields, parse_feed
 
 DATA = Path(__file__).parent / "data"
@@ -350,7 +350,7 @@ def test_a_new_item_sharing_a_minute_with_a_known_one_has_the_whole_document_rea
     dated = RSS.replace(b"<guid>3</guid>", b"<guid>3</guid><dc:date>2026-11-28T11:00:00Z</dc:date>")
     whole = parse_feed(FetchResult(200, BASE, dated, content_type=RSS_TYPE))
     known = _known(whole)
-    assert len(known) == 3
+    assert len(known) == 6  # by bytes and by fields
     same_minute = b"<item><title>Four</title><guid>4</guid><dc:date>2026-11-28T11:00:30Z</dc:date>"
     added = dated.replace(b"<item><title>Three", same_minute + b"</item>\n<item><title>Three")
     read = _counting_feedparser(monkeypatch)
@@ -387,11 +387,21 @@ RSS_TYPE = "application/rss+xml; charset=utf-8"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
+def _by_digest(parsed: ParsedFeed) -> dict[int, Entry]:
+    """The entries a store would list after recording `parsed`, by each of their digests."""
+    listed: dict[int, Entry] = {}
+    for entry in parsed.entries:
+        if entry.item_digest is not None:
+            listed[entry.item_digest] = entry
+            if entry.field_digest is not None:
+                listed[entry.field_digest] = entry
+    return listed
+
+
 def _known(parsed: ParsedFeed) -> dict[int, KnownItem]:
     return {
-        entry.item_digest: KnownItem(entry.guid, title_key_minute(entry.published))
-        for entry in parsed.entries
-        if entry.item_digest is not None
+        digest: KnownItem(entry.guid, title_key_minute(entry.published))
+        for digest, entry in _by_digest(parsed).items()
     }
 
 
@@ -400,7 +410,7 @@ def assert_parsed_alike(previous: bytes, current: bytes, content_type: str = RSS
     items left out (as `previous` had them) put back at their positions must be what a full
     parse of `current` gives, and so must everything else. Returns how many were left out."""
     first = parse_feed(FetchResult(200, BASE, previous, content_type=content_type), now=NOW)
-    by_digest = {e.item_digest: e for e in first.entries if e.item_digest is not None}
+    by_digest = _by_digest(first)
     result = FetchResult(200, BASE, current, content_type=content_type)
     try:
         whole = parse_feed(result, now=NOW)
@@ -694,3 +704,24 @@ def test_generated_documents_do_leave_items_out() -> None:
     previous = f"{start}{before_items}{chr(10).join(items[:3])}\n{end}".encode()
     current = f"{start}{_HEAD_PIECES[5]}{before_items}{chr(10).join(items)}\n{end}".encode()
     assert assert_parsed_alike(previous, current) == 3  # the first item read, but known
+
+
+def test_an_item_whose_bytes_change_but_not_its_fields_is_read_and_known_by_its_fields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A view count or a cache stamp in a comment: the item is read again (its bytes are
+    new) but not made into an entry again (its fields are not)."""
+    whole = parse_feed(FetchResult(200, BASE, RSS, content_type=RSS_TYPE))
+    assert all(entry.field_digest is not None for entry in whole.entries)
+    known = _known(whole)
+    stamped = RSS.replace(b"<guid>3</guid>", b"<guid>3</guid><!-- seen 12 times -->")
+    read = _counting_feedparser(monkeypatch)
+    again = parse_feed(FetchResult(200, BASE, stamped, content_type=RSS_TYPE), known=known)
+    assert read == [2]  # the first item, and the one with new bytes
+    assert again.entries == ()
+    assert [item.digest for item in again.unchanged] == [
+        whole.entries[0].item_digest,
+        whole.entries[1].item_digest,
+        whole.entries[2].field_digest,
+    ]
+    assert_parsed_alike(RSS, stamped)

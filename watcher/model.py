@@ -56,6 +56,10 @@ class Entry:
     # keys depend on other items of its document (a guid or a minute shared with another
     # item), and for one whose parse depended on the time (a date too far ahead yet).
     item_digest: int | None = field(default=None, compare=False, repr=False)
+    # Where item_digest is that of the item's bytes (watcher.feed_items), that of its fields
+    # (watcher.parse.item_digest) as well: an item whose bytes change but not its fields is
+    # read again, and known by this. None where item_digest is None or of the fields.
+    field_digest: int | None = field(default=None, compare=False, repr=False)
 
     def __reduce__(self) -> tuple[type[Entry], tuple[object, ...]]:
         # Every parsed entry crosses from a parse worker to the daemon: rebuilt from a
@@ -70,6 +74,7 @@ class Entry:
                 self.published,
                 self.text_identity,
                 self.item_digest,
+                self.field_digest,
             ),
         )
 

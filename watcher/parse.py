@@ -379,7 +379,10 @@ def _keyed_alone(guids: Sequence[str | None], minutes: Sequence[int | None]) -> 
 
 
 def _entry(
-    fields: _ItemFields, guid: str | None, published: datetime | None, digest: int | None
+    fields: _ItemFields,
+    guid: str | None,
+    published: datetime | None,
+    digests: tuple[int | None, int | None],
 ) -> Entry | None:
     title = _field_text(fields.title_type, fields.title, _MAX_TITLE_CHARS)
     summary = _field_text(fields.summary_type, fields.summary, _MAX_SUMMARY_CHARS)
@@ -392,7 +395,8 @@ def _entry(
         summary=summary,
         published=published,
         text_identity=text_identity(title, summary),  # here, in the worker: not on the loop
-        item_digest=digest,
+        item_digest=digests[0],
+        field_digest=digests[1],
     )
 
 
@@ -460,6 +464,7 @@ class _Item(NamedTuple):
     # What it would be known by if it were keyed alone: the digest of its bytes where the
     # document has a layout, else of its fields; None if its date is refused for now.
     digest: int | None
+    field_digest: int | None  # with a digest of its bytes, that of its fields too
 
 
 def parse_feed(
@@ -516,13 +521,14 @@ def _read_item(raw: Any, raw_digest: int | None, now: datetime) -> _Item:
     fields = _item_fields(raw)
     guid = _guid(fields.guid)
     published = _published(fields.published, now)
+    minute = title_key_minute(published)
     # A date refused today (too far ahead) may be accepted tomorrow: that item's entry
     # depends on when it is parsed, so it gets no digest, as one not keyed alone.
     if published is None and fields.published:
-        digest = None
-    else:
-        digest = raw_digest if raw_digest is not None else item_digest(fields)
-    return _Item(fields, guid, published, title_key_minute(published), digest)
+        return _Item(fields, guid, published, minute, None, None)
+    if raw_digest is None:
+        return _Item(fields, guid, published, minute, item_digest(fields), None)
+    return _Item(fields, guid, published, minute, raw_digest, item_digest(fields))
 
 
 def _parse_leaving_out(
@@ -543,7 +549,7 @@ def _parse_leaving_out(
     for index, digest in enumerate(digests):
         if index in left_out:
             item = known[digest]
-            items.append(_Item(None, item.guid, None, item.minute, digest))
+            items.append(_Item(None, item.guid, None, item.minute, digest, None))
             continue
         raw = next(read, None)
         if raw is None:
@@ -576,12 +582,14 @@ def _parsed_feed(
     entries: list[Entry] = []
     unchanged: list[UnchangedItem] = []
     for item, keyed_alone in zip(items, alone, strict=True):
-        digest = item.digest if keyed_alone else None
-        if digest is not None and digest in known:
+        digests = (item.digest, item.field_digest) if keyed_alone else (None, None)
+        # Known by its bytes, or (read again: its bytes changed) by its fields.
+        digest = next((d for d in digests if d is not None and d in known), None)
+        if digest is not None:
             unchanged.append(UnchangedItem(len(entries) + len(unchanged), digest))
         elif item.fields is None:
             raise AssertionError("an item left out unread must be keyed alone and known")
-        elif (entry := _entry(item.fields, item.guid, item.published, digest)) is not None:
+        elif (entry := _entry(item.fields, item.guid, item.published, digests)) is not None:
             entries.append(entry)
     return ParsedFeed(
         entries=tuple(entries),

@@ -284,6 +284,18 @@ def _v12_listed_items(db: sqlite3.Connection) -> None:
     )
 
 
+def _v13_field_digests(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- Where item_digest is the digest of the item's bytes (watcher.feed_items), the
+        -- digest of its fields too: an item whose bytes change at every fetch (a view count
+        -- in a comment) is read again, but still not made into an entry again.
+        ALTER TABLE entries ADD COLUMN field_digest INTEGER;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -297,5 +309,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v10_versions_told,
     _v11_feed_user_agent,
     _v12_listed_items,
+    _v13_field_digests,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -414,19 +414,23 @@ class Store(SubscriberQueries, StoryQueries):
 
     async def listed_items(self, feed_id: int) -> dict[int, ListedItem]:
         """The items of the feed's last parsed document that the next parse may leave out
-        when they come back unchanged, by item digest (watcher.parse.parse_feed's `known`);
-        hand them to `record_entries` as `unchanged`."""
+        when they come back unchanged, by each of their digests (of their bytes, and of
+        their fields: watcher.parse.parse_feed's `known`); hand them to `record_entries` as
+        `unchanged`."""
         rows = await self._fetchall(
-            "SELECT item_digest, id, guid_key, guid, published_at FROM entries"
+            "SELECT item_digest, field_digest, id, guid_key, guid, published_at FROM entries"
             " WHERE feed_id = ? AND item_digest IS NOT NULL",
             (feed_id,),
         )
-        return {
-            digest: ListedItem(
+        listed: dict[int, ListedItem] = {}
+        for digest, field_digest, entry_id, guid_key, guid, published_at in rows:
+            item = ListedItem(
                 entry_id, guid_key, KnownItem(guid, title_key_minute(_dt(published_at)))
             )
-            for digest, entry_id, guid_key, guid, published_at in rows
-        }
+            listed[digest] = item
+            if field_digest is not None:
+                listed[field_digest] = item
+        return listed
 
     async def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         """A read of what is committed (see `__init__`)."""
@@ -711,7 +715,7 @@ class WriteTransaction:
         this document, and take every other entry's: its item is gone, changed, or shares
         its entry with another item (see `Store.listed_items`)."""
         claims = Counter(dict.fromkeys(document.claimed, 1))  # one claim per unchanged item
-        named: dict[int, int] = {}
+        named: dict[int, tuple[int, int | None]] = {}  # entry id → its item's digests
         for guid_key, (entry, key) in document.listed.items():
             if guid_key in inserted:
                 entry_id, alone = inserted[guid_key], True
@@ -737,21 +741,21 @@ class WriteTransaction:
                 )
             claims[entry_id] += 1
             if alone and entry.item_digest is not None:
-                named[entry_id] = entry.item_digest
+                named[entry_id] = (entry.item_digest, entry.field_digest)
         named = {entry_id: item for entry_id, item in named.items() if claims[entry_id] == 1}
         keep = {entry_id for entry_id in document.claimed if claims[entry_id] == 1}
         keep.update(named)
         # One statement whatever the document's size: the ids to keep go as one JSON array.
         await self.db.execute(
-            """UPDATE entries SET item_digest = NULL
+            """UPDATE entries SET item_digest = NULL, field_digest = NULL
                WHERE feed_id = ? AND item_digest IS NOT NULL
                  AND id NOT IN (SELECT value FROM json_each(?))""",
             (document.feed_id, json.dumps(sorted(keep))),
         )
         if named:
             await self.db.executemany(
-                "UPDATE entries SET item_digest = ? WHERE id = ?",
-                [(item, entry_id) for entry_id, item in named.items()],
+                "UPDATE entries SET item_digest = ?, field_digest = ? WHERE id = ?",
+                [(item, fields, entry_id) for entry_id, (item, fields) in named.items()],
             )
 
     async def _seen_again(
