@@ -259,21 +259,30 @@ def test_an_item_parses_alike_with_other_items_cut_out(name: str) -> None:
 # --- the parse ------------------------------------------------------------------------------
 
 
-def test_a_parse_given_known_items_has_feedparser_read_only_the_others(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    path = DATA / "feeds-real" / "fastfeedparser-benchmark-en-news"
-    body = next(path.glob("nyt-world*.xml")).read_bytes()
-    result = FetchResult(200, BASE, body, content_type="application/rss+xml; charset=utf-8")
-    whole = parse_feed(result)
-    assert len(whole.entries) > 20
-    # Known: every item but the third (as after a poll that listed all but that one).
-    known = {
-        entry.item_digest: KnownItem(entry.guid, title_key_minute(entry.published))
-        for position, entry in enumerate(whole.entries)
-        if position != 2 and entry.item_digest is not None
+RSS_TYPE = "application/rss+xml; charset=utf-8"
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def _by_digest(parsed: ParsedFeed) -> dict[int, Entry]:
+    """The entries a store would list after recording `parsed`, by each of their digests."""
+    listed: dict[int, Entry] = {}
+    for entry in parsed.entries:
+        if entry.item_digest is not None:
+            listed[entry.item_digest] = entry
+            if entry.field_digest is not None:
+                listed[entry.field_digest] = entry
+    return listed
+
+
+def _known(parsed: ParsedFeed) -> dict[int, KnownItem]:
+    return {
+        digest: KnownItem(entry.guid, title_key_minute(entry.published))
+        for digest, entry in _by_digest(parsed).items()
     }
-    assert len(known) == len(whole.entries) - 1
+
+
+def _counting_feedparser(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many entries each feedparser run of the parse gave, in order."""
     read: list[int] = []
     real = watcher.parse._feedparser
 
@@ -283,6 +292,26 @@ def test_a_parse_given_known_items_has_feedparser_read_only_the_others(
         return document
 
     monkeypatch.setattr(watcher.parse, "_feedparser", counting)
+    return read
+
+
+def test_a_parse_given_known_items_has_feedparser_read_only_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = DATA / "feeds-real" / "fastfeedparser-benchmark-en-news"
+    body = next(path.glob("nyt-world*.xml")).read_bytes()
+    result = FetchResult(200, BASE, body, content_type="application/rss+xml; charset=utf-8")
+    whole = parse_feed(result)
+    assert len(whole.entries) > 20
+    # Known: every item but the third (as after a poll that listed all but that one).
+    third = whole.entries[2]
+    known = {
+        digest: item
+        for digest, item in _known(whole).items()
+        if digest not in (third.item_digest, third.field_digest)
+    }
+    assert len(known) == 2 * (len(whole.entries) - 1)  # by bytes and by fields
+    read = _counting_feedparser(monkeypatch)
     again = parse_feed(result, known=known)
     assert read == [2]  # the first item (always read) and the third
     assert [entry.title for entry in again.entries] == [whole.entries[2].title]
@@ -304,43 +333,16 @@ def test_a_new_item_sharing_a_guid_with_a_known_one_has_the_whole_document_read(
     and neither is left out."""
     first = FetchResult(200, BASE, RSS)
     whole = parse_feed(first)
-    known = {
-        entry.item_digest: KnownItem(entry.guid, title_key_minute(entry.published))
-        for entry in whole.entries
-        if entry.item_digest is not None
-    }
     added = RSS.replace(
         b"<item><title>Three",
         b"<item><title>Again</title><guid>2</guid></item>\n<item><title>Three",
     )
-    read: list[int] = []
-    real = watcher.parse._feedparser
-
-    def counting(body: bytes, headers: dict[str, str]) -> Any:
-        document = real(body, headers)
-        read.append(len(document.entries))
-        return document
-
-    monkeypatch.setattr(watcher.parse, "_feedparser", counting)
-    again = parse_feed(FetchResult(200, BASE, added), known=known)
+    read = _counting_feedparser(monkeypatch)
+    again = parse_feed(FetchResult(200, BASE, added), known=_known(whole))
     assert read == [2, 4]  # the first item and the new one; then the whole document
     assert [entry.title for entry in again.entries] == ["Two", "Again"]
     assert [entry.item_digest for entry in again.entries] == [None, None]
     assert [item.position for item in again.unchanged] == [0, 3]
-
-
-def _counting_feedparser(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many entries each feedparser run of the parse gave, in order."""
-    read: list[int] = []
-    real = watcher.parse._feedparser
-
-    def counting(body: bytes, headers: dict[str, str]) -> Any:
-        document = real(body, headers)
-        read.append(len(document.entries))
-        return document
-
-    monkeypatch.setattr(watcher.parse, "_feedparser", counting)
-    return read
 
 
 def test_a_new_item_sharing_a_minute_with_a_known_one_has_the_whole_document_read(
@@ -381,28 +383,6 @@ def test_when_feedparser_sees_other_items_than_expat_the_whole_document_is_read(
 
 
 # --- the promise, at the parse: what leaving known items out gives is what reading them gives
-
-
-RSS_TYPE = "application/rss+xml; charset=utf-8"
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-
-
-def _by_digest(parsed: ParsedFeed) -> dict[int, Entry]:
-    """The entries a store would list after recording `parsed`, by each of their digests."""
-    listed: dict[int, Entry] = {}
-    for entry in parsed.entries:
-        if entry.item_digest is not None:
-            listed[entry.item_digest] = entry
-            if entry.field_digest is not None:
-                listed[entry.field_digest] = entry
-    return listed
-
-
-def _known(parsed: ParsedFeed) -> dict[int, KnownItem]:
-    return {
-        digest: KnownItem(entry.guid, title_key_minute(entry.published))
-        for digest, entry in _by_digest(parsed).items()
-    }
 
 
 def assert_parsed_alike(previous: bytes, current: bytes, content_type: str = RSS_TYPE) -> int:
