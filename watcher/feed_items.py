@@ -26,9 +26,17 @@ other (the caller then parses the whole document):
 - base and lang attributes only on the elements the items are in; in RSS 1.0 its namespace
   declared on the root (feedparser takes the version from the first it sees);
 - elsewhere, only namespace declarations that cannot change how feedparser names an element
-  in an item: of a prefix bound to one namespace throughout the document, and not a prefix
+  in an item: of a prefix bound to one namespace throughout the document, not a prefix
   feedparser gives another namespace (`xmlns:dc` for DC terms would make every `dc:date` a
-  `dcterms:date` from there on).
+  `dcterms:date` from there on), and one prefix for each namespace feedparser does not know
+  (it names such elements by the first prefix it saw for the namespace);
+- no element feedparser takes for text content (title, description, summary, content, ...)
+  inside another, in the head or in an item: at the inner one's end feedparser's count of
+  open content goes off for the rest of the document.
+
+The first item of a document, which follows the head and so takes whatever state the head
+left (whether it had content, for one), is digested apart: known by its bytes only at the
+head of the next document too, else read again (parse_feed always reads the first item).
 
 The context is what then decides how an item parses besides its bytes: the headers
 feedparser is given (media type, charset, base URI), the XML declaration, and the names,
@@ -79,6 +87,35 @@ _STRUCTURE = frozenset(("rss", "feed", "channel", "rdf", "item", "entry"))
 _HEAD_BOUND = frozenset(("image", "textinput"))
 # Attributes (by lowercased local name, any namespace) whose value reaches past the element.
 _SCOPED = frozenset(("base", "lang"))
+# feedparser's names of the elements whose handlers count content in and out: one met
+# inside another is taken for inline markup at its start, yet its end still counts out, and
+# the count stays off for the rest of the document (no item gets a content type any more).
+_CONTENT = frozenset(
+    (
+        "title",
+        "subtitle",
+        "tagline",
+        "rights",
+        "copyright",
+        "description",
+        "abstract",
+        "summary",
+        "content",
+        "info",
+        "body",
+        "fullitem",
+        "content:encoded",
+        "xhtml:body",
+        "feedburner:browserfriendly",
+        "media:title",
+        "media:description",
+        "itunes:subtitle",
+        "itunes:summary",
+        "dc:title",
+        "dc:description",
+        "dc:rights",
+    )
+)
 
 
 class _Namespaces:
@@ -87,7 +124,7 @@ class _Namespaces:
 
     def __init__(self, prefixes: Mapping[str, str]) -> None:
         self.prefixes = {uri.lower(): prefix for uri, prefix in prefixes.items()}
-        self.names = frozenset(self.prefixes.values())
+        self.names = frozenset(name.lower() for name in self.prefixes.values())
 
     def prefix(self, uri: str) -> str | None:
         uri = uri.lower()
@@ -196,10 +233,13 @@ class _Walker:
         self.spans: list[tuple[int, int]] = []
         self.declaration: tuple[str, str | None, int] | None = None
         self.context: list[tuple[object, ...]] = []
-        self.declared: list[tuple[str | None, str]] = []
+        self.declared: list[tuple[str | None, str]] = []  # "" for an undeclaration
         # Prefix → namespace, as declared on the elements items are in, and elsewhere.
         self.context_bound: dict[str | None, str] = {}
         self.bound: dict[str | None, str] = {}
+        self.unknown_prefix: dict[str, str | None] = {}  # namespace unknown to feedparser → prefix
+        self.open_content: list[bool] = []  # per open element: whether it counts content
+        self.in_content = 0
 
     def xml_declaration(self, version: str, encoding: str | None, standalone: int) -> None:
         if not _is_utf8(encoding):
@@ -209,8 +249,22 @@ class _Walker:
     def doctype(self, *_: object) -> None:
         raise _NoLayout
 
-    def namespace(self, prefix: str | None, uri: str) -> None:
-        self.declared.append((prefix, uri))  # on the element whose start comes next
+    def namespace(self, prefix: str | None, uri: str | None) -> None:
+        # None: an undeclaration (xmlns=""), which names no namespace.
+        self.declared.append((prefix, uri or ""))  # on the element whose start comes next
+        # feedparser names an element in a namespace it does not know by the first prefix
+        # declared for it anywhere before: one prefix per such namespace.
+        unknown = bool(uri) and self.namespaces.prefix(uri or "") is None
+        if unknown and self.unknown_prefix.setdefault(uri or "", prefix) != prefix:
+            raise _NoLayout
+
+    def _feedparser_name(self, namespace: str, local: str) -> str:
+        """The name feedparser dispatches an element by ("dc:title", "title")."""
+        if not namespace:
+            return local
+        known = self.namespaces.prefix(namespace)
+        prefix = known if known is not None else self.unknown_prefix.get(namespace)
+        return f"{prefix.lower()}:{local}" if prefix else local
 
     def start(self, name: str, attributes: list[str]) -> None:
         declared, self.declared = tuple(self.declared), []
@@ -218,6 +272,15 @@ class _Walker:
         local = local.lower()
         height = len(self.stack)
         shape = self.shape
+        is_content = (
+            height > len(shape.path)  # in the head or in an item
+            and self._feedparser_name(namespace, local) in _CONTENT
+            and not (height == 1 and name in shape.beside)
+        )
+        if is_content and self.in_content:
+            raise _NoLayout
+        self.open_content.append(is_content)
+        self.in_content += is_content
         if self.item_depth:
             if local in _STRUCTURE or _scopes(attributes):
                 raise _NoLayout
@@ -267,7 +330,11 @@ class _Walker:
             if (
                 self.context_bound.get(prefix, uri) != uri
                 or self.bound.setdefault(prefix, uri) != uri
-                or (prefix in self.namespaces.names and prefix != self.namespaces.prefix(uri))
+                or (
+                    prefix is not None
+                    and prefix.lower() in self.namespaces.names
+                    and prefix != self.namespaces.prefix(uri)
+                )
             ):
                 raise _NoLayout
 
@@ -288,3 +355,4 @@ class _Walker:
             self.spans.append((self.item_start, end))
             self.item_depth = 0
         self.stack.pop()
+        self.in_content -= self.open_content.pop()

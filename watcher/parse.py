@@ -360,7 +360,12 @@ def raw_item_digest(layout: ItemLayout, item: bytes) -> int:
 
 
 def _raw_digests(layout: ItemLayout, body: bytes) -> list[int]:
-    return [raw_item_digest(layout, layout.item(body, i)) for i in range(len(layout.spans))]
+    # The first item takes what state the head leaves (watcher.feed_items): known by its
+    # bytes only as the first item of another document.
+    return [
+        raw_item_digest(layout, (b"first\0" if i == 0 else b"") + layout.item(body, i))
+        for i in range(len(layout.spans))
+    ]
 
 
 def _keyed_alone(guids: Sequence[str | None], minutes: Sequence[int | None]) -> list[bool]:
@@ -495,8 +500,8 @@ def parse_feed(
     )
     digests = _raw_digests(layout, prepared.body) if layout is not None else None
     if digests is not None and known:
-        # The first item is always read: whatever feedparser carries from one item to the
-        # next then reaches each item read from an item, as in the whole document.
+        # The first item is always read: whatever state the head leaves reaches it, as in
+        # the whole document (and its digest is apart from the others': `_raw_digests`).
         left_out = {i for i, digest in enumerate(digests) if i and digest in known}
         if left_out:
             assert layout is not None
@@ -543,7 +548,10 @@ def _parse_leaving_out(
     only the others; None if the whole document must be read after all (a kept item shares
     a guid or a minute with a known one, or feedparser saw other items than expat)."""
     body = without_items(prepared.body, layout, left_out)
-    document = _feedparser(body, prepared.headers)
+    try:
+        document = _feedparser(body, prepared.headers)
+    except ParseError:
+        return None  # the whole document, which may well parse, decides
     read = iter(document.get("entries", []))
     items: list[_Item] = []
     for index, digest in enumerate(digests):
