@@ -20,11 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import watcher.parse
 from tests.poll_harness import Clock, poll_parts
 from watcher.identity import entry_keys, title_key_minute
 from watcher.model import FeedDef, FeedState, FetchResult, KnownItem, ParsedFeed
@@ -83,6 +85,18 @@ def known_items(parsed: ParsedFeed) -> dict[int, KnownItem]:
 
 def known_of(listed: Mapping[int, ListedItem]) -> dict[int, KnownItem]:
     return {digest: item.known for digest, item in listed.items()}
+
+
+def recorded_unchanged(parsed: ParsedFeed, listed: Mapping[int, ListedItem]) -> dict[str, Any]:
+    """`record_entries`' arguments for the unchanged items, as the pipeline gives them."""
+    return {
+        "unchanged": [(item.position, listed[item.digest]) for item in parsed.unchanged],
+        "redigested": {
+            item.position: item.item_digest
+            for item in parsed.unchanged
+            if item.item_digest is not None
+        },
+    }
 
 
 AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
@@ -311,11 +325,13 @@ def documents(draw: st.DrawFn) -> list[tuple[int, int, list[Item]]]:
 
 
 def _rows(path: Path) -> list[tuple[object, ...]]:
-    """Every stored entry, bar its item digest, and when each feed was last parsed."""
+    """Every stored entry, its digests included (what the next parse will know), and when
+    each feed was last parsed."""
     with sqlite3.connect(path) as db:
         entries = db.execute(
             """SELECT id, feed_id, guid_key, link_key, title_key, content_key, guid, link,
-                      title, summary, published_at, first_seen_at, last_seen_at, updated_at
+                      title, summary, published_at, first_seen_at, last_seen_at, updated_at,
+                      item_digest, field_digest
                FROM entries ORDER BY id"""
         ).fetchall()
         feeds = db.execute("SELECT id, last_parsed_at FROM feeds ORDER BY id").fetchall()
@@ -341,9 +357,10 @@ async def _record_both_ways(workdir: Path, sequence: list[tuple[int, int, list[I
                 expected = await tx.record_entries(feed_id, whole.entries, now)
             known = await reusing.listed_items(feed_id)
             parsed = parse_feed(result, now=now, known=known_of(known))
-            unchanged = [(item.position, known[item.digest]) for item in parsed.unchanged]
             async with reusing.write() as tx:
-                got = await tx.record_entries(feed_id, parsed.entries, now, unchanged=unchanged)
+                got = await tx.record_entries(
+                    feed_id, parsed.entries, now, **recorded_unchanged(parsed, known)
+                )
             assert [(n.id, n.entry) for n in got.new] == [(n.id, n.entry) for n in expected.new]
             assert got.updated == expected.updated
             assert _rows(reusing.path) == _rows(full.path)
@@ -464,6 +481,42 @@ def test_listed_items_know_the_guid_and_minute_their_item_has(tmp_path: Path) ->
             assert list(after.values()) == [KnownItem(road.guid, title_key_minute(road.published))]
 
     asyncio.run(scenario())
+
+
+def test_an_item_whose_bytes_changed_once_is_cut_out_again_after_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Known by its fields the first time its new bytes are read, the item is known by
+    those bytes from then on: a one-time change (a CMS upgrade) costs one read, not one
+    at every poll."""
+    stamped = [replace(item, note="v2") for item in (ROAD, TALKS, FRESH)]
+    read: list[int] = []
+    real = watcher.parse._feedparser
+
+    def counting(body: bytes, headers: dict[str, str]) -> Any:
+        document = real(body, headers)
+        read.append(len(document.entries))
+        return document
+
+    monkeypatch.setattr(watcher.parse, "_feedparser", counting)
+
+    async def scenario() -> None:
+        async with await Store.open(tmp_path / "w.db") as store:
+            await store.sync_feeds([FeedDef("news", "http://127.0.0.1/", 600)], START)
+            (state,) = await store.feeds()
+            for listed in ([ROAD, TALKS, FRESH], stamped, stamped):
+                known = await store.listed_items(state.id)
+                # application/xml (no charset needed): a body items can be cut out of
+                result = FetchResult(200, "http://127.0.0.1/feed", rss(*listed))
+                parsed = parse_feed(result, known=known_of(known), now=START)
+                async with store.write() as tx:
+                    await tx.record_entries(
+                        state.id, parsed.entries, START, **recorded_unchanged(parsed, known)
+                    )
+                assert parsed.entries == () or not known
+
+    asyncio.run(scenario())
+    assert read == [3, 3, 1]  # all; all again (new bytes), known by fields; the first only
 
 
 def test_unchanged_positions_must_fit_the_document(tmp_path: Path) -> None:

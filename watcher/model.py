@@ -127,11 +127,14 @@ class FetchResult:
 
 
 class UnchangedItem(NamedTuple):
-    """An item of a document that the feed's previous document had too, byte for byte in
-    every field an entry is made of: not made into an entry again."""
+    """An item of a document that the feed's previous document had too, byte for byte or
+    in every field an entry is made of: not made into an entry again."""
 
     position: int  # its place among the document's items (entries and unchanged items)
-    digest: int  # its item digest (Entry.item_digest)
+    digest: int  # the digest it was known by (Store.listed_items)
+    # Known by its fields, its bytes changed: the digest of its bytes now, for the store to
+    # know it by next time (or it would be read at every poll). None otherwise.
+    item_digest: int | None = None
 
 
 class KnownItem(NamedTuple):

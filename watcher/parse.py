@@ -591,10 +591,13 @@ def _parsed_feed(
     unchanged: list[UnchangedItem] = []
     for item, keyed_alone in zip(items, alone, strict=True):
         digests = (item.digest, item.field_digest) if keyed_alone else (None, None)
-        # Known by its bytes, or (read again: its bytes changed) by its fields.
-        digest = next((d for d in digests if d is not None and d in known), None)
-        if digest is not None:
-            unchanged.append(UnchangedItem(len(entries) + len(unchanged), digest))
+        position = len(entries) + len(unchanged)
+        if digests[0] is not None and digests[0] in known:
+            unchanged.append(UnchangedItem(position, digests[0]))
+        elif digests[1] is not None and digests[1] in known:
+            # Read again (its bytes changed), known by its fields: known by its new bytes
+            # from now on.
+            unchanged.append(UnchangedItem(position, digests[1], digests[0]))
         elif item.fields is None:
             raise AssertionError("an item left out unread must be keyed alone and known")
         elif (entry := _entry(item.fields, item.guid, item.published, digests)) is not None:

@@ -297,7 +297,14 @@ async def _poll(
         if report.moved_to is not None:
             await tx.feed_moved(state.id, report.moved_to)
         unchanged = [(item.position, listed[item.digest]) for item in parsed.unchanged]
-        recorded = await tx.record_entries(state.id, parsed.entries, now, unchanged=unchanged)
+        redigested = {
+            item.position: item.item_digest
+            for item in parsed.unchanged
+            if item.item_digest is not None
+        }
+        recorded = await tx.record_entries(
+            state.id, parsed.entries, now, unchanged=unchanged, redigested=redigested
+        )
         new_entries = recorded.new
         report.new = len(new_entries)
         report.updated = len(recorded.updated)

@@ -621,6 +621,7 @@ class WriteTransaction:
         now: datetime,
         *,
         unchanged: Sequence[tuple[int, ListedItem]] = (),
+        redigested: Mapping[int, int] | None = None,
     ) -> RecordedEntries:
         """Record the entries of one parsed document of a feed; return those never seen
         before (by guid, or title and minute, in this feed, or by link anywhere) and those
@@ -633,7 +634,10 @@ class WriteTransaction:
         other positions in order. It must be the whole document: the entries listed are
         marked as seen `now` and the feed as parsed `now`, which is what retention reads to
         tell an entry still listed by its feed (kept, or it would come back as new) from one
-        that dropped out. The result is what recording every item in full would give."""
+        that dropped out. The result is what recording every item in full would give.
+        `redigested` gives, by position, the digest of its bytes now of an unchanged item
+        known by its fields (its bytes changed; `UnchangedItem.item_digest`): its entry is
+        known by those next time, if that item is the one that names it."""
         document = _Document.of(feed_id, entries, unchanged)
         await self._mark_seen(list(document.claimed), now)
         listed = document.listed
@@ -690,7 +694,7 @@ class WriteTransaction:
             )
         known = [item for guid_key, item in listed.items() if guid_key not in inserted]
         updated = await self._record_changes(document, known, stored, set(inserted.values()), now)
-        await self._record_listed(document, stored, inserted)
+        await self._record_listed(document, stored, inserted, redigested or {})
         await self.db.execute(
             "UPDATE feeds SET last_parsed_at = ? WHERE id = ?", (_ts(now), feed_id)
         )
@@ -709,7 +713,11 @@ class WriteTransaction:
             )
 
     async def _record_listed(
-        self, document: _Document, stored: _StoredKeys, inserted: Mapping[str, int]
+        self,
+        document: _Document,
+        stored: _StoredKeys,
+        inserted: Mapping[str, int],
+        redigested: Mapping[int, int],
     ) -> None:
         """Give the feed's entries the digests of the items that alone name them by guid in
         this document, and take every other entry's: its item is gone, changed, or shares
@@ -756,6 +764,16 @@ class WriteTransaction:
             await self.db.executemany(
                 "UPDATE entries SET item_digest = ?, field_digest = ? WHERE id = ?",
                 [(item, fields, entry_id) for entry_id, (item, fields) in named.items()],
+            )
+        renamed = [
+            (redigested[position], entry_id)
+            for entry_id, position in document.claimed.items()
+            if position in redigested
+        ]
+        if renamed:
+            await self.db.executemany(
+                "UPDATE entries SET item_digest = ? WHERE id = ? AND item_digest IS NOT NULL",
+                renamed,
             )
 
     async def _seen_again(
