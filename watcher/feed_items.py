@@ -250,12 +250,12 @@ class _Walker:
         raise _NoLayout
 
     def namespace(self, prefix: str | None, uri: str | None) -> None:
-        # None: an undeclaration (xmlns=""), which names no namespace.
-        self.declared.append((prefix, uri or ""))  # on the element whose start comes next
+        uri = uri or ""  # None: an undeclaration (xmlns=""), which names no namespace
+        self.declared.append((prefix, uri))  # on the element whose start comes next
         # feedparser names an element in a namespace it does not know by the first prefix
         # declared for it anywhere before: one prefix per such namespace.
-        unknown = bool(uri) and self.namespaces.prefix(uri or "") is None
-        if unknown and self.unknown_prefix.setdefault(uri or "", prefix) != prefix:
+        unknown = bool(uri) and self.namespaces.prefix(uri) is None
+        if unknown and self.unknown_prefix.setdefault(uri, prefix) != prefix:
             raise _NoLayout
 
     def _feedparser_name(self, namespace: str, local: str) -> str:

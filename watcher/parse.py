@@ -546,7 +546,8 @@ def _parse_leaving_out(
 ) -> ParsedFeed | None:
     """The parse of a document whose items at `left_out` are known, with feedparser reading
     only the others; None if the whole document must be read after all (a kept item shares
-    a guid or a minute with a known one, or feedparser saw other items than expat)."""
+    a guid or a minute with a known one, feedparser saw other items than expat, or the cut
+    document does not parse)."""
     body = without_items(prepared.body, layout, left_out)
     try:
         document = _feedparser(body, prepared.headers)
