@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
 import watcher.parse
+from tests.feedparser_runs import count_feedparser_runs
 from watcher.errors import ParseError
 from watcher.feed_items import ItemLayout, item_layout, without_items
 from watcher.identity import title_key_minute
@@ -287,20 +288,6 @@ def _known(parsed: ParsedFeed) -> dict[int, KnownItem]:
     }
 
 
-def _counting_feedparser(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many entries each feedparser run of the parse gave, in order."""
-    read: list[int] = []
-    real = watcher.parse._feedparser
-
-    def counting(body: bytes, headers: dict[str, str]) -> Any:
-        document = real(body, headers)
-        read.append(len(document.entries))
-        return document
-
-    monkeypatch.setattr(watcher.parse, "_feedparser", counting)
-    return read
-
-
 def test_a_parse_given_known_items_has_feedparser_read_only_the_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -317,7 +304,7 @@ def test_a_parse_given_known_items_has_feedparser_read_only_the_others(
         if digest not in (third.item_digest, third.field_digest)
     }
     assert len(known) == 2 * (len(whole.entries) - 1)  # by bytes and by fields
-    read = _counting_feedparser(monkeypatch)
+    read = count_feedparser_runs(monkeypatch)
     again = parse_feed(result, known=known)
     assert read == [2]  # the first item (always read) and the third
     assert [entry.title for entry in again.entries] == [whole.entries[2].title]
@@ -343,7 +330,7 @@ def test_a_new_item_sharing_a_guid_with_a_known_one_has_the_whole_document_read(
         b"<item><title>Three",
         b"<item><title>Again</title><guid>2</guid></item>\n<item><title>Three",
     )
-    read = _counting_feedparser(monkeypatch)
+    read = count_feedparser_runs(monkeypatch)
     again = parse_feed(FetchResult(200, BASE, added), known=_known(whole))
     assert read == [2, 4]  # the first item and the new one; then the whole document
     assert [entry.title for entry in again.entries] == ["Two", "Again"]
@@ -361,7 +348,7 @@ def test_a_new_item_sharing_a_minute_with_a_known_one_has_the_whole_document_rea
     assert len(known) == 6  # by bytes and by fields
     same_minute = b"<item><title>Four</title><guid>4</guid><dc:date>2026-11-28T11:00:30Z</dc:date>"
     added = dated.replace(b"<item><title>Three", same_minute + b"</item>\n<item><title>Three")
-    read = _counting_feedparser(monkeypatch)
+    read = count_feedparser_runs(monkeypatch)
     again = parse_feed(FetchResult(200, BASE, added, content_type=RSS_TYPE), known=known)
     assert read == [2, 4]
     assert [entry.title for entry in again.entries] == ["Four", "Three"]
@@ -821,7 +808,7 @@ def test_an_item_whose_bytes_change_but_not_its_fields_is_read_and_known_by_its_
     assert all(entry.field_digest is not None for entry in whole.entries)
     known = _known(whole)
     stamped = RSS.replace(b"<guid>3</guid>", b"<guid>3</guid><!-- seen 12 times -->")
-    read = _counting_feedparser(monkeypatch)
+    read = count_feedparser_runs(monkeypatch)
     again = parse_feed(FetchResult(200, BASE, stamped, content_type=RSS_TYPE), known=known)
     assert read == [2]  # the first item, and the one with new bytes
     assert again.entries == ()

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import watcher.parse
+from tests.feedparser_runs import count_feedparser_runs
 from tests.poll_harness import Clock, poll_parts
 from watcher.identity import entry_keys, title_key_minute
 from watcher.model import FeedDef, FeedState, FetchResult, KnownItem, ParsedFeed
@@ -490,15 +490,7 @@ def test_an_item_whose_bytes_changed_once_is_cut_out_again_after_one_read(
     those bytes from then on: a one-time change (a CMS upgrade) costs one read, not one
     at every poll."""
     stamped = [replace(item, note="v2") for item in (ROAD, TALKS, FRESH)]
-    read: list[int] = []
-    real = watcher.parse._feedparser
-
-    def counting(body: bytes, headers: dict[str, str]) -> Any:
-        document = real(body, headers)
-        read.append(len(document.entries))
-        return document
-
-    monkeypatch.setattr(watcher.parse, "_feedparser", counting)
+    read = count_feedparser_runs(monkeypatch)
 
     async def scenario() -> None:
         async with await Store.open(tmp_path / "w.db") as store:
