@@ -12,8 +12,9 @@ whether the head had an `<image>` or `<textInput>` (where an item's own goes). S
 `item_layout` gives a layout only for documents that keep all of it fixed, and None for any
 other (the caller then parses the whole document):
 
-- UTF-8 by every label it carries (the charset given to feedparser, the XML declaration; a
-  text/* type without a charset is US-ASCII to feedparser) and valid UTF-8 throughout:
+- served as XML (a media type ending in "xml"), UTF-8 by every label it carries (the
+  charset given to feedparser, the XML declaration; a text/* type without a charset is
+  US-ASCII to feedparser) and valid UTF-8 throughout:
   feedparser decodes the whole document at once and falls back to other encodings when that
   fails, so bytes left out could change how the rest decodes;
 - well-formed to expat with namespaces (what feedparser's strict parser uses), with no
@@ -42,7 +43,8 @@ The context is what then decides how an item parses besides its bytes: the heade
 feedparser is given (media type, charset, base URI), the XML declaration, and the names,
 attributes and namespace declarations of the elements the items are in. Item digests are
 taken over it and the item's bytes (watcher.parse). tests/test_feed_items.py checks the
-promise on real feeds and on generated documents built to break it.
+promise on real feeds, on the document pairs reviews found, and on generated documents
+built to break it.
 """
 
 from __future__ import annotations
