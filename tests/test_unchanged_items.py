@@ -33,7 +33,7 @@ from watcher.model import FeedDef, FeedState, FetchResult, KnownItem, ParsedFeed
 from watcher.parse import FeedParser, parse_feed
 from watcher.parse_worker import read_frame, write_frame
 from watcher.pipeline import poll_feed
-from watcher.store import Store, prune
+from watcher.store import Store, prune, unchanged_for_recording
 from watcher.store.sqlite import ListedItem
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -89,14 +89,8 @@ def known_of(listed: Mapping[int, ListedItem]) -> dict[int, KnownItem]:
 
 def recorded_unchanged(parsed: ParsedFeed, listed: Mapping[int, ListedItem]) -> dict[str, Any]:
     """`record_entries`' arguments for the unchanged items, as the pipeline gives them."""
-    return {
-        "unchanged": [(item.position, listed[item.digest]) for item in parsed.unchanged],
-        "redigested": {
-            item.position: item.item_digest
-            for item in parsed.unchanged
-            if item.item_digest is not None
-        },
-    }
+    unchanged, redigested = unchanged_for_recording(parsed.unchanged, listed)
+    return {"unchanged": unchanged, "redigested": redigested}
 
 
 AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)

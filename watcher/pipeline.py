@@ -40,7 +40,7 @@ from watcher.schedule import (
     next_check_after_failure,
     next_check_after_success,
 )
-from watcher.store import Store, WriteTransaction
+from watcher.store import Store, WriteTransaction, unchanged_for_recording
 from watcher.stories import hit_texts
 from watcher.story_alerts import StoryTracker
 from watcher.telegram.format import render_alert
@@ -296,12 +296,7 @@ async def _poll(
     async with ctx.store.write() as tx:
         if report.moved_to is not None:
             await tx.feed_moved(state.id, report.moved_to)
-        unchanged = [(item.position, listed[item.digest]) for item in parsed.unchanged]
-        redigested = {
-            item.position: item.item_digest
-            for item in parsed.unchanged
-            if item.item_digest is not None
-        }
+        unchanged, redigested = unchanged_for_recording(parsed.unchanged, listed)
         recorded = await tx.record_entries(
             state.id, parsed.entries, now, unchanged=unchanged, redigested=redigested
         )

@@ -1,7 +1,7 @@
 """Storage adapter. The daemon talks to `Store`; SQLite is the embedded backend."""
 
 from watcher.store.retention import PruneReport, optimize, prune
-from watcher.store.sqlite import Store, WriteTransaction, migrate
+from watcher.store.sqlite import Store, WriteTransaction, migrate, unchanged_for_recording
 from watcher.store.stories import EditTarget, StoryEdit, StoryEntry, StoryMessage
 from watcher.store.subscribers import HeldAlert
 
@@ -17,4 +17,5 @@ __all__ = [
     "migrate",
     "optimize",
     "prune",
+    "unchanged_for_recording",
 ]

@@ -34,6 +34,7 @@ from watcher.model import (
     KnownItem,
     NewEntry,
     OutboxItem,
+    UnchangedItem,
     UpdatedEntry,
 )
 from watcher.store.chunks import ROWS_PER_STATEMENT, chunks
@@ -505,6 +506,16 @@ class ListedItem(NamedTuple):
     entry_id: int
     guid_key: str
     known: KnownItem
+
+
+def unchanged_for_recording(
+    items: Sequence[UnchangedItem], listed: Mapping[int, ListedItem]
+) -> tuple[list[tuple[int, ListedItem]], dict[int, int]]:
+    """`record_entries`' `unchanged` and `redigested` for a parse's unchanged items, known
+    by the digests `listed` (`Store.listed_items`) gave the parse."""
+    unchanged = [(item.position, listed[item.digest]) for item in items]
+    redigested = {item.position: item.item_digest for item in items if item.item_digest is not None}
+    return unchanged, redigested
 
 
 @dataclass(frozen=True, slots=True)
