@@ -50,11 +50,13 @@ class Entry:
     # folding a long summary costs milliseconds, which the parse worker spends instead of
     # the event loop. None for an entry made elsewhere; then it is computed when needed.
     text_identity: TextIdentity | None = field(default=None, compare=False, repr=False)
-    # The digest of the feed item this entry was parsed from (watcher.parse.item_digest):
-    # the same item parses to the same entry, so an item whose digest the feed's previous
-    # document had need not be parsed again. None for an entry made elsewhere, for one whose
-    # keys depend on other items of its document (a guid or a minute shared with another
-    # item), and for one whose parse depended on the time (a date too far ahead yet).
+    # The digest of the feed item this entry was parsed from: of its bytes in their context
+    # where the document allows cutting items out (watcher.parse.raw_item_digest), else of
+    # its fields (watcher.parse.item_digest). The same item parses to the same entry, so an
+    # item whose digest the feed's previous document had need not be parsed again. None for
+    # an entry made elsewhere, for one whose keys depend on other items of its document (a
+    # guid or a minute shared with another item), and for one whose parse depended on the
+    # time (a date too far ahead yet).
     item_digest: int | None = field(default=None, compare=False, repr=False)
     # Where item_digest is that of the item's bytes (watcher.feed_items), that of its fields
     # (watcher.parse.item_digest) as well: an item whose bytes change but not its fields is
