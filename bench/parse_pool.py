@@ -2,7 +2,7 @@
 
 Parses N real news feeds (cycling the 17 fastfeedparser benchmark feeds from
 ../shared/data, or the 4 copied into tests/data when that folder is absent) through
-watcher.parse.FeedParser with each pool, and inline for reference, while a ticker task
+watcher.parse_pool.FeedParser with each pool, and inline for reference, while a ticker task
 wakes every 10 ms and records how late it woke: that lateness is what every other task of
 the daemon (fetches, the bot, deliveries) suffers while parsing runs.
 
@@ -67,7 +67,8 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run_one(mode: str, n: int, workers: int, rate: float) -> dict[str, float]:
     from watcher.model import FetchResult
-    from watcher.parse import FeedParser, parse_feed
+    from watcher.parse import parse_feed
+    from watcher.parse_pool import FeedParser
 
     files = feed_files()
     bodies = [path.read_bytes() for path in files]

@@ -13,7 +13,7 @@ from typing import Any
 from tests.fakes.feed_server import FeedServer
 from watcher.fetch import Fetcher
 from watcher.model import RuleDef
-from watcher.parse import FeedParser
+from watcher.parse_pool import FeedParser
 from watcher.pipeline import PollContext, RuleSet
 from watcher.rules import compile_rules
 from watcher.store import Store

@@ -32,8 +32,8 @@ ADAPTERS = {
     "watcher.telegram",
     "watcher.sd_notify",
 }
-# Modules of an adapter that live beside it: the parse workers' process.
-ADAPTER_PARTS = {"watcher.parse_worker": "watcher.parse"}
+# Modules of an adapter that live beside it: the parse pool and its workers' process.
+ADAPTER_PARTS = {"watcher.parse_worker": "watcher.parse", "watcher.parse_pool": "watcher.parse"}
 ORCHESTRATION = {
     "watcher.pipeline",
     "watcher.delivery",

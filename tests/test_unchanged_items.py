@@ -30,7 +30,8 @@ from tests.feedparser_runs import count_feedparser_runs
 from tests.poll_harness import Clock, poll_parts
 from watcher.identity import entry_keys, title_key_minute
 from watcher.model import FeedDef, FeedState, FetchResult, KnownItem, ParsedFeed
-from watcher.parse import FeedParser, parse_feed
+from watcher.parse import parse_feed
+from watcher.parse_pool import FeedParser
 from watcher.parse_worker import read_frame, write_frame
 from watcher.pipeline import poll_feed
 from watcher.store import Store, prune, unchanged_for_recording

@@ -29,7 +29,7 @@ from watcher.logs import RedactingFormatter
 from watcher.loop_lag import LoopLagMonitor
 from watcher.metrics import Metrics
 from watcher.model import FeedDef, FeedState
-from watcher.parse import FeedParser
+from watcher.parse_pool import FeedParser
 from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed, record_crash
 from watcher.rules import Matcher
 from watcher.scheduler import Ticker

@@ -14,7 +14,7 @@ from watcher.config import Settings
 from watcher.errors import FetchError, ParseError
 from watcher.fetch import Fetcher
 from watcher.model import FeedDef
-from watcher.parse import FeedParser
+from watcher.parse_pool import FeedParser
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""A parse worker: one process of watcher.parse.FeedParser's pool, started as
+"""A parse worker: one process of watcher.parse_pool.FeedParser's pool, started as
 `python -m watcher.parse_worker [REQUESTS,REPLIES ...]`.
 
 It reads requests on stdin and writes replies on stdout, one at a time, each a frame: an

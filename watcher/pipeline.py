@@ -33,7 +33,7 @@ from watcher.model import (
     Subscriber,
     UpdatedEntry,
 )
-from watcher.parse import FeedParser
+from watcher.parse_pool import FeedParser
 from watcher.rules import Matcher
 from watcher.schedule import (
     auto_interval,
