@@ -59,6 +59,15 @@ def test_canonical_url_keeps_different_links_apart(a: str, b: str) -> None:
     assert canonical_url(a) != canonical_url(b)
 
 
+@pytest.mark.parametrize("port", ["abc", "99999", "\uff11"])
+def test_a_link_whose_port_is_no_port_has_a_canonical_form(port: str) -> None:
+    # urlsplit raises for such a port only when asked for it; a link key must never raise
+    # (recording the document's entries would fail at every poll).
+    url = f"https://User@WWW.News.example:{port}/a/"
+    assert canonical_url(url) == f"https://news.example:{port}/a"
+    assert canonical_url(url) == canonical_url(url.replace("https", "http"))
+
+
 def entry(guid: str | None, link: str | None, title: str = "t") -> Entry:
     return Entry(guid=guid, link=link, title=title, summary="")
 

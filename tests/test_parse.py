@@ -374,6 +374,9 @@ def test_huge_fields_are_bounded_and_fast() -> None:
         ("javascript:alert(1)", False),
         ("data:text/html,hi", False),
         ("ftp://example.org/c", False),
+        ("https://example.org:8080/d", True),
+        ("https://example.org:abc/e", False),  # urlsplit raises only when asked the port
+        ("https://example.org:99999/f", False),
     ],
 )
 def test_only_web_links_are_links(link: str, kept: bool) -> None:

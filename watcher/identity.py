@@ -58,7 +58,10 @@ def canonical_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc or ":" in netloc or "[" in netloc:
         host = (parts.hostname or "").lower()
-        port = parts.port
+        try:
+            port = parts.port
+        except ValueError:  # "host:abc", "host:99999": kept as written, never a crash
+            host, port = netloc.rpartition("@")[2].lower(), None
     else:  # as SplitResult.hostname and .port would say, without parsing it twice
         host, port = netloc.lower(), None
     path = parts.path

@@ -249,12 +249,14 @@ def _link(value: Any) -> str | None:
     if not link.isprintable() and link.translate(_CONTROLS) != link:
         return None
     # A link is only ever opened by a subscriber: javascript:, data: and relative leftovers
-    # are not links to an article.
+    # are not links to an article; nor is one whose port is not a port ("host:abc"), which
+    # urlsplit parses only when asked for it.
     try:
-        scheme = urlsplit(link).scheme.lower()
+        parts = urlsplit(link)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or too big
     except ValueError:
         return None
-    return link if scheme in ("http", "https") else None
+    return link if parts.scheme.lower() in ("http", "https") else None
 
 
 def _published(parsed: Any, now: datetime) -> datetime | None:
