@@ -92,6 +92,29 @@ async def test_an_old_entry_still_listed_survives_and_one_that_dropped_out_goes(
     assert await guids(store) == ["g1", "g3", "g50"]
 
 
+async def test_an_entry_dated_after_it_was_last_seen_goes_only_once_its_date_is_past(
+    store: Store,
+) -> None:
+    # Parsing takes dates up to a day ahead (a local time labelled +0000), and the pipeline
+    # alerts an entry dated within the horizon: forgotten before its date is past the
+    # horizon, an entry that came back would be alerted again.
+    ahead = Entry(
+        guid="g1",
+        link="https://apa.az/news/1",
+        title="T1",
+        summary="",
+        published=ago(100) + timedelta(hours=3),
+    )
+    await parse(store, "apa", [ahead], ago(100))
+    await parse(store, "apa", [entry(2)], ago(99))  # 1 dropped out
+    seen_past_horizon = NOW - timedelta(days=10) + timedelta(hours=1)  # horizon: ago(100) + 1 h
+    assert (await prune(store, seen_past_horizon, **KEEP)).entries_deleted == 0
+    assert await guids(store) == ["g1", "g2"]
+    dated_past_horizon = NOW - timedelta(days=10) + timedelta(hours=4)
+    assert (await prune(store, dated_past_horizon, **KEEP)).entries_deleted == 1
+    assert await guids(store) == ["g2"]
+
+
 async def test_entries_seen_within_the_horizon_stay(store: Store) -> None:
     await parse(store, "apa", [entry(1), entry(2)], ago(80))
     await parse(store, "apa", [entry(3)], ago(1))

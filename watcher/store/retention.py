@@ -162,11 +162,15 @@ async def _prune_entries(store: Store, horizon: datetime, batch_rows: int) -> tu
                    SELECT e.id, e.last_seen_at,
                           (e.link_key IS NULL OR o.at IS NULL OR e.last_seen_at < o.at)
                           AND {_UNLISTED_UNREFERENCED}
+                          -- Dates up to a day ahead are taken (local times labelled
+                          -- +0000), and the pipeline alerts what is dated within the
+                          -- horizon: an entry goes only once its date is past it too.
+                          AND (e.published_at IS NULL OR e.published_at < ?)
                    FROM entries e JOIN feeds f ON f.id = e.feed_id
                         LEFT JOIN oldest_parse o
                    WHERE e.last_seen_at < ? AND (e.last_seen_at, e.id) > (?, ?)
                    ORDER BY e.last_seen_at, e.id LIMIT ?""",
-                (horizon.timestamp(), *after, batch_rows),
+                (horizon.timestamp(), horizon.timestamp(), *after, batch_rows),
             ) as cursor:
                 rows = list(await cursor.fetchall())
             doomed = [row[0] for row in rows if row[2]]
