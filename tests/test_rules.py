@@ -142,6 +142,13 @@ def test_str_of_a_tree_parses_back_to_the_same_tree(query: str) -> None:
     assert parse_query(str(tree), rule="r") == tree
 
 
+def test_a_query_nested_50_deep_compiles_and_matches() -> None:
+    query = "(" * 19 + "NOT (" * 15 + "title:karabakh" + ")" * 34 + " AND road"  # 50 levels
+    matcher = compile_rules([RuleDef("deep", query)], {})
+    assert not matcher.match("Karabakh road", "")
+    assert [hit.rule for hit in matcher.match("The road", "")] == ["deep"]
+
+
 def test_nodes_keep_their_column_and_source_text() -> None:
     tree = parse_query('x OR "peacekeeping  contingent" OR a NEAR/2 NOT_b', rule="r")
     assert isinstance(tree, Or)
@@ -201,6 +208,10 @@ def test_nodes_keep_their_column_and_source_text() -> None:
         ("*", 'a wildcard needs at least 3 letters before "*"', 1),
         ("Az*", 'a wildcard needs at least 3 letters before "*"', 1),
         ("x**", 'a wildcard "*" goes at the end of a word', 2),
+        # nesting: 51 levels of parentheses, NOTs or scopes
+        ("(" * 51 + "x" + ")" * 51, "nested more than 50 deep", 51),
+        ("a AND " + "NOT " * 51 + "b", "nested more than 50 deep", 7 + 50 * 4),
+        ("x " + "(title:" * 26 + "y" + ")" * 26, "nested more than 50 deep", 3 + 25 * 7),
     ],
 )
 def test_syntax_errors_say_what_and_where(query: str, message: str, column: int) -> None:

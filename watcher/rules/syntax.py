@@ -309,6 +309,9 @@ _TERM_START = frozenset(
     {_Kind.PHRASE, _Kind.WORD, _Kind.ACTOR, _Kind.LPAREN, _Kind.NOT, _Kind.SCOPE}
 )
 _PRIMARY_START = frozenset({_Kind.PHRASE, _Kind.WORD, _Kind.ACTOR, _Kind.LPAREN})
+# Parentheses, NOTs and scopes inside one another, at most: the parser and the compiler
+# recurse once per level, and a query nested a few hundred deep would exhaust the stack.
+MAX_NESTING = 50
 
 
 class _Parser:
@@ -318,6 +321,7 @@ class _Parser:
         self.tokens = _Tokenizer(query, rule).run()
         self.pos = 0
         self.depth = 0  # open parentheses
+        self.nesting = 0  # open parentheses, NOTs and scopes
         self.scope: str | None = None  # the field scope we are inside, if any
 
     def error(self, message: str, column: int) -> RuleError:
@@ -388,11 +392,23 @@ class _Parser:
             first.column,
         )
 
+    def nested(self, token: _Token) -> None:
+        """Count one more level of nesting, opened by `token`; the caller undoes it."""
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise self.error(
+                f"nested more than {MAX_NESTING} deep (parentheses, NOT and scopes)",
+                token.column,
+            )
+
     def unary(self) -> Node:
         token = self.peek()
         if token is not None and token.kind is _Kind.NOT:
             self.pos += 1
-            return Not(self.unary(), token.column)
+            self.nested(token)
+            child = self.unary()
+            self.nesting -= 1
+            return Not(child, token.column)
         return self.primary()
 
     def primary(self) -> Node:
@@ -403,23 +419,27 @@ class _Parser:
                 raise self.error(
                     f"{token.text}: inside {self.scope}: can never match", token.column
                 )
+            self.nested(token)
             outer, self.scope = self.scope, token.text
             try:
                 child = self.primary()
             finally:
                 self.scope = outer
+            self.nesting -= 1
             return Scope(token.text, child, token.column)
         if token is None or token.kind not in _PRIMARY_START:
             raise self.missing_term(token)
         self.pos += 1
         if token.kind is _Kind.LPAREN:
             self.depth += 1
+            self.nested(token)
             node = self.or_expr()
             closing = self.peek()
             if closing is None or closing.kind is not _Kind.RPAREN:
                 raise self.error('unclosed "("', token.column)
             self.pos += 1
             self.depth -= 1
+            self.nesting -= 1
             return node
         if token.kind is _Kind.ACTOR:
             return Actor(token.text, token.column)
