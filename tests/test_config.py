@@ -224,6 +224,9 @@ def test_parse_duration(value: object, seconds: int) -> None:
         (0, "expected a duration of at least 1 second, got 0"),
         (-5, "expected a duration of at least 1 second, got -5"),
         ("0s", 'expected a duration of at least 1 second, got "0s"'),
+        # Added to a date, a duration this long overflowed at every poll.
+        ("3651d", 'expected a duration of at most "3650d" (ten years), got "3651d"'),
+        ("99999999999d", 'expected a duration of at most "3650d" (ten years), got "99999999999d"'),
     ],
 )
 def test_parse_duration_rejects(value: object, message: str) -> None:
@@ -246,8 +249,28 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     main = tmp_path / "w.toml"
     main.write_bytes(b'[logging]\nlevel = "\xff"\n')
     error = config_error(main)
-    assert error.file == main
-    assert error.message == "not UTF-8 text (invalid byte at offset 19)"
+    assert (error.file, error.line, error.column) == (main, 2, 10)
+    assert error.message == "not UTF-8 text (byte 0xff)"
+
+
+def test_arrays_nested_too_deeply_for_the_toml_reader(tmp_path: Path) -> None:
+    main = write(tmp_path, "w.toml", "x = " + "[" * 2000 + "]" * 2000 + "\n")
+    error = config_error(main)
+    assert (error.file, error.message) == (main, "arrays or tables nested too deeply")
+
+
+def test_an_include_name_with_a_nul_character(tmp_path: Path) -> None:
+    main = write(tmp_path, "w.toml", 'include = ["a\\u0000.toml"]\n')
+    error = config_error(main)
+    assert (error.file, error.key, error.line) == (main, "include[0]", 1)
+    assert error.message == "a file name cannot hold a NUL character"
+
+
+def test_an_error_lists_the_files_read_or_tried(tmp_path: Path) -> None:
+    main = write(tmp_path, "w.toml", 'include = ["rules.toml", "missing.toml"]\n')
+    rules = write(tmp_path, "rules.toml", '[[rules]]\nname = "r"\nquery = "x"\n')
+    error = config_error(main)
+    assert error.files == (main, rules, tmp_path / "missing.toml")
 
 
 def test_a_toml_syntax_error_has_line_and_column(tmp_path: Path) -> None:
@@ -794,6 +817,33 @@ def test_a_token_in_an_included_file_is_shown_with_its_merged_index(tmp_path: Pa
     )
     error = config_error(main)
     assert (error.file, error.key, error.line) == (feeds, "feeds[1].url", 3)
+    assert FAKE_TOKEN.split(":")[1] not in str(error)
+
+
+@pytest.mark.parametrize("zone", ["America", "Europe", "America/Argentina", "../etc"])
+def test_a_time_zone_that_names_a_folder_is_no_time_zone(tmp_path: Path, zone: str) -> None:
+    main = write(tmp_path, "w.toml", f'[telegram]\ntimezone = "{zone}"\n')
+    error = config_error(main)
+    assert (error.key, error.line) == ("telegram.timezone", 2)
+    assert error.message.startswith("expected an IANA time zone")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'[telegram]\n"{FAKE_TOKEN}" = true\n',
+        f'"{FAKE_TOKEN}" = 1\n',
+        f'[actors."{FAKE_TOKEN}"]\nnames = ["x"]\n',
+        f'include = ["{FAKE_TOKEN}"]\n',
+    ],
+    ids=["a key", "a top-level key", "an actor name", "an include name"],
+)
+def test_a_token_written_as_a_name_is_refused_without_echoing_it(
+    tmp_path: Path, text: str
+) -> None:
+    # Unknown-key, actor-name and read errors quote the name: the token must stop first.
+    error = config_error(write(tmp_path, "w.toml", text))
+    assert error.message.startswith("this looks like a Telegram bot token")
     assert FAKE_TOKEN.split(":")[1] not in str(error)
 
 

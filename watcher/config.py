@@ -160,6 +160,8 @@ class Settings:
 
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Ten years: longer is a typo, and far longer overflows the dates it is added to.
+MAX_DURATION_S = 3650 * 86400
 
 
 def parse_duration(value: object) -> int:
@@ -172,6 +174,8 @@ def parse_duration(value: object) -> int:
         raise ValueError(f'expected a duration like "5m" or seconds, got {_show(value)}')
     if seconds < 1:
         raise ValueError(f"expected a duration of at least 1 second, got {_show(value)}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f'expected a duration of at most "3650d" (ten years), got {_show(value)}')
     return seconds
 
 
@@ -188,8 +192,14 @@ def compiled_rules(settings: Settings) -> Matcher:
 def load_config(path: Path | str) -> Settings:
     """Read, merge and validate the config at `path` and the files it includes."""
     main = Path(os.path.normpath(Path(path).absolute()))
-    sources = _SourceLoader().load(main)
-    return _build(main, sources)
+    loader = _SourceLoader()
+    try:
+        return _build(main, loader.load(main))
+    except ConfigError as exc:
+        # A file an invalid edit brought in is one the operator will fix next: the daemon
+        # watches it too.
+        exc.files = tuple(loader.attempted)
+        raise
 
 
 @dataclass
@@ -247,6 +257,7 @@ class _SourceLoader:
     def __init__(self) -> None:
         self.sources: list[_Source] = []
         self.included_at: dict[Path, _At] = {}
+        self.attempted: list[Path] = []  # every file read or tried, in order
 
     def load(self, main: Path) -> list[_Source]:
         self._load(main, via=None, chain=[])
@@ -265,6 +276,7 @@ class _SourceLoader:
                 f"{_short(path, via.source.path)} is already included "
                 f"(by {first.where()}); include each file once"
             )
+        self.attempted.append(path)
         source = self._read(path, via)
         self.sources.append(source)
         if via is not None:
@@ -282,13 +294,21 @@ class _SourceLoader:
                 raise ConfigError(f"cannot read config file: {reason}", file=path) from None
             raise via.error(f"cannot read included file {path}: {reason}") from None
         except UnicodeDecodeError as exc:
+            raw = exc.object[: exc.start]
+            line = raw.count(b"\n") + 1
+            column = exc.start - (raw.rfind(b"\n") + 1) + 1  # in bytes
             raise ConfigError(
-                f"not UTF-8 text (invalid byte at offset {exc.start})", file=path
+                f"not UTF-8 text (byte {exc.object[exc.start]:#04x})",
+                file=path,
+                line=line,
+                column=column,
             ) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise _syntax_error(exc, path, text) from None
+        except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+            raise ConfigError("arrays or tables nested too deeply", file=path) from None
         return _Source(path, text, data)
 
     def _includes(self, source: _Source) -> list[Path]:
@@ -296,6 +316,10 @@ class _SourceLoader:
         if "include" not in source.data:
             return []
         names = _list_of(source.data["include"], at, _string, 'file names like ["feeds.toml"]')
+        for index, name in enumerate(names):
+            _refuse_tokens(name, at.item(index))  # before it is named in a read error
+            if "\x00" in name:
+                raise at.item(index).error("a file name cannot hold a NUL character")
         return [Path(os.path.normpath(source.path.parent / name)) for name in names]
 
 
@@ -389,6 +413,8 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
     merged_counts = {"feeds": 0, "rules": 0}
     for source in sources:
         top = _At(source, (), "")
+        for key in source.data:
+            _refuse_tokens(key, top)
         _check_keys(source.data, top, _TOP_KEYS, "at the top level")
         for key, value in source.data.items():
             if key in merged_counts and isinstance(value, list):
@@ -520,7 +546,7 @@ def _telegram(found: tuple[dict[str, Any], _At] | None) -> TelegramSettings:
         name = _string(table["timezone"], key)
         try:
             ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "America": a directory
             raise key.error(
                 f'expected an IANA time zone like "Asia/Baku" or "UTC", got {_show(name)}'
             ) from None
@@ -897,6 +923,7 @@ def _refuse_tokens(value: object, at: _At) -> None:
         )
     if isinstance(value, dict):
         for key, item in value.items():
+            _refuse_tokens(key, at)  # a key is quoted by the unknown-key message
             _refuse_tokens(item, at.key(key))
     elif isinstance(value, list):
         for index, item in enumerate(value):

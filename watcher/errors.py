@@ -27,6 +27,8 @@ class ConfigError(WatcherError):
     ) -> None:
         self.message = message
         self.file = file
+        # The config files read or tried before the error, set by `load_config`.
+        self.files: tuple[Path, ...] = ()
         self.key = key
         self.line = line
         self.column = column
