@@ -250,6 +250,35 @@ async def test_a_feed_whose_user_agent_changes_is_checked_at_once(store: Store) 
     assert await next_check(FEEDS, soon) == soon  # back to Watcher's own
 
 
+async def test_a_shorter_interval_brings_the_next_check_of_a_healthy_feed_forward(
+    store: Store,
+) -> None:
+    apa, trend = await feed_id(store, "apa"), await feed_id(store, "trend")
+    async with store.write() as tx:
+        for feed in (apa, trend):
+            checked = FeedSuccess(NOW, 200, None, None, "h", NOW + timedelta(minutes=10))
+            await tx.feed_succeeded(feed, checked)
+        # trend is failing, backing off for six hours
+        await tx.feed_failed(
+            trend, now=NOW, status=500, error="boom", next_check_at=NOW + timedelta(hours=6)
+        )
+
+    async def next_checks(apa_s: int, trend_s: int, *, auto: bool = False) -> list[datetime | None]:
+        feeds = [
+            FeedDef("apa", "https://apa.az/rss", apa_s, auto_interval=auto),
+            FeedDef("trend", "https://en.trend.az/rss", trend_s),
+        ]
+        await store.sync_feeds(feeds, NOW + timedelta(minutes=1))
+        states = [await store.feed(name) for name in ("apa", "trend")]
+        return [state.next_check_at if state else None for state in states]
+
+    ten, six_hours = NOW + timedelta(minutes=10), NOW + timedelta(hours=6)
+    assert await next_checks(600, 600) == [ten, six_hours]
+    assert await next_checks(1200, 1200) == [ten, six_hours]  # longer: after the next check
+    assert await next_checks(120, 120) == [NOW + timedelta(minutes=2), six_hours]
+    assert await next_checks(60, 60, auto=True) == [NOW + timedelta(minutes=2), six_hours]
+
+
 def test_a_version_1_database_is_migrated_keeping_its_feeds(tmp_path: Path) -> None:
     from watcher.store.schema import MIGRATIONS
 

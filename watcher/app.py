@@ -13,12 +13,14 @@ import logging
 import signal
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from watcher import __version__
 from watcher.bot_backend import StoreBackend
-from watcher.config import Settings, compiled_rules, load_config
+from watcher.config import PollingSettings, Settings, compiled_rules, load_config
 from watcher.config_watch import FileStamps
 from watcher.delivery import Delivery, Limits
 from watcher.digests import send_due_digests
@@ -82,6 +84,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._last_reload_error: str | None = None
+        self._last_reload_files: tuple[Path, ...] = ()  # the files a failed reload read
+        # Fixed at start like the rest of [polling] (a reload warns): the polls, /metrics
+        # and the status line must agree on when a feed is failing.
+        self._failing_after = settings.polling.failing_after
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._ruleset = build_ruleset(settings)
         self._feeds: dict[str, FeedDef] = {feed.name: feed for feed in settings.feeds}
@@ -161,7 +167,7 @@ class Daemon:
             rules=lambda: self._ruleset,
             console=sender is None,
             clock=utc_now,
-            failing_after=self.settings.polling.failing_after,
+            failing_after=self._failing_after,
             timezone=ZoneInfo(self.settings.telegram.timezone),
             min_interval_s=self.settings.polling.min_interval,
             max_interval_s=self.settings.polling.max_interval,
@@ -269,9 +275,7 @@ class Daemon:
             return None
 
         async def before_scrape() -> None:
-            await self.metrics.refresh(
-                store, now=utc_now(), failing_after=self.settings.polling.failing_after
-            )
+            await self.metrics.refresh(store, now=utc_now(), failing_after=self._failing_after)
 
         return HealthServer(
             listen,
@@ -295,7 +299,7 @@ class Daemon:
 
     async def _status_line(self, store: Store) -> str:
         try:
-            return (await read_service_status(store, self.settings.polling.failing_after)).line()
+            return (await read_service_status(store, self._failing_after)).line()
         except Exception as exc:
             log.warning("could not read the service status: %r", exc)
             return "running; status unavailable (database did not answer)"
@@ -317,7 +321,7 @@ class Daemon:
                 return
             try:
                 status = await asyncio.wait_for(
-                    read_service_status(store, self.settings.polling.failing_after),
+                    read_service_status(store, self._failing_after),
                     DATABASE_PROBE_TIMEOUT_S,
                 )
             except Exception as exc:
@@ -453,32 +457,61 @@ class Daemon:
             if not requested and not stamps.changed():
                 continue
             stamps = FileStamps(self.settings.files)
-            self._notifier.reloading()
-            applied = await self.reload(store, delivery)
-            self.metrics.observe_reload(applied=applied)
-            if applied:
-                stamps = FileStamps(self.settings.files)  # the new set of included files
-            self._notifier.reloaded(await self._status_line(store))
+            try:
+                self._notifier.reloading()
+                applied = await self.reload(store, delivery)
+                self.metrics.observe_reload(applied=applied)
+                if applied:
+                    stamps = FileStamps(self.settings.files)  # the new set of included files
+                else:  # watch too the files the failed edit brought in: the fix goes there
+                    stamps = stamps.including(self._last_reload_files)
+                self._notifier.reloaded(await self._status_line(store))
+            except Exception:  # this task ending would end hot reload until a restart
+                log.exception("config reload round failed; still watching the config")
 
     async def reload(self, store: Store, delivery: Delivery) -> bool:
         """Apply the config files as they are now; on any error keep running on the last
         good config, log the error and tell the admins. Returns whether it applied."""
+        self._last_reload_files = ()
         try:
             new = await asyncio.to_thread(load_config, self.settings.path)
+            ruleset = build_ruleset(new)
         except ConfigError as exc:
-            message = str(exc)
-            log.error("config reload failed, still running the last good config: %s", message)
-            if message != self._last_reload_error:  # tell the admins once per distinct error
-                self._last_reload_error = message
-                await delivery.notify_admins(
-                    f"Config reload failed; still running the last good config.\n{message}"
-                )
+            self._last_reload_files = exc.files
+            log.error("config reload failed, still running the last good config: %s", exc)
+            await self._tell_admins_once(delivery, str(exc))
+            return False
+        except Exception:  # a fault of ours, not of the edit: the daemon still goes on
+            log.exception("config reload failed, still running the last good config")
+            await self._tell_admins_once(delivery, "an internal error; the log has the details")
+            return False
+        old = self.settings
+        try:
+            # A poll of a URL (or with a User-Agent) no longer configured would write its
+            # outcome over the fresh state sync_feeds gives the new one: stop it first.
+            moved = [
+                task
+                for name, task in self._in_flight.items()
+                if (before := self._feeds.get(name)) is not None
+                and (after := _configured_feed(new, name)) is not None
+                and (before.url, before.user_agent) != (after.url, after.user_agent)
+            ]
+            for task in moved:
+                task.cancel()
+            await asyncio.gather(*moved, return_exceptions=True)
+            await store.sync_feeds(new.feeds, utc_now())
+        except Exception:
+            log.exception(
+                "config reload failed: could not record the feeds; still running "
+                "the last good config"
+            )
+            await self._tell_admins_once(
+                delivery, "the database refused the new feeds; the log has the details"
+            )
             return False
         self._last_reload_error = None
-        old = self.settings
-        self._ruleset = build_ruleset(new)
+        self._ruleset = ruleset
         self._feeds = {feed.name: feed for feed in new.feeds}
-        await store.sync_feeds(new.feeds, utc_now())
         self.settings = new
         added = sorted(set(self._feeds) - {feed.name for feed in old.feeds})
         removed = sorted({feed.name for feed in old.feeds} - set(self._feeds))
@@ -506,15 +539,28 @@ class Daemon:
             log.warning("changes to [%s] take effect after a restart", "], [".join(needs_restart))
         return True
 
+    async def _tell_admins_once(self, delivery: Delivery, error: str) -> None:
+        """Tell the admins a reload failed, once per distinct error."""
+        if error == self._last_reload_error:
+            return
+        self._last_reload_error = error
+        await delivery.notify_admins(
+            f"Config reload failed; still running the last good config.\n{error}"
+        )
+
     def _on_signal(self, signum: int) -> None:
         log.info("signal %s received: stopping", signal.Signals(signum).name)
         self._stop.set()
 
 
-def _fixed_polling(settings: Settings) -> tuple[int, int, int]:
-    """Polling settings fixed at start (the interval is per feed and applies at once)."""
-    polling = settings.polling
-    return (polling.timeout, polling.max_body_bytes, polling.concurrency)
+def _fixed_polling(settings: Settings) -> PollingSettings:
+    """Polling settings fixed at start: all but the default interval, which is each feed's
+    and applies at once."""
+    return replace(settings.polling, interval=0, auto_interval=False)
+
+
+def _configured_feed(settings: Settings, name: str) -> FeedDef | None:
+    return next((feed for feed in settings.feeds if feed.name == name), None)
 
 
 async def _finish(task: asyncio.Task[None], grace_s: float) -> None:

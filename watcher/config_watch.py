@@ -26,6 +26,15 @@ class FileStamps:
     def __init__(self, paths: Iterable[Path]) -> None:
         self._stamps = {path: _stamp(path) for path in paths}
 
+    def including(self, paths: Iterable[Path]) -> FileStamps:
+        """These stamps, and those of `paths` not among them as they are now."""
+        stamps = FileStamps(())
+        stamps._stamps = dict(self._stamps)
+        for path in paths:
+            if path not in stamps._stamps:
+                stamps._stamps[path] = _stamp(path)
+        return stamps
+
     def changed(self) -> list[Path]:
         """Files whose stamp differs from the snapshot (edited, replaced, removed)."""
         return [path for path, stamp in self._stamps.items() if _stamp(path) != stamp]

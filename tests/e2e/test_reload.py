@@ -143,3 +143,80 @@ async def test_edits_apply_live_and_bad_edits_are_refused(
         finally:
             daemon.kill()
         assert TOKEN not in daemon.output
+
+
+def edge_config(api: str, url: str, *, interval: str = "1s", telegram: str = "") -> str:
+    return f"""
+[storage]
+path = "watcher.db"
+
+[telegram]
+api_base_url = "{api}"
+token_env = "WATCHER_E2E_TOKEN"
+admins = [{ADMIN}]
+{telegram}
+[polling]
+timeout = "20s"
+
+[[feeds]]
+name = "apa"
+url = "{url}"
+interval = "{interval}"
+"""
+
+
+async def test_reload_outlives_odd_edits_and_a_poll_of_the_old_url(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    async with FakeTelegram(TOKEN) as telegram:
+        config = tmp_path / "watcher.toml"
+        api = telegram.base_url
+        replace_file(config, edge_config(api, feeds.url("/apa.xml"), interval="1h"))
+        daemon = DaemonProcess(config, {"WATCHER_E2E_TOKEN": TOKEN}, tmp_path)
+        try:
+            daemon.start()
+            await daemon.wait_for_log("poll feed=apa status=200")
+
+            # A shorter interval applies now, not when the hour is up.
+            replace_file(config, edge_config(api, feeds.url("/apa.xml")))
+            await daemon.wait_for_log("config reloaded", timeout=5)
+            await wait_for_polls(feeds, "/apa.xml", 3)
+
+            # A time zone naming a folder of zones used to end hot reload for good.
+            replace_file(
+                config, edge_config(api, feeds.url("/apa.xml"), telegram='timezone = "America"')
+            )
+            await daemon.wait_for_log("config reload failed", timeout=5)
+            assert "telegram.timezone" in daemon.stderr
+
+            # A mistake in a newly included file: fixing that file alone is enough.
+            extra = tmp_path / "more.toml"
+            replace_file(extra, BROKEN_RULE)
+            replace_file(
+                config, 'include = ["more.toml"]\n' + edge_config(api, feeds.url("/apa.xml"))
+            )
+            await daemon.wait_for_log("more.toml", timeout=5)
+            replace_file(extra, WEATHER_RULE)
+            await daemon.wait_for_log("config reloaded feeds=1 rules=1", timeout=5)
+
+            # The URL edited while a poll of the old one hangs: the new one is polled at
+            # once, and the old poll's timeout does not put it off.
+            feeds.serve("/hang.xml", rss("Old news"), delay_s=60)
+            replace_file(
+                config, 'include = ["more.toml"]\n' + edge_config(api, feeds.url("/hang.xml"))
+            )
+            await wait_for_polls(feeds, "/hang.xml", 1)
+            edited = time.monotonic()
+            replace_file(
+                config, 'include = ["more.toml"]\n' + edge_config(api, feeds.url("/new.xml"))
+            )
+            feeds.serve("/new.xml", rss("Old news"))
+            await wait_for_polls(feeds, "/new.xml", 3)
+            assert time.monotonic() - edited < 8
+            assert len(feeds.hits("/hang.xml")) == 1
+
+            code, _ = await daemon.stop()
+            assert code == 0
+        finally:
+            daemon.kill()
+        assert TOKEN not in daemon.output

@@ -296,6 +296,18 @@ def _v13_field_digests(db: sqlite3.Connection) -> None:
     )
 
 
+def _v14_feed_interval(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- The interval the config gives a feed (NULL: "auto", or not recorded yet): an edit
+        -- that shortens it brings the next check forward, instead of leaving it where the
+        -- old interval put it (up to that old interval away).
+        ALTER TABLE feeds ADD COLUMN interval_s INTEGER;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -310,5 +322,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v11_feed_user_agent,
     _v12_listed_items,
     _v13_field_digests,
+    _v14_feed_interval,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -216,9 +216,9 @@ class Store(SubscriberQueries, StoryQueries):
 
     async def sync_feeds(self, feeds: Sequence[FeedDef], now: datetime) -> None:
         """Make the feeds table agree with the config: add new feeds (due now), follow URL
-        changes, check a feed whose User-Agent changed at once, and deactivate feeds no
-        longer configured (their history is kept, so a feed that comes back does not
-        re-alert)."""
+        changes, check a feed whose User-Agent changed at once, bring forward the next check
+        of a healthy feed whose interval got shorter, and deactivate feeds no longer
+        configured (their history is kept, so a feed that comes back does not re-alert)."""
         async with self.write() as tx:
             await tx.db.execute("UPDATE feeds SET active = 0")
             for feed in feeds:
@@ -227,9 +227,9 @@ class Store(SubscriberQueries, StoryQueries):
                 # keeps the URL a permanent redirect moved the feed to.
                 await tx.db.execute(
                     """
-                    INSERT INTO feeds (name, url, config_url, user_agent, active,
+                    INSERT INTO feeds (name, url, config_url, user_agent, interval_s, active,
                                        created_at, next_check_at)
-                    VALUES (?, ?, ?, ?, 1, ?, ?)
+                    VALUES (?, ?, ?, ?, ?, 1, ?, ?)
                     ON CONFLICT (name) DO UPDATE SET
                         active = 1,
                         url = CASE WHEN config_url = excluded.config_url THEN url
@@ -243,14 +243,28 @@ class Store(SubscriberQueries, StoryQueries):
                                            THEN disabled_at END,
                         disabled_reason = CASE WHEN config_url = excluded.config_url
                                                THEN disabled_reason END,
-                        next_check_at = CASE WHEN config_url = excluded.config_url
-                                                  AND user_agent IS excluded.user_agent
-                                             THEN next_check_at
-                                             ELSE excluded.next_check_at END,
+                        next_check_at = CASE
+                            WHEN config_url IS NOT excluded.config_url
+                                 OR user_agent IS NOT excluded.user_agent
+                            THEN excluded.next_check_at
+                            -- A failing feed keeps its backoff.
+                            WHEN excluded.interval_s < interval_s AND consecutive_errors = 0
+                                 AND last_checked_at IS NOT NULL AND next_check_at IS NOT NULL
+                            THEN min(next_check_at, last_checked_at + excluded.interval_s)
+                            ELSE next_check_at END,
                         config_url = excluded.config_url,
-                        user_agent = excluded.user_agent
+                        user_agent = excluded.user_agent,
+                        interval_s = excluded.interval_s
                     """,
-                    (feed.name, feed.url, feed.url, feed.user_agent, _ts(now), _ts(now)),
+                    (
+                        feed.name,
+                        feed.url,
+                        feed.url,
+                        feed.user_agent,
+                        None if feed.auto_interval else feed.interval,
+                        _ts(now),
+                        _ts(now),
+                    ),
                 )
 
     async def due_feeds(

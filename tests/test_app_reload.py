@@ -1,0 +1,98 @@
+"""Daemon.reload on a real database: a reload that fails anywhere changes nothing, tells
+the admins once, and leaves the daemon running the last good config."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from watcher.app import Daemon, utc_now
+from watcher.config import load_config
+from watcher.delivery import Delivery
+from watcher.store import Store
+from watcher.telegram.send import TelegramSender
+
+GOOD = """
+[telegram]
+admins = [42]
+
+[[feeds]]
+name = "a"
+url = "https://a.example/rss"
+
+[[rules]]
+name = "r"
+query = "alpha"
+"""
+EDITED = (
+    GOOD.replace('"alpha"', '"beta"') + '[[feeds]]\nname = "b"\nurl = "https://b.example/rss"\n'
+)
+
+
+@pytest.fixture
+async def parts(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Store, Delivery, Path]]:
+    config = tmp_path / "watcher.toml"
+    config.write_text(GOOD, encoding="utf-8")
+    daemon = Daemon(load_config(config), environ={})
+    # Never asked to send: it only makes the delivery queue notices for the admins.
+    sender = TelegramSender("123456:unused-token", api_base_url="http://127.0.0.1:9/")
+    async with await Store.open(tmp_path / "w.db") as store:
+        await store.sync_feeds(daemon.settings.feeds, utc_now())
+        delivery = Delivery(store, sender, clock=utc_now, admins=(42,))
+        try:
+            yield daemon, store, delivery, config
+        finally:
+            await sender.close()
+
+
+async def notices(store: Store) -> list[str]:
+    return [row[0] for row in await store._fetchall("SELECT text FROM outbox", ())]
+
+
+def assert_runs_the_good_config(daemon: Daemon, good: object) -> None:
+    assert daemon.settings is good
+    assert sorted(daemon._feeds) == ["a"]
+    matcher = daemon._ruleset.matcher
+    assert [hit.rule for hit in matcher.match("alpha", "")] == ["r"]
+    assert not matcher.match("beta", "")
+
+
+async def test_a_reload_the_database_refuses_changes_nothing(
+    parts: tuple[Daemon, Store, Delivery, Path],
+) -> None:
+    daemon, store, delivery, config = parts
+    good = daemon.settings
+    with sqlite3.connect(store.path) as db:  # a real refusal, from SQLite itself
+        db.execute(
+            "CREATE TRIGGER no_new_feeds BEFORE INSERT ON feeds "
+            "BEGIN SELECT RAISE(ABORT, 'no new feeds'); END"
+        )
+    config.write_text(EDITED, encoding="utf-8")
+    assert await daemon.reload(store, delivery) is False
+    assert_runs_the_good_config(daemon, good)
+    assert await daemon.reload(store, delivery) is False
+    (notice,) = await notices(store)  # once per distinct error
+    assert "Config reload failed" in notice and "database refused the new feeds" in notice
+
+
+async def test_an_internal_error_while_loading_is_a_failed_reload(
+    parts: tuple[Daemon, Store, Delivery, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon, store, delivery, config = parts
+    good = daemon.settings
+
+    def broken(path: Path) -> object:
+        raise RuntimeError("a fault of ours")
+
+    monkeypatch.setattr("watcher.app.load_config", broken)
+    config.write_text(EDITED, encoding="utf-8")
+    assert await daemon.reload(store, delivery) is False
+    assert_runs_the_good_config(daemon, good)
+    (notice,) = await notices(store)
+    assert "an internal error" in notice and "a fault of ours" not in notice
+    monkeypatch.undo()
+    assert await daemon.reload(store, delivery) is True
+    assert sorted(daemon._feeds) == ["a", "b"]
