@@ -4,6 +4,7 @@ file. PTB is used as shipped: only its base URL points at the fake."""
 import asyncio
 import contextlib
 import io
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes.telegram_api import Bucket, FakeTelegram, RateLimits
+from tests.fakes.telegram_api import GARBLED, Bucket, FakeTelegram, RateLimits
 from watcher.delivery import Delivery, Limits
 from watcher.errors import ChatOnHold
 from watcher.metrics import Metrics
@@ -90,6 +91,65 @@ async def test_migrated_group_gets_the_message_at_its_new_id(
     await delivery.drain()
     await delivery.drain()
     assert [m.chat_id for m in fake.sent] == [-1009]
+
+
+async def test_a_migrated_group_that_had_both_ids_gets_each_alert_once(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    # The supergroup's new id already followed the rule (someone sent /start there): both
+    # ids have a row for the entry, and the old one's cannot move.
+    old, new = -100, -1009
+    for chat in (old, new):
+        await store.add_subscriber(chat, now())
+        await store.follow(chat, "karabakh", now())
+    fake.migrate_chat(old, new)
+    await queue(store, old, new)
+    delivery = Delivery(store, sender, clock=now)
+    stop = asyncio.Event()
+    running = asyncio.create_task(delivery.run(stop))
+    await asyncio.sleep(1.5)
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert [m.chat_id for m in fake.sent] == [new]
+    assert len([c for c in fake.calls_to("sendMessage") if c.get("chat_id") == old]) == 1
+    assert await store.outbox_counts() == {"sent": 1, "dead": 1}
+    followers = await store.subscribers_of(["karabakh"])
+    assert [s.chat_id for s in followers["karabakh"]] == [new]
+
+
+async def test_an_answer_telegram_bot_cannot_read_is_retried_with_backoff(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    fake.fail_next(1, GARBLED, methods=["sendMessage"])
+    await queue(store, 42)
+    delivery = Delivery(store, sender, clock=now)
+    stop = asyncio.Event()
+    running = asyncio.create_task(delivery.run(stop))
+    await asyncio.sleep(1.0)  # inside the first backoff (2 s)
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    # One call, answered garbled: the row waits its backoff instead of going again at once.
+    assert len(fake.calls_to("sendMessage")) == 1
+    (row,) = await store._fetchall("SELECT status, attempts, next_attempt_at FROM outbox", ())
+    assert (row[0], row[1]) == ("pending", 1) and row[2] > now().timestamp()
+
+
+async def test_a_chat_whose_delivery_fails_in_the_store_waits_instead_of_resending(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    await queue(store, 42)
+    with sqlite3.connect(store.path) as db:  # the store refuses to record the send
+        db.execute(
+            "CREATE TRIGGER no_sent BEFORE UPDATE OF status ON outbox "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    delivery = Delivery(store, sender, clock=now)
+    stop = asyncio.Event()
+    running = asyncio.create_task(delivery.run(stop))
+    await asyncio.sleep(1.5)
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert len(fake.sent) == 1  # not again and again while the store fails
 
 
 async def test_retry_after_is_obeyed(

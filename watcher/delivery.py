@@ -48,6 +48,8 @@ REPLY_WAIT_S = 3.0  # see Delivery.reply_slot
 _CHAT_LIMITERS_KEPT = 1024  # then idle chats' limiters are forgotten
 _IDLE_WAIT_S = 5.0
 _BATCH = 500
+# How long a chat waits after its delivery failed for a reason that is not Telegram's answer.
+_FAULT_WAIT_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +304,18 @@ class Delivery:
                     if not await self._deliver(item):
                         break
                 delivered += 1
+        except Exception:
+            # A fault of ours or the store's: the round this task's end starts would send
+            # the chat's rows again at once. The chat waits a while instead.
+            log.exception(
+                "delivery to chat %d failed; trying again in %d s", chat_id, _FAULT_WAIT_S
+            )
+            until = self._clock() + timedelta(seconds=_FAULT_WAIT_S)
+            self._held_until[chat_id] = until
+            try:
+                await self._store.delay_chat(chat_id, until)
+            except Exception:
+                log.exception("could not delay chat %d", chat_id)
         finally:
             self._busy_chats.discard(chat_id)
             self.wake()  # its later rows, if any, can go now

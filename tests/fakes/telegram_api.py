@@ -28,7 +28,9 @@ Behaviour worth knowing when writing tests:
   rate limits and blocked, like a send.
 * **Faults**: `fail_next` (the next N calls), `start_downtime`/`end_downtime` (every call), each
   answering an HTTP status (500 JSON like Telegram's; 502/503/504 as nginx's HTML page) or
-  `DROP` (connection closed without an answer); `set_delay` slows answers down.
+  `DROP` (connection closed without an answer) or `GARBLED` (200 with `"ok": true` and a
+  result that is no Message, as a Bot API server of another make or a broken proxy may
+  answer); `set_delay` slows answers down.
 * **Updates**: `inject_message`, `inject_callback_query`, `inject_update` queue updates for
   getUpdates (long polling with offset/limit/timeout/allowed_updates). Updates are forgotten only
   when a later call confirms them with ``offset``, as on Telegram. A second concurrent getUpdates
@@ -57,7 +59,10 @@ JSONDict = dict[str, Any]
 DROP: Final = "drop"
 """Fault kind: close the connection without answering."""
 
-Fault = int | Literal["drop"]
+GARBLED: Final = "garbled"
+"""Fault kind: answer success with a result python-telegram-bot cannot read."""
+
+Fault = int | Literal["drop", "garbled"]
 
 MAX_MESSAGE_LENGTH: Final = 4096
 MAX_CALLBACK_DATA_BYTES: Final = 64
@@ -917,6 +922,8 @@ class FakeTelegram:
             if request.transport is not None:
                 request.transport.abort()
             return web.Response(status=500)  # never reaches the client
+        if fault == GARBLED:
+            return web.json_response({"ok": True, "result": {"message_id": "not a message"}})
         status = int(fault)
         if status == 429:
             chat_id = params.get("chat_id")

@@ -152,6 +152,16 @@ class SubscriberQueries:
                    WHERE status = 'pending' AND chat_id = ?""",
                 (new, old),
             )
+            # What could not move clashes with what the new id has already (its own
+            # subscriber, subscriptions, alerts for the same entries): the new id's stands,
+            # and the old id's would be sent to a chat that is gone, again and again.
+            for table in ("subscriptions", "held_alerts", "versions_told", "subscribers"):
+                await tx.db.execute(f"DELETE FROM {table} WHERE chat_id = ?", (old,))
+            await tx.db.execute(
+                """UPDATE outbox SET status = 'dead', last_error = ?
+                   WHERE status = 'pending' AND chat_id = ?""",
+                (f"the chat moved to {new}, which has this alert already", old),
+            )
 
     async def chat_migrations(self) -> dict[int, int]:
         rows = await self._fetchall("SELECT old_chat_id, new_chat_id FROM chat_migrations", ())

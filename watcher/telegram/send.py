@@ -89,6 +89,14 @@ def _reason(exc: TelegramError) -> str:
     return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
 
 
+def _unexpected(what: str, chat_id: int, exc: Exception) -> RetryLater:
+    """An answer python-telegram-bot could not read (a Bot API server of another make, a
+    proxy): the row is retried with backoff and given up in the end, as for a network
+    error, instead of escaping the delivery loop, which would send it again at once."""
+    log.error("telegram %s failed chat=%s: %s: %s", what, chat_id, type(exc).__name__, exc)
+    return RetryLater(reason=f"unexpected answer: {type(exc).__name__}: {exc}")
+
+
 def _seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
@@ -139,6 +147,8 @@ class TelegramSender:
             return self._classify(exc)
         except TelegramError as exc:
             return self._classify(exc)
+        except Exception as exc:  # whatever it is, the row must be retried
+            return _unexpected("send", chat_id, exc)
 
     async def edit(self, chat_id: int, message_id: int, html_text: str) -> EditOutcome:
         """Replace the text of a message sent before. Telegram answers "message is not
@@ -155,6 +165,8 @@ class TelegramSender:
             return self._classify_edit(exc)
         except TelegramError as exc:
             return self._classify_edit(exc)
+        except Exception as exc:
+            return _unexpected("edit", chat_id, exc)
 
     async def _edit(
         self, chat_id: int, message_id: int, text: str, *, parse_mode: str | None
