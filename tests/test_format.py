@@ -3,12 +3,19 @@
 import html
 import re
 
-from watcher.model import Entry, Hit, Span
+import pytest
+
+from tests.fakes.telegram_api import parse_telegram_html, utf16_len
+from watcher.model import Entry, Hit, RuleDef, Span
+from watcher.rules import compile_rules
 from watcher.telegram.format import (
     MESSAGE_LIMIT,
+    DigestLine,
     hashtag,
     html_to_console,
     render_alert,
+    render_digest,
+    render_notice,
     visible_length,
 )
 
@@ -70,3 +77,39 @@ def test_console_rendering_is_readable_text() -> None:
     text = html_to_console(render_alert(entry, "apa", [Hit("r")]))
     assert text.splitlines()[0] == "A & B <https://x.az/a?b=1&c=2>"
     assert "x < y" in text and "<b>" not in text
+
+
+def telegram_length(message: str) -> int:
+    """The length Telegram checks against 4096: the text left once it parsed the HTML."""
+    return utf16_len(parse_telegram_html(message).text.strip())
+
+
+@pytest.mark.parametrize("name", ["f" * 5000, "📰" * 3000])
+def test_a_long_feed_name_keeps_an_alert_within_the_limit(name: str) -> None:
+    entry = Entry(guid="1", link="https://x.az/1", title="Quake hits Shamakhi", summary="s")
+    message = render_alert(entry, name, [Hit("quake")])
+    assert telegram_length(message) <= MESSAGE_LIMIT
+    assert "#quake" in message
+
+
+def test_a_digest_line_with_many_rules_and_a_long_feed_name_fits() -> None:
+    rules = tuple(f"rule_{i}_" + "x" * 40 for i in range(100))
+    lines = [DigestLine("Quake hits Shamakhi", "https://x.az/1", "apa" * 2000, rules)] * 3
+    messages = render_digest(lines, "Digest (3 alerts)")
+    assert all(telegram_length(message) <= MESSAGE_LIMIT for message in messages)
+    assert sum(message.count("Quake hits Shamakhi") for message in messages) == 3
+
+
+def test_a_notice_is_cut_by_what_telegram_counts() -> None:
+    # Each emoji is two UTF-16 code units: cut by code points, this was 6,000 of them.
+    message = render_notice("Feed " + "📰" * 3000 + " is failing")
+    assert telegram_length(message) <= MESSAGE_LIMIT
+    assert message.rstrip().endswith("…")
+
+
+def test_a_hit_far_into_a_long_summary_is_shown() -> None:
+    matcher = compile_rules([RuleDef("pk", "peacekeepers")], {})
+    summary = "Talks went on. " * 150 + "Russian peacekeepers escorted the convoy."
+    hits = matcher.match("Convoy reaches Khankendi", summary)
+    message = render_alert(Entry("1", None, "Convoy reaches Khankendi", summary), "apa", hits)
+    assert "<b>peacekeepers</b>" in message

@@ -19,6 +19,7 @@ from watcher.model import Entry, Hit, Span
 MESSAGE_LIMIT = 4096  # visible characters (UTF-16 code units) Telegram accepts in one message
 TITLE_LIMIT = 300
 SNIPPET_LIMIT = 400
+NAME_LIMIT = 100  # a feed's name as a source; the config does not bound names
 UPDATED_MARKER = "Updated:"  # before the title of an entry whose text changed
 _SNIPPET_LEAD = 80  # characters of context shown before the first hit
 _HASHTAG_UNSAFE = re.compile(r"\W+")
@@ -34,11 +35,14 @@ def escape(text: str) -> str:
 
 
 def _shorten(text: str, limit: int) -> str:
-    if len(text) <= limit:
+    """`text` within `limit` UTF-16 code units (as Telegram counts), cut at a space where
+    one is near the end, with "…" where it was cut."""
+    if len(text) <= limit // 2 or visible_length(text) <= limit:  # the cheap test first
         return text
-    cut = text[: limit - 1]
+    # Cut by code units; a surrogate pair cut in half is dropped whole.
+    cut = text.encode("utf-16-le")[: 2 * (limit - 1)].decode("utf-16-le", errors="ignore")
     space = cut.rfind(" ")
-    if space > limit // 2:
+    if space > len(cut) // 2:
         cut = cut[:space]
     return cut.rstrip() + "…"
 
@@ -106,12 +110,13 @@ def render_alert(
         head = _Part(f"<i>{UPDATED_MARKER}</i> {head.html}", f"{UPDATED_MARKER} {head.visible}")
 
     spans = [span for hit in hits for span in hit.spans]
-    snippet = _emphasised_snippet(_shorten(entry.summary, 5 * SNIPPET_LIMIT), spans)
+    # The whole summary: the hits the snippet is built around may lie far into it.
+    snippet = _emphasised_snippet(entry.summary, spans)
     published = ""
     if entry.published is not None:
         local = entry.published.astimezone(tz or UTC)
         published = f" · {local.day} {local:%b %Y %H:%M}"
-    source = _text(f"— {feed_name}{published}")
+    source = _text(f"— {_shorten(feed_name, NAME_LIMIT)}{published}")
 
     fixed = [head, _text("\n\n"), *snippet, _text("\n\n" if snippet else ""), source]
     used = sum(visible_length(p.visible) for p in fixed)
@@ -171,8 +176,8 @@ def render_digest(lines: Sequence[DigestLine], heading: str) -> list[str]:
         title = _shorten(line.title or "(untitled)", TITLE_LIMIT)
         link = line.link if line.link and line.link.startswith(("http://", "https://")) else None
         shown = f'<a href="{escape(link)}">{escape(title)}</a>' if link else escape(title)
-        tags = " ".join(hashtag(rule) for rule in line.rules)
-        tail = f" — {line.feed} {tags}".rstrip()
+        tags = _shorten(" ".join(hashtag(rule) for rule in line.rules), TITLE_LIMIT)
+        tail = f" — {_shorten(line.feed, NAME_LIMIT)} {tags}".rstrip()
         part = _Part(f"\n• {shown}{escape(tail)}", f"\n• {title}{tail}")
         size = visible_length(part.visible)
         if used + size > MESSAGE_LIMIT and len(parts) > 1:
