@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.feed_server import FeedServer
-from tests.fakes.telegram_api import parse_telegram_html, utf16_len
+from tests.fakes.telegram_api import FakeTelegram, parse_telegram_html, utf16_len
 from tests.poll_harness import Clock, poll_parts
+from watcher.delivery import Delivery
 from watcher.model import Alert, Entry, FeedDef, Hit, RuleDef
 from watcher.pipeline import PollContext, PollReport, poll_feed
 from watcher.rules import compile_rules
@@ -20,9 +21,11 @@ from watcher.store import Store, StoryMessage
 from watcher.stories import StorySettings
 from watcher.story_alerts import StoryTracker, other_sources
 from watcher.telegram.format import ALSO_LIMIT, MESSAGE_LIMIT, add_sources, render_alert
+from watcher.telegram.send import TelegramSender
 
 PAIRS = Path(__file__).resolve().parent.parent / "bench" / "data" / "story-pairs-en-ru.tsv"
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+TOKEN = "123456:TEST-token-for-the-fake-bot-api-server"
 
 
 @dataclass(frozen=True)
@@ -351,3 +354,46 @@ def test_the_snippet_gives_way_first() -> None:
     assert snippet.startswith("Shamakhi Shamakhi") and snippet.endswith("…")
     assert len(snippet) < len(before[1])
     assert also == "Also: " + ", ".join(names)
+
+
+async def test_after_a_migration_the_edit_sent_as_a_message_is_the_one_edited(
+    tmp_path: Path,
+) -> None:
+    # The story's message went to the group's old id; the group became a supergroup; the
+    # next outlet's edit went out at the new id as a message. A third outlet edits that.
+    old, new = -100, -1009
+    clock = Clock(START)
+    rules = [RuleDef("quakes", "earthquake OR quake", (old,))]
+    async with (
+        poll_parts(tmp_path / "w.db", rules, clock=clock, stories=StoryTracker()) as (
+            server,
+            context,
+        ),
+        FakeTelegram(TOKEN) as fake,
+    ):
+        feeds = {
+            name: FeedDef(name, server.url(f"/{name}"), 300) for name in ("APA", "Trend", "Report")
+        }
+        await context.store.sync_feeds(list(feeds.values()), clock.now)
+        parts = Parts(server, context, clock, feeds)
+        for name in feeds:
+            await parts.poll(name)
+        sender = TelegramSender(TOKEN, api_base_url=fake.base_url, timeout_s=3)
+        delivery = Delivery(parts.store, sender, clock=parts.clock)
+        try:
+            clock.now = minutes(10)
+            await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+            await delivery.drain()
+            fake.migrate_chat(old, new)
+            clock.now = minutes(30)
+            await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+            await delivery.drain()  # the edit meets the migration: moved to the new id
+            await delivery.drain()  # and sent there as a message
+            clock.now = minutes(90)
+            await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(80)))
+            await delivery.drain()
+        finally:
+            await sender.close()
+    (at_new,) = [m for m in fake.sent if m.chat_id == new]
+    edited = fake.message(new, at_new.message_id)
+    assert edited is not None and edited.visible_text.endswith("\nAlso: Trend, Report")

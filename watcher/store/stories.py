@@ -135,17 +135,28 @@ class StoryQueries:
         self, stories: Collection[int], chat_ids: Collection[int]
     ) -> dict[tuple[int, int], StoryMessage]:
         """For each (story, chat) of `stories` × `chat_ids` that has one, the chat's first
-        message about the story that was not given up, with the feeds its edits added."""
+        message about the story that was not given up, with the feeds its edits added.
+
+        An edit row goes out as a message when the message it edits never reached its chat
+        (given up, or sent to the chat's id before a migration): for the chat, that row is
+        the story's message, the one it edits with the row's own feed added."""
         if not stories or not chat_ids:
             return {}
         story_list, chat_list = list(stories), list(chat_ids)
         rows = await self._fetchall(
-            f"""SELECT o.id, e.story_id, o.chat_id, o.entry_id, f.name, o.text
+            f"""SELECT o.id, e.story_id, o.chat_id,
+                       coalesce(t.entry_id, o.entry_id), coalesce(tf.name, f.name),
+                       coalesce(t.text, o.text), CASE WHEN t.id IS NOT NULL THEN f.name END
                 FROM outbox o JOIN entries e ON e.id = o.entry_id
                      JOIN feeds f ON f.id = e.feed_id
+                     LEFT JOIN outbox t ON t.id = o.edit_of
+                     LEFT JOIN entries te ON te.id = t.entry_id
+                     LEFT JOIN feeds tf ON tf.id = te.feed_id
                 WHERE e.story_id IN ({",".join("?" * len(story_list))})
                   AND o.chat_id IN ({",".join("?" * len(chat_list))})
-                  AND o.edit_of IS NULL AND o.status != 'dead'
+                  AND o.status != 'dead'
+                  AND (o.edit_of IS NULL
+                       OR t.chat_id != o.chat_id OR t.status = 'dead')
                 ORDER BY o.id""",
             (*story_list, *chat_list),
         )
@@ -160,6 +171,7 @@ class StoryQueries:
                     entry_id=row[3],
                     feed=row[4],
                     text=row[5],
+                    added_feeds=(row[6],) if row[6] is not None else (),
                 )
         if not messages:
             return messages
@@ -174,7 +186,8 @@ class StoryQueries:
             added.setdefault(int(row[0]), []).append(str(row[1]))
         for outbox_id, feeds in added.items():
             key = targets[outbox_id]
-            messages[key] = replace(messages[key], added_feeds=tuple(feeds))
+            message = messages[key]
+            messages[key] = replace(message, added_feeds=(*message.added_feeds, *feeds))
         return messages
 
     async def enqueue_edits(
