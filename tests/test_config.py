@@ -838,9 +838,7 @@ def test_a_time_zone_that_names_a_folder_is_no_time_zone(tmp_path: Path, zone: s
     ],
     ids=["a key", "a top-level key", "an actor name", "an include name"],
 )
-def test_a_token_written_as_a_name_is_refused_without_echoing_it(
-    tmp_path: Path, text: str
-) -> None:
+def test_a_token_written_as_a_name_is_refused_without_echoing_it(tmp_path: Path, text: str) -> None:
     # Unknown-key, actor-name and read errors quote the name: the token must stop first.
     error = config_error(write(tmp_path, "w.toml", text))
     assert error.message.startswith("this looks like a Telegram bot token")
