@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tests.fakes.feed_server import FeedServer
 from watcher.errors import FetchError
-from watcher.fetch import USER_AGENT, Fetcher, freshness_seconds, parse_retry_after
+from watcher.fetch import MAX_WAIT_S, USER_AGENT, Fetcher, freshness_seconds, parse_retry_after
 
 FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
 
@@ -175,6 +175,97 @@ def test_freshness_from_cache_headers(
     seconds: float | None,
 ) -> None:
     assert freshness_seconds(cache_control, expires, date, age) == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("\u00b2", None),  # str.isdigit() says yes, float() says no
+        ("-5", None),
+        ("1.5", None),
+        ("99999999999999", MAX_WAIT_S),  # added to now, it overflowed
+        ("Sat, 28 Nov 2026 99999999999:00:00 GMT", None),  # parsing overflowed
+        ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_WAIT_S),
+    ],
+)
+def test_retry_after_from_the_network_is_bounded(value: str, seconds: float | None) -> None:
+    now = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    assert parse_retry_after(value, now) == seconds
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "expires", "date", "age", "seconds"),
+    [
+        ("max-age=\u00b2", None, None, None, None),
+        ("max-age=60", None, None, "\u00b2", 60.0),
+        ("max-age=99999999999999", None, None, None, MAX_WAIT_S),
+        (None, "Sat, 28 Nov 2026 99999999999:00:00 GMT", None, None, None),
+        (
+            None,
+            "Sat, 28 Nov 2026 11:00:00 GMT",
+            "Sat, 28 Nov 2026 99999999999:00:00 GMT",
+            None,
+            None,
+        ),
+    ],
+)
+def test_freshness_from_odd_headers_never_raises(
+    cache_control: str | None,
+    expires: str | None,
+    date: str | None,
+    age: str | None,
+    seconds: float | None,
+) -> None:
+    assert freshness_seconds(cache_control, expires, date, age) == seconds
+
+
+async def test_a_304_to_a_request_without_validators_is_an_error(
+    server: FeedServer, fetcher: Fetcher
+) -> None:
+    # Taken as "unchanged", it made the first real document look like news, backlog and all.
+    url = server.serve("/rss", FEED, status=304)
+    with pytest.raises(FetchError) as caught:
+        await fetcher.fetch(url)
+    assert caught.value.status == 304 and "without validators" in str(caught.value)
+
+
+class RawServer:
+    """Answers every GET with FEED and header lines given as raw bytes (aiohttp's own server
+    would not send bytes that are not UTF-8)."""
+
+    def __init__(self, headers: bytes) -> None:
+        self.headers = headers
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
+            + self.headers
+            + f"Content-Length: {len(FEED)}\r\nConnection: close\r\n\r\n".encode()
+            + FEED
+        )
+        await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/rss"
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+
+async def test_validators_that_are_not_utf8_are_not_kept(fetcher: Fetcher) -> None:
+    # RFC 9110 allows any byte from 0x80 in an ETag; aiohttp keeps such bytes as lone
+    # surrogates, which SQLite refused (the poll's whole write failed, at every poll).
+    raw = b'ETag: "caf\xe9"\r\nLast-Modified: Sat, 28 Nov 2026 10:00:00 GMT\xff\r\n'
+    async with RawServer(raw) as url:
+        result = await fetcher.fetch(url)
+    assert result.body == FEED and (result.etag, result.last_modified) == (None, None)
+    async with RawServer('ETag: "café"\r\n'.encode()) as url:
+        assert (await fetcher.fetch(url)).etag == '"café"'
 
 
 async def test_fetch_reports_freshness(server: FeedServer, fetcher: Fetcher) -> None:

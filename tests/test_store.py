@@ -279,6 +279,34 @@ async def test_a_shorter_interval_brings_the_next_check_of_a_healthy_feed_forwar
     assert await next_checks(60, 60, auto=True) == [NOW + timedelta(minutes=2), six_hours]
 
 
+async def test_a_batched_update_whose_caller_is_cancelled_writes_nothing(store: Store) -> None:
+    # A reload that moves a feed cancels its poll, then records the new URL: the poll's
+    # "unchanged" row, still waiting for its batch, must not land on top of that.
+    apa = await feed_id(store, "apa")
+    later = FeedSuccess(NOW, 304, '"old"', None, "h", NOW + timedelta(hours=1))
+    waiting = asyncio.create_task(store.feed_unchanged(apa, later))
+    await asyncio.sleep(0)  # queued for the batch, not yet written
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await asyncio.sleep(0.1)  # past the batch's wait
+    state = await store.feed("apa")
+    assert state is not None and state.etag is None and state.last_checked_at is None
+
+
+async def test_a_batched_row_sqlite_refuses_fails_only_its_own_caller(store: Store) -> None:
+    apa, trend = await feed_id(store, "apa"), await feed_id(store, "trend")
+    fine = FeedSuccess(NOW, 304, '"v"', None, "h", NOW + timedelta(hours=1))
+    refused = replace(fine, etag='"caf\udce9"')  # a lone surrogate: SQLite cannot take it
+    outcomes = await asyncio.gather(
+        store.feed_unchanged(apa, refused),
+        store.feed_unchanged(trend, fine),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], UnicodeEncodeError) and outcomes[1] is None
+    state = await store.feed("trend")
+    assert state is not None and state.etag == '"v"'
+
+
 def test_a_version_1_database_is_migrated_keeping_its_feeds(tmp_path: Path) -> None:
     from watcher.store.schema import MIGRATIONS
 

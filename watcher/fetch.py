@@ -26,22 +26,38 @@ ACCEPT = (
 )
 MAX_REDIRECTS = 5
 _CHUNK_BYTES = 64 * 1024
+# Longer waits are honoured as this long: a year is past any use, and far longer values
+# overflow the dates they are added to.
+MAX_WAIT_S = 365 * 86400.0
+
+
+def _seconds(value: str) -> float | None:
+    """Delta-seconds as HTTP writes them: ASCII digits only (`str.isdigit` takes "²")."""
+    value = value.strip().strip('"')
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_WAIT_S)
+    return None
+
+
+def _http_date(value: str) -> datetime | None:
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):  # junk, and hours like 99999999999
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
+    when = _http_date(value.strip())
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, (when - (now or datetime.now(UTC))).total_seconds()), MAX_WAIT_S)
 
 
 def freshness_seconds(
@@ -59,21 +75,31 @@ def freshness_seconds(
             return None
         for directive in directives:
             name, _, value = directive.partition("=")
-            if name.strip() == "max-age" and value.strip().strip('"').isdigit():
-                already = float(age) if age and age.strip().isdigit() else 0.0
-                return max(0.0, float(value.strip().strip('"')) - already)
+            max_age = _seconds(value) if name.strip() == "max-age" else None
+            if max_age is not None:
+                already = (_seconds(age) or 0.0) if age else 0.0
+                return max(0.0, max_age - already)
     if expires:
-        try:
-            until = parsedate_to_datetime(expires)
-            base = parsedate_to_datetime(date) if date else (now or datetime.now(UTC))
-        except (TypeError, ValueError):
+        until = _http_date(expires)
+        base = _http_date(date) if date else (now or datetime.now(UTC))
+        if until is None or base is None:
             return None  # "Expires: 0" and other junk mean "already stale"
-        if until.tzinfo is None:
-            until = until.replace(tzinfo=UTC)
-        if base.tzinfo is None:
-            base = base.replace(tzinfo=UTC)
-        return max(0.0, (until - base).total_seconds())
+        return min(max(0.0, (until - base).total_seconds()), MAX_WAIT_S)
     return None
+
+
+def _validator(response: aiohttp.ClientResponse, name: str) -> str | None:
+    """An ETag or Last-Modified to send back, or None. aiohttp keeps bytes that are not
+    UTF-8 (legal in an ETag) as lone surrogates, which neither SQLite nor the next request
+    can carry: without the validator the body's digest still tells an unchanged feed."""
+    value = response.headers.get(name)
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def _freshness(response: aiohttp.ClientResponse) -> float | None:
@@ -162,7 +188,8 @@ class Fetcher:
     ) -> FetchResult:
         try:
             async with session.get(url, headers=headers, max_redirects=MAX_REDIRECTS) as response:
-                return await self._read(url, response)
+                conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
+                return await self._read(url, response, conditional=conditional)
         except FetchError:
             raise
         except aiohttp.TooManyRedirects as exc:
@@ -176,7 +203,9 @@ class Fetcher:
         except ValueError as exc:  # e.g. an invalid URL
             raise FetchError(str(exc), url=url) from exc
 
-    async def _read(self, url: str, response: aiohttp.ClientResponse) -> FetchResult:
+    async def _read(
+        self, url: str, response: aiohttp.ClientResponse, *, conditional: bool
+    ) -> FetchResult:
         final_url = str(response.url)
         # Only a chain of permanent redirects moves a feed; one temporary hop does not.
         moved_to = (
@@ -185,12 +214,20 @@ class Fetcher:
             else None
         )
         if response.status == 304:
+            if not conditional:
+                # "Not modified" since nothing: taken as success, it would make the feed's
+                # first real document look like news, backlog and all.
+                raise FetchError(
+                    "answered 304 Not Modified to a request without validators",
+                    url=url,
+                    status=304,
+                )
             return FetchResult(
                 status=304,
                 url=final_url,
                 body=None,
-                etag=response.headers.get("ETag"),
-                last_modified=response.headers.get("Last-Modified"),
+                etag=_validator(response, "ETag"),
+                last_modified=_validator(response, "Last-Modified"),
                 moved_to=moved_to,
                 fresh_for_s=_freshness(response),
             )
@@ -222,8 +259,8 @@ class Fetcher:
             status=response.status,
             url=final_url,
             body=bytes(body),
-            etag=response.headers.get("ETag"),
-            last_modified=response.headers.get("Last-Modified"),
+            etag=_validator(response, "ETag"),
+            last_modified=_validator(response, "Last-Modified"),
             content_type=response.headers.get("Content-Type"),
             content_location=response.headers.get("Content-Location"),
             moved_to=moved_to,

@@ -170,7 +170,14 @@ class Store(SubscriberQueries, StoryQueries):
             self._spawn_flush(self._write_batch(full))
         elif self._batch_flush is None:
             self._batch_flush = self._spawn_flush(self._flush_later(_BATCH_WAIT_S))
-        await done
+        try:
+            await done
+        except asyncio.CancelledError:
+            # A cancelled caller (a poll of a URL a reload just replaced) writes nothing,
+            # unless a flush took its row already: then that write holds the lock before
+            # whatever the canceller writes next.
+            self._batch = [row for row in self._batch if row[2] is not done]
+            raise
 
     def _spawn_flush(self, flush: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(flush)
@@ -198,6 +205,11 @@ class Store(SubscriberQueries, StoryQueries):
                 for sql, rows in by_statement.items():
                     await tx.db.executemany(sql, rows)
         except BaseException as exc:
+            if isinstance(exc, Exception) and len(batch) > 1:
+                # One row SQLite refuses must not fail the other feeds' polls: each alone.
+                for row in batch:
+                    await self._write_batch([row])
+                return
             for _, _, done in batch:
                 if not done.done():
                     done.set_exception(exc)
