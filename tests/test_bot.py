@@ -716,7 +716,7 @@ async def test_allowlist_refuses_other_chats_and_shows_their_id(
     bot = make_bot(fake, backend)
     await bot.start()
     try:
-        for command in ("/start", "/rules", "/subscribe peacekeepers", "/mute 2h", "/list"):
+        for command in ("/start", "/rules", "/subscribe peacekeepers", "/mute 2h"):
             reply = await ask(fake, USER, command)
             assert reply.visible_text == (
                 "🔒 Sorry, this bot is private. Ask its operator to add this chat's id, "
@@ -736,6 +736,23 @@ async def test_allowlist_refuses_other_chats_and_shows_their_id(
         assert allowed.visible_text.startswith("👋 Welcome to Watcher.")
         admin = await ask(fake, ADMIN, "/subscribe peacekeepers")  # admins are always allowed
         assert admin.visible_text == "✅ You now follow peacekeepers."
+    finally:
+        await bot.stop()
+
+
+async def test_a_chat_the_allow_list_dropped_may_still_see_and_leave_its_rules(
+    fake: FakeTelegram, store: Store, config: Config, backend: StoreBackend
+) -> None:
+    bot = make_bot(fake, backend)
+    await bot.start()
+    try:
+        await ask(fake, USER, "/subscribe peacekeepers")  # while the bot was open
+        config.write(telegram='subscribers = "allowlist"\nallow = [3000]')
+        assert "private" in (await ask(fake, USER, "/mute 2h")).visible_text
+        assert "peacekeepers" in (await ask(fake, USER, "/list")).visible_text
+        reply = await ask(fake, USER, "/unsubscribe peacekeepers")
+        assert "private" not in reply.visible_text
+        assert await followed(store, USER) == ()
     finally:
         await bot.stop()
 

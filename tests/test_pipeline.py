@@ -287,6 +287,25 @@ async def test_followers_get_alerts_and_muted_ones_get_them_held(parts: Parts) -
     assert [h.rules for h in await store.held_alerts(10)] == [("karabakh",)]
 
 
+async def test_with_an_allow_list_only_the_chats_it_names_get_alerts(parts: Parts) -> None:
+    # Chat 7 followed while the bot was open; 8 is on the list; 9 was, before it migrated.
+    server, context, clock = parts
+    store = context.store
+    for chat in (7, 8, 9):
+        await store.follow(chat, "karabakh", clock.now)
+    await store.record_chat_migration(9, 99, clock.now)
+    ruleset = replace(context.rules(), may_subscribe=frozenset({8, 9}))
+    context.rules = lambda: ruleset
+
+    feed = await setup_feed(context, server, rss(item(1, "old")))
+    await poll_feed(feed, await state_of(context, feed), context)
+    server.serve("/rss", rss(item(2, "Karabakh road reopens"), item(1, "old")))
+    await poll_feed(feed, await state_of(context, feed), context)
+
+    chats = sorted(i.chat_id for i in await store.due_outbox(clock.now))
+    assert chats == [-100, 8, 42, 99]  # the rule's own chats come from the config
+
+
 async def test_alerts_show_the_published_time_in_the_operators_zone(parts: Parts) -> None:
     from zoneinfo import ZoneInfo
 

@@ -307,6 +307,18 @@ async def test_a_batched_row_sqlite_refuses_fails_only_its_own_caller(store: Sto
     assert state is not None and state.etag == '"v"'
 
 
+async def test_a_migrated_chat_keeps_its_subscriptions_and_settings(store: Store) -> None:
+    # Subscriptions refer to their subscriber: moving them first broke the foreign key.
+    await store.follow(-100, "karabakh", NOW)
+    await store.set_digest(-100, "daily", "08:00")
+    await store.record_chat_migration(-100, -1009, NOW)
+    followers = await store.subscribers_of(["karabakh"])
+    assert [s.chat_id for s in followers["karabakh"]] == [-1009]
+    moved = await store.subscriber(-1009)
+    assert moved is not None and (moved.digest, moved.digest_time) == ("daily", "08:00")
+    assert await store.subscriber(-100) is None
+
+
 def test_a_version_1_database_is_migrated_keeping_its_feeds(tmp_path: Path) -> None:
     from watcher.store.schema import MIGRATIONS
 

@@ -64,9 +64,15 @@ def utc_now() -> datetime:
 
 
 def build_ruleset(settings: Settings) -> RuleSet:
+    telegram = settings.telegram
     return RuleSet(
         matcher=compiled_rules(settings),
         chats_by_rule={rule.name: rule.chats for rule in settings.rules},
+        may_subscribe=(
+            None
+            if telegram.subscribers == "open"
+            else frozenset(telegram.allow) | frozenset(telegram.admins)
+        ),
     )
 
 

@@ -54,6 +54,9 @@ class RuleSet:
 
     matcher: Matcher
     chats_by_rule: dict[str, tuple[int, ...]]
+    # The chats that may subscribe ([telegram] subscribers = "allowlist": allow and admins);
+    # None when any chat may. A subscriber dropped from the list gets no more alerts.
+    may_subscribe: frozenset[int] | None = None
 
 
 @dataclass(slots=True)
@@ -352,6 +355,14 @@ async def _plan(
     hit_rules = {hit.rule for item in matched for hit in item.hits}
     subscribers = {} if ctx.console else await ctx.store.subscribers_of(hit_rules)
     migrations = {} if ctx.console else await ctx.store.chat_migrations()
+    if rules.may_subscribe is not None:
+        allowed = rules.may_subscribe | {
+            new for old, new in migrations.items() if old in rules.may_subscribe
+        }
+        subscribers = {
+            rule: [s for s in followers if s.chat_id in allowed]
+            for rule, followers in subscribers.items()
+        }
     return plan_alerts(
         matched,
         feed,

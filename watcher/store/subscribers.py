@@ -140,13 +140,19 @@ class SubscriberQueries:
             await tx.db.execute(
                 "UPDATE chat_migrations SET new_chat_id = ? WHERE new_chat_id = ?", (new, old)
             )
+            # The subscriber first: subscriptions refer to it. Where the new id has one of
+            # its own already, that one stands.
+            await tx.db.execute(
+                """INSERT OR IGNORE INTO subscribers
+                       (chat_id, active, muted_until, digest, digest_time, created_at)
+                   SELECT ?, active, muted_until, digest, digest_time, created_at
+                   FROM subscribers WHERE chat_id = ?""",
+                (new, old),
+            )
             for table in ("subscriptions", "held_alerts", "versions_told"):
                 await tx.db.execute(
                     f"UPDATE OR IGNORE {table} SET chat_id = ? WHERE chat_id = ?", (new, old)
                 )
-            await tx.db.execute(
-                "UPDATE OR IGNORE subscribers SET chat_id = ? WHERE chat_id = ?", (new, old)
-            )
             await tx.db.execute(
                 """UPDATE OR IGNORE outbox SET chat_id = ?
                    WHERE status = 'pending' AND chat_id = ?""",

@@ -80,6 +80,9 @@ _MAX_NAMES = 20  # rule names handled in one /subscribe or /unsubscribe
 _POLL_ERROR_REPEAT_S = 600.0  # the same polling error is logged again at most this often
 # Commands that change what a chat receives: in a group only its administrators may use them.
 _CHANGING_COMMANDS = frozenset({"subscribe", "unsubscribe", "mute", "unmute", "digest"})
+# What a chat the allow list does not name may still do: see what it follows and leave
+# (it may have subscribed while the bot was open, or been dropped from the list since).
+_WAYS_OUT = frozenset({"help", "list", "unsubscribe"})
 # How long Telegram's answer to "is this user an administrator of this group" is trusted.
 _GROUP_ADMIN_TTL_S = 60.0
 _GROUP_ADMIN_CACHE_SIZE = 1024
@@ -295,7 +298,7 @@ class SubscriberBot:
                 if not self._is_admin(update):
                     await self._reply(message, say.operators_only(name))
                     return
-            elif not self._backend.may_subscribe(chat.id):
+            elif name not in _WAYS_OUT and not self._backend.may_subscribe(chat.id):
                 await self._reply(message, say.private_bot(chat.id))
                 return
             # `/digest` alone only shows the setting.
