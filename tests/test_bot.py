@@ -757,6 +757,40 @@ async def test_a_chat_the_allow_list_dropped_may_still_see_and_leave_its_rules(
         await bot.stop()
 
 
+async def test_a_press_answered_too_late_still_redraws_the_buttons(world: World) -> None:
+    fake, store = world.fake, world.store
+    page = await ask(fake, USER, "/rules")
+    fake.inject_callback_query(USER, button(page, "➕ peacekeepers"), message_id=page.message_id)
+    fake.expire_callback_queries()  # Telegram refuses the answer: "query is too old"
+    await ask(fake, USER, "/help")  # handled after the press
+    assert await followed(store, USER) == ("peacekeepers",)
+    labels = [label for label, _ in buttons(fake.message(USER, page.message_id))]
+    assert "✅ peacekeepers" in labels
+
+
+async def test_more_names_than_one_subscribe_takes_are_said_to_be_left_out(
+    world: World,
+) -> None:
+    fake, store, config = world.fake, world.store, world.config
+    config.write(
+        rules="".join(f'[[rules]]\nname = "r{i:02d}"\nquery = "w{i}"\n' for i in range(25))
+    )
+    reply = await ask(fake, USER, "/subscribe " + " ".join(f"r{i:02d}" for i in range(25)))
+    assert len(await followed(store, USER)) == 20
+    assert "send the other 5 in another message" in reply.visible_text
+
+
+async def test_a_reply_about_many_unknown_long_names_stays_within_the_limit(
+    world: World,
+) -> None:
+    fake, config = world.fake, world.config
+    long_name = "rule_" + "abcdefghij" * 15
+    config.write(rules=f'[[rules]]\nname = "{long_name}"\nquery = "w"\n')
+    names = [("😀" * n) + long_name[:90] for n in range(30, 50)]  # near misses: suggestions
+    reply = await ask(fake, USER, "/subscribe " + " ".join(names))
+    assert 0 < utf16_len(reply.visible_text) <= 4096
+
+
 # --------------------------------------------------------------------------- pure parts
 
 
@@ -791,7 +825,9 @@ def test_clock_times(text: str, expected: str) -> None:
     assert commands.parse_clock(text) == expected
 
 
-@pytest.mark.parametrize("text", ["24:00", "12:60", "8", "8pm", "08:00:00", "-1:00"])
+@pytest.mark.parametrize(
+    "text", ["24:00", "12:60", "8", "8pm", "08:00:00", "-1:00", "٠٨:٣٠", "０８:００", "08:٣٠"]
+)
 def test_clock_times_refused(text: str) -> None:
     with pytest.raises(commands.Invalid):
         commands.parse_clock(text)

@@ -1,10 +1,11 @@
 """Digests: when they are due, and what they hold, on a real database."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from watcher.digests import digest_due, send_due_digests
+from watcher.digests import digest_due, send_digest, send_due_digests
 from watcher.model import Entry, FeedDef, Subscriber
 from watcher.store import Store
 from watcher.telegram.format import MESSAGE_LIMIT, DigestLine, render_digest
@@ -27,6 +28,47 @@ def test_when_digests_are_due() -> None:
     assert not digest_due(subscriber("hourly"), NOW + timedelta(minutes=30), BAKU)
     assert not digest_due(subscriber(muted=NOW + timedelta(hours=1)), NOW, BAKU)
     assert digest_due(subscriber(muted=NOW - timedelta(seconds=1)), NOW, BAKU)
+
+
+def test_a_muted_digest_subscriber_gets_no_digest_until_the_mute_ends() -> None:
+    muted = NOW + timedelta(hours=23)
+    assert not digest_due(subscriber("daily", "08:00", muted), NOW, BAKU)
+    assert not digest_due(subscriber("hourly", muted=muted), NOW, BAKU)
+    assert digest_due(subscriber("hourly", muted=muted), muted + timedelta(hours=1), BAKU)
+
+
+def due_minutes(at: str, start: datetime, zone: str, days: int = 3) -> list[str]:
+    """The local times, over `days` from `start`, at which a daily digest at `at` is due,
+    with the minute job running each minute half a minute past it."""
+    tz = ZoneInfo(zone)
+    due = []
+    for minute in range(days * 24 * 60):
+        moment = start + timedelta(minutes=minute, seconds=30)
+        if digest_due(subscriber("daily", at), moment, tz):
+            due.append(moment.astimezone(tz).strftime("%m-%d %H:%M"))
+    return due
+
+
+def test_a_daily_digest_comes_once_a_day_across_changes_of_clocks() -> None:
+    # Berlin skips 02:00-03:00 on 29 March 2026 and repeats it on 25 October 2026.
+    spring = datetime(2026, 3, 28, 0, 0, tzinfo=UTC)
+    assert due_minutes("02:30", spring, "Europe/Berlin") == [
+        "03-28 02:30",
+        "03-29 03:00",  # the first minute after the skipped time
+        "03-30 02:30",
+    ]
+    autumn = datetime(2026, 10, 24, 0, 0, tzinfo=UTC)
+    assert due_minutes("02:30", autumn, "Europe/Berlin") == [
+        "10-24 02:30",
+        "10-25 02:30",  # once, though the clock shows 02:30 twice
+        "10-26 02:30",
+    ]
+    # From 04:00 in Baku: midnight three times.
+    assert due_minutes("00:00", spring, "Asia/Baku") == [
+        "03-29 00:00",
+        "03-30 00:00",
+        "03-31 00:00",
+    ]
 
 
 def test_a_long_digest_is_split_within_the_limit() -> None:
@@ -64,3 +106,23 @@ async def test_held_alerts_go_out_as_one_message_at_digest_time(tmp_path: Path) 
         assert '<a href="https://apa.az/0">Karabakh &lt;0&gt;</a> — apa #karabakh' in message.text
         assert await store.held_alerts(5) == []
         assert await send_due_digests(store, NOW, BAKU) == 0
+
+
+async def test_two_releases_at_once_queue_one_digest(tmp_path: Path) -> None:
+    # The minute job and an /unmute (send_digest) at the same moment.
+    async with await Store.open(tmp_path / "w.db") as store:
+        await store.sync_feeds([FeedDef("apa", "https://apa.az/rss", 600)], NOW)
+        state = await store.feed("apa")
+        assert state is not None
+        await store.add_subscriber(5, NOW)
+        await store.set_muted_until(5, NOW - timedelta(seconds=1))  # the mute just ended
+        async with store.write() as tx:
+            (new,) = await tx.insert_entries(
+                state.id, [Entry("g1", "https://apa.az/1", "Karabakh", "")], NOW
+            )
+            await tx.hold(5, new.id, ["karabakh"], NOW)
+        released = await asyncio.gather(
+            send_due_digests(store, NOW, BAKU), send_digest(store, 5, NOW, "While you were muted")
+        )
+        assert sorted(released) == [0, 1]
+        assert len(await store.due_outbox(NOW)) == 1

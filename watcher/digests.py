@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from watcher.model import Subscriber
 from watcher.store import Store
@@ -15,17 +15,28 @@ log = logging.getLogger(__name__)
 
 
 def digest_due(subscriber: Subscriber, now: datetime, tz: tzinfo) -> bool:
-    """PURE: whether `subscriber`'s held alerts should go out in the minute of `now`.
+    """PURE: whether `subscriber`'s held alerts should go out in the minute of `now` (the
+    minute job runs once a minute).
 
-    hourly: at the top of every hour; daily: at its HH:MM in the operator's time zone;
-    muted without a digest: once the mute has ended.
+    Never while muted. hourly: at the top of every hour; daily: in the minute its HH:MM in
+    the operator's time zone is reached, once a day even across a change of clocks (a time
+    the spring change skips comes with the first minute after it; one the autumn change
+    repeats, the first time only); muted without a digest: once the mute has ended.
     """
+    if subscriber.muted_until is not None and subscriber.muted_until > now:
+        return False
     local = now.astimezone(tz)
     if subscriber.digest == "hourly":
         return local.minute == 0
     if subscriber.digest == "daily":
-        return subscriber.digest_time == f"{local.hour:02d}:{local.minute:02d}"
-    return subscriber.muted_until is None or subscriber.muted_until <= now
+        if subscriber.digest_time is None or local.fold:
+            return False
+        hour, minute = (int(part) for part in subscriber.digest_time.split(":"))
+        before = (now - timedelta(minutes=1)).astimezone(tz)
+        if before.date() != local.date():  # midnight: the new day's times up to now
+            return (hour, minute) <= (local.hour, local.minute)
+        return (before.hour, before.minute) < (hour, minute) <= (local.hour, local.minute)
+    return True
 
 
 async def send_digest(store: Store, chat_id: int, now: datetime, heading: str) -> int:
@@ -36,7 +47,8 @@ async def send_digest(store: Store, chat_id: int, now: datetime, heading: str) -
         return 0
     lines = [DigestLine(h.title, h.link, h.feed, h.rules) for h in held]
     messages = render_digest(lines, f"{heading} ({len(held)} alerts)")
-    await store.release_held(chat_id, [h.entry_id for h in held], messages, now)
+    if not await store.release_held(chat_id, [h.entry_id for h in held], messages, now):
+        return 0  # another release took them meanwhile
     log.info("digest queued chat=%d alerts=%d messages=%d", chat_id, len(held), len(messages))
     return len(held)
 

@@ -830,6 +830,11 @@ class FakeTelegram:
             message["entities"] = entities
         return self._queue_update("message", message)
 
+    def expire_callback_queries(self) -> None:
+        """The presses queued so far become too old to answer, as on Telegram once its
+        timeout has passed (a press queued while the bot was busy or down)."""
+        self._open_callback_queries.clear()
+
     def inject_callback_query(
         self,
         chat_id: int,

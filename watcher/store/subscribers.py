@@ -203,12 +203,22 @@ class SubscriberQueries:
 
     async def release_held(
         self, chat_id: int, entry_ids: Iterable[int], messages: Sequence[str], now: datetime
-    ) -> None:
-        """Queue digest messages in the outbox in place of held alerts, in one transaction.
-        The held alerts are marked released, not deleted: they record that the chat had
-        those entries (`WriteTransaction.alerted_chats`)."""
+    ) -> int:
+        """Queue digest messages in the outbox in place of held alerts, in one transaction;
+        return how many alerts were released: 0 if another release (the minute job and
+        an /unmute at once) took them first: then nothing is queued, so no chat gets a
+        digest twice. The held alerts are marked released, not deleted: they record that
+        the chat had those entries (`WriteTransaction.alerted_chats`)."""
         entry_ids = list(entry_ids)
         async with self.write() as tx:
+            cursor = await tx.db.executemany(
+                """UPDATE held_alerts SET released_at = ?
+                   WHERE chat_id = ? AND entry_id = ? AND released_at IS NULL""",
+                [(_ts(now), chat_id, entry_id) for entry_id in entry_ids],
+            )
+            released = max(cursor.rowcount, 0)
+            if not released:
+                return 0
             await tx.enqueue([Alert(None, chat_id, text) for text in messages], now)
             # The digest shows each entry as it reads now: that version is told.
             await tx.db.executemany(
@@ -217,11 +227,7 @@ class SubscriberQueries:
                    WHERE id = ? AND content_key IS NOT NULL""",
                 [(chat_id, _ts(now), entry_id) for entry_id in entry_ids],
             )
-            await tx.db.executemany(
-                """UPDATE held_alerts SET released_at = ?
-                   WHERE chat_id = ? AND entry_id = ? AND released_at IS NULL""",
-                [(_ts(now), chat_id, entry_id) for entry_id in entry_ids],
-            )
+        return released
 
     async def subscriber_stats(self) -> dict[str, int]:
         rows = await self._fetchall(

@@ -53,7 +53,7 @@ from watcher.errors import ChatOnHold
 from watcher.model import RuleDef
 from watcher.telegram import commands as say
 from watcher.telegram.backend import BotBackend
-from watcher.telegram.format import escape
+from watcher.telegram.format import MESSAGE_LIMIT, escape, shown_length
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ class SubscriberBot:
         await self._reply(message, page.html, _keyboard(page))
 
     async def _subscribe(self, message: Message, context: Context, chat_id: int) -> None:
-        names = _names(context.args)
+        names, more = _names(context.args)
         if not names:
             await self._reply(message, say.name_wanted("subscribe"))
             return
@@ -405,10 +405,12 @@ class SubscriberBot:
                 lines.append(f"You already follow <b>{_shown(rule.name)}</b>.")
         if any(say.find_rule(name, rules) is None for name in names):
             lines.append(say.see_rules())
-        await self._reply(message, "\n".join(lines))
+        if more:
+            lines.append(say.names_left_out(more, _MAX_NAMES))
+        await self._reply(message, _within_limit(lines))
 
     async def _unsubscribe(self, message: Message, context: Context, chat_id: int) -> None:
-        names = _names(context.args)
+        names, more = _names(context.args)
         if not names:
             await self._reply(message, say.name_wanted("unsubscribe"))
             return
@@ -429,7 +431,9 @@ class SubscriberBot:
                 lines.append(f"You were not following <b>{_shown(rule.name)}</b>.")
         if any(say.find_rule(name, known) is None for name in names):
             lines.append(say.see_rules())
-        await self._reply(message, "\n".join(lines))
+        if more:
+            lines.append(say.names_left_out(more, _MAX_NAMES))
+        await self._reply(message, _within_limit(lines))
 
     async def _list(self, message: Message, context: Context, chat_id: int) -> None:
         subscriber = await self._backend.subscriber(chat_id)
@@ -567,11 +571,11 @@ class SubscriberBot:
             return
         rules = self._backend.rules()
         if action is None:
-            await query.answer("This button is out of date; here are the rules as they are now.")
+            await _answer(query, "This button is out of date; here are the rules as they are now.")
             await self._show_page(query.message, chat_id, 0, edit_text=True)
             return
         if isinstance(action, say.ShowPage):
-            await query.answer()
+            await _answer(query)
             await self._show_page(query.message, chat_id, action.page, edit_text=True)
             return
         refusal = await self._group_refusal(
@@ -582,7 +586,7 @@ class SubscriberBot:
             return
         rule = say.rule_by_key(action.key, rules)
         if rule is None:
-            await query.answer("That rule no longer exists; here are the rules as they are now.")
+            await _answer(query, "That rule no longer exists; here are the rules as they are now.")
             await self._show_page(query.message, chat_id, action.page, edit_text=True)
             return
         await self._backend.register(chat_id)
@@ -593,7 +597,7 @@ class SubscriberBot:
         else:
             changed = await self._backend.unfollow(chat_id, rule.name)
             text = f"You no longer follow {name}" if changed else f"You were not following {name}"
-        await query.answer(say.toast(text))
+        await _answer(query, say.toast(text))
         await self._show_page(query.message, chat_id, action.page, edit_text=False)
 
     async def _show_page(
@@ -658,9 +662,37 @@ def _keyboard(page: say.Page) -> InlineKeyboardMarkup | None:
     )
 
 
-def _names(args: Sequence[str] | None) -> list[str]:
-    """Rule names from a command's arguments (names have no spaces), each once."""
-    return list(dict.fromkeys(args or ()))[:_MAX_NAMES]
+async def _answer(query: CallbackQuery, text: str | None = None) -> None:
+    """Answer a button press. Telegram refuses an answer that comes late (a press queued
+    while the bot was busy or down): the press was still acted on, so the redraw after it
+    must still happen."""
+    try:
+        await query.answer(text)
+    except BadRequest as exc:
+        if "query is too old" not in str(exc).lower():
+            raise
+        log.info("bot button answered too late: %s", exc)
+
+
+def _names(args: Sequence[str] | None) -> tuple[list[str], int]:
+    """Rule names from a command's arguments (names have no spaces), each once, at most
+    _MAX_NAMES of them; and how many more there were."""
+    names = list(dict.fromkeys(args or ()))
+    return names[:_MAX_NAMES], max(0, len(names) - _MAX_NAMES)
+
+
+def _within_limit(lines: list[str]) -> str:
+    """Reply lines (HTML) joined, as many as Telegram's length limit takes."""
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        size = shown_length(line) + 1
+        if used + size > MESSAGE_LIMIT - 10:
+            kept.append("…")
+            break
+        kept.append(line)
+        used += size
+    return "\n".join(kept)
 
 
 def _shown(name: str) -> str:

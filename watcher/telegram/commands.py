@@ -38,7 +38,7 @@ _RULE_KEY_HEX = 16  # 64 bits of sha256: collisions between a few hundred names 
 
 _DURATION_PART = re.compile(r"(\d{1,6})(mins|min|m|hrs|hr|h|days|day|d)", re.IGNORECASE)
 _UNIT = {"m": 60, "min": 60, "mins": 60, "h": 3600, "hr": 3600, "hrs": 3600}
-_CLOCK = re.compile(r"(\d{1,2})[:.h](\d{2})")
+_CLOCK = re.compile(r"([0-9]{1,2})[:.h]([0-9]{2})")  # \d takes "٣٠", which no clock shows
 
 
 SORRY = "Sorry, something went wrong on my side. Please try again later."
@@ -50,6 +50,13 @@ class Invalid(ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def names_left_out(count: int, limit: int) -> str:
+    return (
+        f"Only the first {limit} names are taken at once; "
+        f"send the other {count} in another message."
+    )
 
 
 def shorten(text: str, limit: int) -> str:
