@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -116,3 +117,38 @@ def test_without_a_database_every_feed_is_new(
     assert main(["status", "--config", str(config), "--json"]) == 0
     assert {row["state"] for row in json.loads(capsys.readouterr().out)} == {"new"}
     assert not (config.parent / "watcher.db").exists()
+
+
+def test_status_never_writes_not_even_to_upgrade_an_older_database(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `watcher status` between `make install` and the restart: an upgrade here would lock
+    # out the old daemon still running.
+    from watcher.store.schema import MIGRATIONS
+
+    database = config.parent / "watcher.db"
+    with sqlite3.connect(database, isolation_level=None) as db:
+        for number in range(5):
+            MIGRATIONS[number](db)
+            db.execute(f"PRAGMA user_version = {number + 1}")
+    before = database.read_bytes()
+    assert main(["status", "--config", str(config)]) == 1
+    assert "older than this Watcher's" in capsys.readouterr().err
+    assert database.read_bytes() == before
+    assert not (config.parent / "watcher.db-wal").exists()
+
+
+@pytest.mark.parametrize("kind", ["empty file", "not a database", "a folder"])
+def test_status_on_what_is_no_database_says_so(
+    config: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    database = config.parent / "watcher.db"
+    if kind == "a folder":
+        database.mkdir()
+    else:
+        database.write_bytes(b"" if kind == "empty file" else b"\x07" * 4096)
+    assert main(["status", "--config", str(config)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("watcher: ") and "Traceback" not in error
+    if kind != "a folder":
+        assert database.stat().st_size == (0 if kind == "empty file" else 4096)

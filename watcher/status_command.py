@@ -39,7 +39,8 @@ async def feed_statuses(settings: Settings) -> list[dict[str, Any]]:
     states: dict[str, FeedState] = {}
     counts: dict[int, int] = {}
     if settings.storage.path.exists():
-        async with await Store.open(settings.storage.path) as store:
+        opened = Store.open_read_only(settings.storage.path, then="look again")
+        async with await opened as store:
             states = {state.name: state for state in await store.feeds()}
             counts = await store.entry_counts()
     rows: list[dict[str, Any]] = []

@@ -74,7 +74,7 @@ class EntryHistory:
             raise StoreError(f"cannot read the database {path}: {exc}") from exc
         if version != SCHEMA_VERSION:
             db.close()
-            raise StoreError(_version_problem(path, version))
+            raise StoreError(version_problem(path, version))
         return cls(db, path)
 
     def close(self) -> None:
@@ -126,7 +126,9 @@ class EntryHistory:
                     self._db.execute("ROLLBACK")
 
 
-def _version_problem(path: Path, version: int) -> str:
+def version_problem(path: Path, version: int, then: str = "replay") -> str:
+    """What to tell the operator about a database of another schema version than this
+    Watcher's; `then` is what to do once the daemon has upgraded it."""
     if version > SCHEMA_VERSION:
         return (
             f"{path}: database schema version {version} is newer than this Watcher "
@@ -137,7 +139,7 @@ def _version_problem(path: Path, version: int) -> str:
     return (
         f"{path}: database schema version {version} is older than this Watcher's "
         f"({SCHEMA_VERSION}); start the daemon once (`watcher run`) to upgrade it, then "
-        "replay"
+        f"{then}"
     )
 
 

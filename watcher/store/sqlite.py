@@ -38,6 +38,7 @@ from watcher.model import (
     UpdatedEntry,
 )
 from watcher.store.chunks import ROWS_PER_STATEMENT, chunks
+from watcher.store.history import version_problem
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
 from watcher.store.stories import StoryQueries
 from watcher.store.subscribers import SubscriberQueries
@@ -116,6 +117,33 @@ class Store(SubscriberQueries, StoryQueries):
                 await reader.close()
             raise
         return cls(db, path, reader)
+
+    @classmethod
+    async def open_read_only(cls, path: Path, *, then: str) -> Store:
+        """A store for commands that only look (`watcher status`): it never creates a
+        database, never migrates one (an upgrade under the old daemon still running would
+        lock that daemon out) and never writes. Raises StoreError when there is no database
+        at `path`, when it is not one, or when its schema is not this Watcher's; `then` is
+        what the operator should do once the daemon has upgraded an older one."""
+        if not await asyncio.to_thread(path.is_file):
+            raise StoreError(f"no database at {path} (has the daemon run with this config?)")
+        uri = f"{(await asyncio.to_thread(path.absolute)).as_uri()}?mode=ro"
+        try:
+            db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA query_only = ON")
+            rows = list(await db.execute_fetchall("PRAGMA user_version"))
+            version = int(rows[0][0])
+        except sqlite3.Error as exc:
+            await db.close()
+            raise StoreError(f"cannot read the database {path}: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            await db.close()
+            raise StoreError(version_problem(path, version, then))
+        return cls(db, path)
 
     async def close(self) -> None:
         if self._flushes:
