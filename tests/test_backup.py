@@ -137,6 +137,19 @@ def test_refuses_to_overwrite_the_live_database(tmp_path: Path) -> None:
         backup_database(path, tmp_path / "." / "w.db")
 
 
+@pytest.mark.parametrize("companion", ["-wal", "-shm", "-journal"])
+def test_refuses_to_overwrite_a_file_sqlite_keeps_beside_the_database(
+    tmp_path: Path, companion: str
+) -> None:
+    # Renamed over the live write-ahead log, a backup lost every commit not yet in the file.
+    path = tmp_path / "w.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="is the live database"):
+        backup_database(path, tmp_path / f"w.db{companion}")
+
+
 def test_a_missing_database_is_reported_not_created(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no database at"):
         backup_database(tmp_path / "nope.db", tmp_path / "copy.db")

@@ -38,6 +38,22 @@ class BackupReport:
     seconds: float
 
 
+# The files SQLite keeps beside a database: replaced, they lose or corrupt what it holds.
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def _is_part_of(dest: Path, source: Path) -> bool:
+    """Whether `dest` is the database at `source` or one of its companion files, however
+    it is spelt (symlinks, `..`)."""
+    for suffix in _COMPANIONS:
+        live = source.with_name(source.name + suffix)
+        if dest.exists() and live.exists() and dest.samefile(live):
+            return True
+        if dest.resolve() == live.resolve():  # a companion not there yet counts too
+            return True
+    return False
+
+
 def backup_database(
     source: Path,
     dest: Path,
@@ -53,7 +69,7 @@ def backup_database(
         raise StoreError(f"no database at {source}")
     if dest.is_dir():
         dest = dest / f"{source.stem}-{now():%Y%m%dT%H%M%SZ}{source.suffix or '.db'}"
-    if dest.exists() and dest.samefile(source):
+    if _is_part_of(dest, source):
         raise StoreError(f"{dest} is the live database; back up to another path")
     partial = dest.with_name(dest.name + ".tmp")
     _remove(partial)
