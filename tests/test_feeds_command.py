@@ -14,9 +14,11 @@ from watcher.feeds_command import (
     feed_name,
     feeds_toml,
     import_opml,
+    plan_import,
     toml_string,
 )
 from watcher.model import FeedDef
+from watcher.opml import Outline
 
 DIRECTORY = Path(__file__).parent / "data" / "feeds-directory.opml"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -261,6 +263,10 @@ def test_export_then_import_into_an_empty_config_then_export_again(
         + b'\n[[feeds]]\nname = "odd"\nurl = "https://odd.example/rss?a=1&b=2"\n'
         + b'tags = ["News/Caucasus", "quote \\" & <tag>", "wire"]\n'
         + b'user_agent = "Mozilla/5.0 (X11; \\"quoted\\") Watcher"\n'
+        # A name in another script and intervals of their own: the config's, not slugs
+        # and defaults, after the round trip.
+        + '[[feeds]]\nname = "новости-ru"\nurl = "https://n.example/ru"\ninterval = "2m"\n'.encode()
+        + b'[[feeds]]\nname = "auto-feed"\nurl = "https://auto.example/rss"\ninterval = "auto"\n'
     )
     first = export_opml(load_config(config), NOW)
 
@@ -271,9 +277,26 @@ def test_export_then_import_into_an_empty_config_then_export_again(
     second = export_opml(load_config(empty / "watcher.toml"), NOW)
 
     assert second == first
-    assert first.count("<outline ") == 37
-    odd = next(f for f in load_config(empty / "watcher.toml").feeds if f.name == "odd")
-    assert odd.user_agent == 'Mozilla/5.0 (X11; "quoted") Watcher'
+    assert first.count("<outline ") == 39
+    feeds = {f.name: f for f in load_config(empty / "watcher.toml").feeds}
+    assert feeds["odd"].user_agent == 'Mozilla/5.0 (X11; "quoted") Watcher'
+    assert feeds["новости-ru"].interval == 120
+    assert feeds["auto-feed"].auto_interval
+    before = {f.name: (f.url, f.interval, f.auto_interval) for f in load_config(config).feeds}
+    after = {f.name: (f.url, f.interval, f.auto_interval) for f in feeds.values()}
+    assert after == before
+
+
+def test_names_count_on_from_where_they_got() -> None:
+    outlines = [Outline(f"https://h{n}.example/feed", "RSS") for n in range(5)]
+    added, _ = plan_import(outlines, [FeedDef("rss-3", "https://other.example/", 600)])
+    assert [feed.name for feed in added] == ["RSS", "RSS-2", "RSS-4", "RSS-5", "RSS-6"]
+
+
+def test_a_foreign_outline_titled_in_another_script_gets_an_ascii_name() -> None:
+    outlines = [Outline("https://civil.ge/ka/feed", "ქართული")]  # no `interval`: not ours
+    added, _ = plan_import(outlines, [])
+    assert [feed.name for feed in added] == ["civil-ge-ka-feed"]
 
 
 def test_export_command(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -130,8 +130,10 @@ def test_render_writes_opml_2_in_the_order_given() -> None:
         "  </head>\n"
         "  <body>\n"
         '    <outline type="rss" text="b-news" title="b-news" '
-        'xmlUrl="https://b.example/rss?a=1&amp;b=2" category="News/Caucasus" language="ru"/>\n'
-        '    <outline type="rss" text="a-news" title="a-news" xmlUrl="https://a.example/rss"/>\n'
+        'xmlUrl="https://b.example/rss?a=1&amp;b=2" category="News/Caucasus" language="ru" '
+        'interval="600s"/>\n'
+        '    <outline type="rss" text="a-news" title="a-news" xmlUrl="https://a.example/rss" '
+        'interval="600s"/>\n'
         "  </body>\n"
         "</opml>\n"
     )
@@ -163,3 +165,16 @@ def test_tags_opml_cannot_carry_are_left_out() -> None:
     document = render_opml(feeds, title="t", created=CREATED)
     assert 'category="three,bell"' in document
     assert category_tags("three,bell") == ["three", "bell"]
+
+
+def test_outlines_nested_a_thousand_deep_are_read() -> None:
+    depth = 1000
+    document = (
+        '<opml version="2.0"><body>'
+        + '<outline text="f">' * depth
+        + '<outline text="x" xmlUrl="https://deep.example/feed"/>'
+        + "</outline>" * depth
+        + "</body></opml>"
+    )
+    (outline,) = parse_opml(document.encode())
+    assert outline.url == "https://deep.example/feed" and outline.tags == ("/".join(["f"] * depth),)

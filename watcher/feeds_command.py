@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from watcher.config import (
     is_language_code,
     is_user_agent,
     load_config,
+    parse_duration,
 )
 from watcher.errors import ConfigError
 from watcher.identity import canonical_url
@@ -47,6 +48,7 @@ class NewFeed:
     language: str | None = None
     note: str | None = None  # something of the outline that could not be kept
     user_agent: str | None = None
+    interval: str | None = None  # as the config writes it: "300s" or "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,7 @@ def plan_import(
     """PURE: which outlines become feeds, under which names, and which are skipped why."""
     by_url = {canonical_url(feed.url): feed.name for feed in configured}
     taken = {feed.name.casefold() for feed in configured}
+    numbers: dict[str, int] = {}
     added: list[NewFeed] = []
     skipped: list[Skipped] = []
     for outline in outlines:
@@ -154,43 +157,88 @@ def plan_import(
                 Skipped(outline.url, outline.title, f"already configured as {by_url[key]!r}")
             )
             continue
-        name = feed_name(outline.title, outline.url, taken)
+        exported = outline.interval is not None
+        name = feed_name(outline.title, outline.url, taken, numbers, exported=exported)
         language, note = _language(outline.language)
+        notes = [note] if note else []
         user_agent = outline.user_agent
         if user_agent is not None and not is_user_agent(user_agent):
-            user_agent, dropped = None, f"userAgent left out: not {USER_AGENT_RULE}"
-            note = f"{note}; {dropped}" if note else dropped
+            user_agent = None
+            notes.append(f"userAgent left out: not {USER_AGENT_RULE}")
+        interval, dropped = _interval(outline.interval)
+        if dropped:
+            notes.append(dropped)
         added.append(
-            NewFeed(name, outline.url, outline.title, outline.tags, language, note, user_agent)
+            NewFeed(
+                name,
+                outline.url,
+                outline.title,
+                outline.tags,
+                language,
+                "; ".join(notes) or None,
+                user_agent,
+                interval,
+            )
         )
         by_url[key] = name
         taken.add(name.casefold())
     return added, skipped
 
 
-# A title that is already a good feed name is kept as it is (an export's outlines carry
-# the names); anything else is made into a slug.
+def _interval(written: str | None) -> tuple[str | None, str | None]:
+    """An outline's `interval` as the config writes it, or why it was left out."""
+    if written is None:
+        return None, None
+    if written.strip().lower() == "auto":
+        return "auto", None
+    try:
+        return f"{parse_duration(written)}s", None
+    except ValueError:
+        return None, f"interval {written!r} left out: not a duration like 5m or auto"
+
+
+# A title that is already a good feed name is kept as it is; anything else becomes a slug.
+# Names typed in commands and rules are best in ASCII, but an export of Watcher's own (its
+# outlines carry `interval`) names its feeds as the config did, in any script.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_MAX_NAME = 100
 _SLUG_SEPARATORS = re.compile(r"[^a-z0-9]+")
 _ASCII_FOR = str.maketrans({"ə": "e", "Ə": "e", "ı": "i", "ł": "l", "ø": "o", "đ": "d"})
 _ASCII_FOR |= str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe"})
 _MAX_SLUG = 48
 
 
-def feed_name(title: str | None, url: str, taken: Iterable[str]) -> str:
-    """A name for a new feed, unique ignoring case among `taken` (casefolded names)."""
-    taken = set(taken)
+def feed_name(
+    title: str | None,
+    url: str,
+    taken: Collection[str],
+    numbers: dict[str, int] | None = None,
+    *,
+    exported: bool = False,
+) -> str:
+    """A name for a new feed, unique ignoring case among `taken` (casefolded names), from
+    an outline's title (`exported`: by Watcher, whose titles are the configured names).
+    `numbers`, kept across calls, remembers how far each name's "-2", "-3"... got: a
+    thousand outlines titled "RSS" then cost a thousand steps, not half a million."""
     title = (title or "").strip()
-    if _NAME.fullmatch(title):
+    if _NAME.fullmatch(title) or (exported and _is_config_name(title)):
         base = title
     else:
         parts = urlsplit(url)
         host = (parts.hostname or "").removeprefix("www.")
         base = _slug(title) or _slug(f"{host} {parts.path}") or "feed"
-    name, number = base, 2
+    counters = numbers if numbers is not None else {}
+    name, number = base, counters.get(base.casefold(), 2)
     while name.casefold() in taken:
         name, number = f"{base}-{number}", number + 1
+    counters[base.casefold()] = number
     return name
+
+
+def _is_config_name(text: str) -> bool:
+    return 0 < len(text) <= _MAX_NAME and all(
+        char.isprintable() and not char.isspace() for char in text
+    )
 
 
 def _slug(text: str) -> str:
@@ -229,6 +277,8 @@ def feeds_toml(feeds: Sequence[NewFeed], *, header: str) -> str:
             lines.append(f"tags = [{', '.join(toml_string(tag) for tag in feed.tags)}]")
         if feed.user_agent:
             lines.append(f"user_agent = {toml_string(feed.user_agent)}")
+        if feed.interval:
+            lines.append(f"interval = {toml_string(feed.interval)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 

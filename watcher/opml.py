@@ -37,6 +37,7 @@ class Outline:
     tags: tuple[str, ...] = ()
     language: str | None = None  # as written
     user_agent: str | None = None  # Watcher's own attribute, `userAgent`: as written
+    interval: str | None = None  # Watcher's own attribute, `interval`: as written
 
 
 def parse_opml(data: bytes) -> list[Outline]:
@@ -50,11 +51,21 @@ def parse_opml(data: bytes) -> list[Outline]:
     body = root.find("body")
     if body is None:
         raise OpmlError("not an OPML document: it has no <body>")
-    return list(_outlines(body, folders=()))
+    return list(_outlines(body))
 
 
-def _outlines(parent: ET.Element, folders: tuple[str, ...]) -> Iterator[Outline]:
-    for element in parent.findall("outline"):
+def _outlines(body: ET.Element) -> Iterator[Outline]:
+    """The outlines with an `xmlUrl`, in document order. A walk with a stack of its own:
+    a document nested a thousand deep must not exhaust Python's."""
+    stack: list[tuple[Iterator[ET.Element], tuple[str, ...]]] = [
+        (iter(body.findall("outline")), ())
+    ]
+    while stack:
+        children, folders = stack[-1]
+        element = next(children, None)
+        if element is None:
+            stack.pop()
+            continue
         # Some exporters write xmlurl or XMLURL; the attribute is meant all the same.
         attributes = {name.lower(): value.strip() for name, value in element.attrib.items()}
         title = attributes.get("text") or attributes.get("title") or None
@@ -68,10 +79,11 @@ def _outlines(parent: ET.Element, folders: tuple[str, ...]) -> Iterator[Outline]
                 tags=tuple(dict.fromkeys(tag for tag in tags if tag)),
                 language=attributes.get("language") or None,
                 user_agent=attributes.get("useragent") or None,
+                interval=attributes.get("interval") or None,
             )
-            yield from _outlines(element, folders)
-        else:
-            yield from _outlines(element, (*folders, title) if title else folders)
+        elif title:
+            folders = (*folders, title)
+        stack.append((iter(element.findall("outline")), folders))
 
 
 def normalize_tag(tag: str) -> str:
@@ -86,7 +98,8 @@ def category_tags(category: str) -> list[str]:
 def render_opml(feeds: Sequence[FeedDef], *, title: str, created: datetime) -> str:
     """An OPML 2.0 document listing `feeds` in the order given: one outline each, its tags
     as `category` (tags with a comma cannot be written there and are left out), and its
-    `user_agent` as `userAgent`, an attribute of Watcher's that other readers ignore."""
+    `user_agent` and interval as `userAgent` and `interval`, attributes of Watcher's that
+    other readers ignore."""
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         '<opml version="2.0">',
@@ -110,6 +123,7 @@ def render_opml(feeds: Sequence[FeedDef], *, title: str, created: datetime) -> s
             attributes.append(("language", feed.language))
         if feed.user_agent:
             attributes.append(("userAgent", feed.user_agent))
+        attributes.append(("interval", "auto" if feed.auto_interval else f"{feed.interval}s"))
         written = " ".join(f'{name}="{_escape(value)}"' for name, value in attributes)
         lines.append(f"    <outline {written}/>")
     lines += ["  </body>", "</opml>", ""]
