@@ -142,9 +142,10 @@ async def test_connection_refused_is_an_error(fetcher: Fetcher) -> None:
         await fetcher.fetch(f"http://127.0.0.1:{port}/rss")
 
 
-async def test_invalid_url_is_an_error(fetcher: Fetcher) -> None:
+@pytest.mark.parametrize("url", ["not a url", "http://[::1/x"])
+async def test_invalid_url_is_an_error(fetcher: Fetcher, url: str) -> None:
     with pytest.raises(FetchError):
-        await fetcher.fetch("not a url")
+        await fetcher.fetch(url)
 
 
 async def test_no_more_than_per_host_fetches_at_once(server: FeedServer) -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from tests.fakes.feed_server import FeedServer
 from watcher.cli import main
+from watcher.match_command import highlight_brackets, highlighted
+from watcher.model import Span
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_FEED = ROOT / "seeds" / "turan-feed.xml"
@@ -156,3 +158,11 @@ def test_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_an_unreadable_source_exits_1(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "match", "--config", str(config), "/nonexistent/feed.xml")
     assert code == 1 and "cannot read /nonexistent/feed.xml" in err
+
+
+def test_overlapping_spans_of_two_hits_are_marked_as_one() -> None:
+    text = "Trump said talks"
+    spans = [Span("title", 0, 5, "Trump"), Span("title", 0, 10, "Trump said")]
+    assert highlighted(text, spans, highlight_brackets) == "[Trump said] talks"
+    apart = [Span("title", 11, 16, "talks"), Span("title", 0, 5, "Trump")]
+    assert highlighted(text, apart, highlight_brackets) == "[Trump] said [talks]"

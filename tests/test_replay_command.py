@@ -263,6 +263,8 @@ def test_since_leaves_out_entries_first_seen_before_it(
     assert len(stories) == 5
     assert main(["replay", "--config", str(config), "--since", "90m", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+    assert main(["replay", "--config", str(config), "--since", "5400", "--json"]) == 0  # seconds
+    assert json.loads(capsys.readouterr().out) == []
 
 
 def test_text_output_highlights_the_words_and_sums_up(

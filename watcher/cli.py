@@ -127,8 +127,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _duration(value: str) -> timedelta:
+    # A command line has only strings: a bare number is seconds, as a config's integer is.
+    seconds: object = int(value) if value.isascii() and value.isdigit() else value
     try:
-        return timedelta(seconds=parse_duration(value))
+        return timedelta(seconds=parse_duration(seconds))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 

@@ -170,7 +170,11 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         # The host's turn first, then a global slot: a feed queued behind its own host
         # must not hold a slot that another host's feed could use.
-        async with self._host_slot(url):
+        try:
+            host_slot = self._host_slot(url)
+        except ValueError as exc:  # "http://[::1/x": an IPv6 host not closed
+            raise FetchError(str(exc), url=url) from exc
+        async with host_slot:
             if self._slots is None:
                 return await self._get(self._session, url, headers)
             async with self._slots:

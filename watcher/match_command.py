@@ -110,15 +110,20 @@ def highlight_ansi(text: str) -> str:
 
 
 def highlighted(text: str, spans: Sequence[Span], mark: Callable[[str], str]) -> str:
-    """`text` with each span marked; spans of one field do not overlap."""
+    """`text` with each span marked, overlapping spans (of different hits: "Trump" and
+    "Trump said") marked as one."""
     out: list[str] = []
     cursor = 0
+    merged: list[list[int]] = []
     for span in sorted(spans, key=lambda s: s.start):
-        if span.start < cursor:
-            continue
-        out.append(text[cursor : span.start])
-        out.append(mark(text[span.start : span.end]))
-        cursor = span.end
+        if merged and span.start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], span.end)
+        else:
+            merged.append([span.start, span.end])
+    for start, end in merged:
+        out.append(text[cursor:start])
+        out.append(mark(text[start:end]))
+        cursor = end
     out.append(text[cursor:])
     return "".join(out)
 
