@@ -99,6 +99,7 @@ def make_bot(
     token: str = TOKEN,
     *,
     reply_slot: Callable[[int], AbstractAsyncContextManager[None]] | None = None,
+    polling_stall_s: float | None = None,
 ) -> SubscriberBot:
     return SubscriberBot(
         token,
@@ -109,6 +110,7 @@ def make_bot(
         retry_initial_s=0.05,
         retry_max_s=0.2,
         reply_slot=reply_slot,
+        polling_stall_s=polling_stall_s,
     )
 
 
@@ -789,6 +791,27 @@ async def test_a_reply_about_many_unknown_long_names_stays_within_the_limit(
     names = [("😀" * n) + long_name[:90] for n in range(30, 50)]  # near misses: suggestions
     reply = await ask(fake, USER, "/subscribe " + " ".join(names))
     assert 0 < utf16_len(reply.visible_text) <= 4096
+
+
+@pytest.mark.parametrize("status", [401, 404])
+async def test_the_bot_restarts_when_telegram_bot_stops_polling(
+    fake: FakeTelegram, backend: StoreBackend, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PTB ends its polling loop for good on a 401 or 404 from getUpdates (it takes either
+    # for a rejected token): a self-hosted Bot API server restarting, say.
+    bot = make_bot(fake, backend, polling_stall_s=2.0)
+    await bot.start()
+    try:
+        polls = len(fake.calls_to("getUpdates"))
+        fake.fail_next(1, status, methods=["getUpdates"])
+        await fake.wait_for_calls("getUpdates", polls + 1)
+        before = len(fake.sent)
+        fake.inject_message(USER, "/help")
+        (reply,) = (await fake.wait_for_messages(before + 1, timeout=15))[before:]
+        assert reply.chat_id == USER
+        assert "bot polling stopped" in caplog.text
+    finally:
+        await bot.stop()
 
 
 # --------------------------------------------------------------------------- pure parts

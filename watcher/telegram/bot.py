@@ -48,6 +48,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from watcher.errors import ChatOnHold
 from watcher.model import RuleDef
@@ -88,6 +89,27 @@ _GROUP_ADMIN_TTL_S = 60.0
 _GROUP_ADMIN_CACHE_SIZE = 1024
 
 
+class _PollingRequest(HTTPXRequest):
+    """The connection getUpdates goes through (a documented extension point of PTB), noting
+    when it last made a request: how `SubscriberBot` tells that polling has stopped."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,  # PTB adds the long poll's own timeout to this
+            write_timeout=timeout_s,
+            pool_timeout=timeout_s,
+        )
+        self.last_request = time.monotonic()
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        self.last_request = time.monotonic()
+        try:
+            return await super().do_request(*args, **kwargs)
+        finally:
+            self.last_request = time.monotonic()
+
+
 class SubscriberBot:
     """Answers subscribers' commands on Telegram.
 
@@ -108,6 +130,7 @@ class SubscriberBot:
         retry_initial_s: float = 5.0,
         retry_max_s: float = 300.0,
         reply_slot: ReplySlot | None = None,
+        polling_stall_s: float | None = None,
     ) -> None:
         self._token = token
         self._base_url = api_base_url.rstrip("/") + "/bot"
@@ -119,6 +142,14 @@ class SubscriberBot:
         self._reply_slot: ReplySlot = reply_slot or _no_wait
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._retry_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        # How long polling may go without a request before it counts as stopped: a long
+        # poll, a request's timeout, PTB's longest wait between retries (30 s), and slack.
+        self._polling_stall_s = (
+            polling_stall_s
+            if polling_stall_s is not None
+            else poll_timeout_s + request_timeout_s + 60.0
+        )
         self._started = False
         self._last_poll_error: tuple[str, float] | None = None
         # (chat, user) → (administers the group, when Telegram said so): see _group_refusal.
@@ -149,11 +180,12 @@ class SubscriberBot:
     async def stop(self) -> None:
         """Stop polling (finishing the update being handled) and release the HTTP clients.
         Safe to call whatever state `start()` reached, and more than once."""
-        task, self._retry_task = self._retry_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._retry_task, self._watch_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._retry_task = self._watch_task = None
         app, self._app = self._app, None
         if app is not None:
             await _teardown(app)
@@ -191,7 +223,8 @@ class SubscriberBot:
         return None
 
     async def _launch(self) -> None:
-        app = self._build()
+        polling = _PollingRequest(self._request_timeout_s)
+        app = self._build(polling)
         self._app = app
         try:
             await app.initialize()  # getMe: checks the token, learns the bot's @username
@@ -209,8 +242,33 @@ class SubscriberBot:
             await _teardown(app)
             raise
         log.info("bot started username=@%s", app.bot.username)
+        self._watch_task = asyncio.create_task(
+            self._watch_polling(app, polling), name="subscriber-bot-polling"
+        )
 
-    def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
+    async def _watch_polling(
+        self, app: Application[Any, Any, Any, Any, Any, Any], polling: _PollingRequest
+    ) -> None:
+        """Restart the bot when its polling has stopped: PTB ends its polling loop for good
+        on a 401 or a 404 from getUpdates (a self-hosted Bot API server restarting, a proxy)
+        without a word to us, and the bot would answer no one until the daemon restarts."""
+        stall = self._polling_stall_s
+        while self._app is app:
+            await asyncio.sleep(min(stall / 4, 15.0))
+            quiet = time.monotonic() - polling.last_request
+            if self._app is not app or quiet <= stall:
+                continue
+            log.warning("bot polling stopped (no request for %.0f s); restarting the bot", quiet)
+            self._app = None
+            await _teardown(app)
+            delay = await self._attempt(self._retry_initial_s)
+            if delay is not None:
+                self._retry_task = asyncio.create_task(
+                    self._keep_trying(delay), name="subscriber-bot-start"
+                )
+            return
+
+    def _build(self, polling: _PollingRequest) -> Application[Any, Any, Any, Any, Any, Any]:
         timeout = self._request_timeout_s
         app = (
             Application.builder()
@@ -220,10 +278,7 @@ class SubscriberBot:
             .read_timeout(timeout)
             .write_timeout(timeout)
             .pool_timeout(timeout)
-            .get_updates_connect_timeout(timeout)
-            .get_updates_read_timeout(timeout)
-            .get_updates_write_timeout(timeout)
-            .get_updates_pool_timeout(timeout)
+            .get_updates_request(polling)
             .job_queue(None)  # the daemon has its own scheduler
             .build()
         )
