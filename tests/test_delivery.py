@@ -59,6 +59,15 @@ async def queue(store: Store, *chats: int, title: str = "Karabakh <news> & more"
         await tx.enqueue([Alert(new.id, chat, text, ("karabakh",)) for chat in chats], now())
 
 
+async def run_for(delivery: Delivery, seconds: float) -> None:
+    """Let `delivery` run as the daemon runs it (rounds, waits, wake-ups) for a while."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(delivery.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(running, 5)
+
+
 async def test_alert_arrives_as_accepted_html(
     fake: FakeTelegram, store: Store, sender: TelegramSender
 ) -> None:
@@ -104,12 +113,7 @@ async def test_a_migrated_group_that_had_both_ids_gets_each_alert_once(
         await store.follow(chat, "karabakh", now())
     fake.migrate_chat(old, new)
     await queue(store, old, new)
-    delivery = Delivery(store, sender, clock=now)
-    stop = asyncio.Event()
-    running = asyncio.create_task(delivery.run(stop))
-    await asyncio.sleep(1.5)
-    stop.set()
-    await asyncio.wait_for(running, 5)
+    await run_for(Delivery(store, sender, clock=now), 1.5)
     assert [m.chat_id for m in fake.sent] == [new]
     assert len([c for c in fake.calls_to("sendMessage") if c.get("chat_id") == old]) == 1
     assert await store.outbox_counts() == {"sent": 1, "dead": 1}
@@ -122,12 +126,7 @@ async def test_an_answer_telegram_bot_cannot_read_is_retried_with_backoff(
 ) -> None:
     fake.fail_next(1, GARBLED, methods=["sendMessage"])
     await queue(store, 42)
-    delivery = Delivery(store, sender, clock=now)
-    stop = asyncio.Event()
-    running = asyncio.create_task(delivery.run(stop))
-    await asyncio.sleep(1.0)  # inside the first backoff (2 s)
-    stop.set()
-    await asyncio.wait_for(running, 5)
+    await run_for(Delivery(store, sender, clock=now), 1.0)  # inside the first backoff (2 s)
     # One call, answered garbled: the row waits its backoff instead of going again at once.
     assert len(fake.calls_to("sendMessage")) == 1
     (row,) = await store._fetchall("SELECT status, attempts, next_attempt_at FROM outbox", ())
@@ -143,12 +142,7 @@ async def test_a_chat_whose_delivery_fails_in_the_store_waits_instead_of_resendi
             "CREATE TRIGGER no_sent BEFORE UPDATE OF status ON outbox "
             "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
         )
-    delivery = Delivery(store, sender, clock=now)
-    stop = asyncio.Event()
-    running = asyncio.create_task(delivery.run(stop))
-    await asyncio.sleep(1.5)
-    stop.set()
-    await asyncio.wait_for(running, 5)
+    await run_for(Delivery(store, sender, clock=now), 1.5)
     assert len(fake.sent) == 1  # not again and again while the store fails
 
 

@@ -82,21 +82,26 @@ def test_a_long_digest_is_split_within_the_limit() -> None:
     assert sum(m.count("• ") for m in messages) == 100
 
 
+async def hold(store: Store, chat_id: int, count: int) -> None:
+    """`count` new entries of feed "apa", held for `chat_id` (a subscriber)."""
+    await store.sync_feeds([FeedDef("apa", "https://apa.az/rss", 600)], NOW)
+    state = await store.feed("apa")
+    assert state is not None
+    async with store.write() as tx:
+        new = await tx.insert_entries(
+            state.id,
+            [Entry(f"g{n}", f"https://apa.az/{n}", f"Karabakh <{n}>", "") for n in range(count)],
+            NOW,
+        )
+        for entry in new:
+            await tx.hold(chat_id, entry.id, ["karabakh"], NOW)
+
+
 async def test_held_alerts_go_out_as_one_message_at_digest_time(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "w.db") as store:
-        await store.sync_feeds([FeedDef("apa", "https://apa.az/rss", 600)], NOW)
-        state = await store.feed("apa")
-        assert state is not None
         await store.add_subscriber(5, NOW)
         await store.set_digest(5, "daily", "08:00")
-        async with store.write() as tx:
-            new = await tx.insert_entries(
-                state.id,
-                [Entry(f"g{n}", f"https://apa.az/{n}", f"Karabakh <{n}>", "") for n in range(3)],
-                NOW,
-            )
-            for entry in new:
-                await tx.hold(5, entry.id, ["karabakh"], NOW)
+        await hold(store, 5, 3)
 
         assert await send_due_digests(store, NOW - timedelta(minutes=1), BAKU) == 0
         assert await send_due_digests(store, NOW, BAKU) == 3
@@ -111,16 +116,9 @@ async def test_held_alerts_go_out_as_one_message_at_digest_time(tmp_path: Path) 
 async def test_two_releases_at_once_queue_one_digest(tmp_path: Path) -> None:
     # The minute job and an /unmute (send_digest) at the same moment.
     async with await Store.open(tmp_path / "w.db") as store:
-        await store.sync_feeds([FeedDef("apa", "https://apa.az/rss", 600)], NOW)
-        state = await store.feed("apa")
-        assert state is not None
         await store.add_subscriber(5, NOW)
         await store.set_muted_until(5, NOW - timedelta(seconds=1))  # the mute just ended
-        async with store.write() as tx:
-            (new,) = await tx.insert_entries(
-                state.id, [Entry("g1", "https://apa.az/1", "Karabakh", "")], NOW
-            )
-            await tx.hold(5, new.id, ["karabakh"], NOW)
+        await hold(store, 5, 1)
         released = await asyncio.gather(
             send_due_digests(store, NOW, BAKU), send_digest(store, 5, NOW, "While you were muted")
         )

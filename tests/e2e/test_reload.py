@@ -36,7 +36,8 @@ def replace_file(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
-def config_text(server: FeedServer, api: str, *, extra_feeds: str = "", rules: str = "") -> str:
+def head(api: str, *, telegram: str = "", polling: str = 'interval = "1s"') -> str:
+    """The tables every config of these tests has: storage, Telegram (the fake), polling."""
     return f"""
 [storage]
 path = "watcher.db"
@@ -45,10 +46,16 @@ path = "watcher.db"
 api_base_url = "{api}"
 token_env = "WATCHER_E2E_TOKEN"
 admins = [{ADMIN}]
-
+{telegram}
 [polling]
-interval = "1s"
+{polling}
+"""
 
+
+def config_text(server: FeedServer, api: str, *, extra_feeds: str = "", rules: str = "") -> str:
+    return (
+        head(api)
+        + f"""
 [[feeds]]
 name = "apa"
 url = "{server.url("/apa.xml")}"
@@ -61,6 +68,7 @@ name = "peacekeepers"
 query = '@russian_peacekeepers'
 chats = [{GROUP}]
 {rules}"""
+    )
 
 
 TURAN_FEED = """
@@ -146,23 +154,15 @@ async def test_edits_apply_live_and_bad_edits_are_refused(
 
 
 def edge_config(api: str, url: str, *, interval: str = "1s", telegram: str = "") -> str:
-    return f"""
-[storage]
-path = "watcher.db"
-
-[telegram]
-api_base_url = "{api}"
-token_env = "WATCHER_E2E_TOKEN"
-admins = [{ADMIN}]
-{telegram}
-[polling]
-timeout = "20s"
-
+    return (
+        head(api, telegram=telegram, polling='timeout = "20s"')
+        + f"""
 [[feeds]]
 name = "apa"
 url = "{url}"
 interval = "{interval}"
 """
+    )
 
 
 async def test_reload_outlives_odd_edits_and_a_poll_of_the_old_url(
