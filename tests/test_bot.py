@@ -814,6 +814,17 @@ async def test_the_bot_restarts_when_telegram_bot_stops_polling(
         await bot.stop()
 
 
+async def test_list_of_a_chat_that_blocked_the_bot_says_nothing_is_sent(world: World) -> None:
+    fake, store = world.fake, world.store
+    await ask(fake, USER, "/subscribe peacekeepers")
+    await store.deactivate_subscriber(USER)  # it blocked the bot, then unblocked it
+    shown = (await ask(fake, USER, "/list")).visible_text
+    assert "peacekeepers" in shown and "Send /start" in shown
+    assert "Alerts come as they happen" not in shown
+    await ask(fake, USER, "/start")
+    assert "Alerts come as they happen" in (await ask(fake, USER, "/list")).visible_text
+
+
 # --------------------------------------------------------------------------- pure parts
 
 

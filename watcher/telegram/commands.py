@@ -396,6 +396,12 @@ def followed_list(
     else:
         lines.append(f"You follow no rules yet. {see_rules()}")
     lines.append("")
+    if subscriber is not None and not subscriber.active:
+        # It blocked the bot once: nothing is sent to it until it says /start again.
+        lines.append(
+            "No alerts are sent to this chat: it had blocked me. Send /start to turn them on."
+        )
+        return _fit("\n".join(lines))
     muted = mute_state(subscriber, zone, now)
     if muted is not None:
         lines.append(escape(muted))
