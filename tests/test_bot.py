@@ -825,6 +825,24 @@ async def test_list_of_a_chat_that_blocked_the_bot_says_nothing_is_sent(world: W
     assert "Alerts come as they happen" in (await ask(fake, USER, "/list")).visible_text
 
 
+async def test_a_wait_telegram_asks_of_polling_is_not_taken_for_a_stop(
+    fake: FakeTelegram, backend: StoreBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A 429 on getUpdates: PTB sleeps retry_after, longer here than the stall allowance.
+    bot = make_bot(fake, backend, polling_stall_s=2.0)
+    await bot.start()
+    try:
+        polls = len(fake.calls_to("getUpdates"))
+        fake.fault_retry_after = 5
+        fake.fail_next(1, 429, methods=["getUpdates"])
+        await fake.wait_for_calls("getUpdates", polls + 1)
+        await asyncio.sleep(4)  # still inside the wait Telegram asked for
+        assert "bot polling stopped" not in caplog.text
+        assert bot.running
+    finally:
+        await bot.stop()
+
+
 # --------------------------------------------------------------------------- pure parts
 
 

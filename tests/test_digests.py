@@ -124,3 +124,19 @@ async def test_two_releases_at_once_queue_one_digest(tmp_path: Path) -> None:
         )
         assert sorted(released) == [0, 1]
         assert len(await store.due_outbox(NOW)) == 1
+
+
+async def test_a_release_that_lost_part_of_its_alerts_to_another_queues_nothing(
+    tmp_path: Path,
+) -> None:
+    # B read g0 and g1; meanwhile A released g0. B's digest would list g0 a second time.
+    async with await Store.open(tmp_path / "w.db") as store:
+        await store.add_subscriber(5, NOW)
+        await hold(store, 5, 2)
+        g0, g1 = (h.entry_id for h in await store.held_alerts(5))
+        assert await store.release_held(5, [g0], ["A: g0"], NOW) == 1
+        assert await store.release_held(5, [g0, g1], ["B: g0 and g1"], NOW) == 0
+        assert [m.text for m in await store.due_outbox(NOW)] == ["A: g0"]
+        assert await send_digest(store, 5, NOW, "While you were muted") == 1  # reads again
+        texts = [m.text for m in await store.due_outbox(NOW)]
+        assert len(texts) == 2 and "apa.az/1" in texts[1] and "apa.az/0" not in texts[1]

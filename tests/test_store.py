@@ -277,6 +277,26 @@ async def test_a_shorter_interval_brings_the_next_check_of_a_healthy_feed_forwar
     assert await next_checks(1200, 1200) == [ten, six_hours]  # longer: after the next check
     assert await next_checks(120, 120) == [NOW + timedelta(minutes=2), six_hours]
     assert await next_checks(60, 60, auto=True) == [NOW + timedelta(minutes=2), six_hours]
+    # From "auto" (which may have put the check up to max_interval away) to an interval.
+    assert await next_checks(60, 60) == [NOW + timedelta(minutes=1), six_hours]
+
+
+async def test_a_write_cancelled_as_it_begins_leaves_the_store_writable(store: Store) -> None:
+    # A reload stops a poll of an edited feed: if that lands while BEGIN is on its way to
+    # aiosqlite's thread, the transaction it opens must not outlive the cancelled task.
+    async def write_something() -> None:
+        async with store.write() as tx:
+            await tx.db.execute("UPDATE feeds SET etag = 'x'")
+
+    for _ in range(3):
+        task = asyncio.create_task(write_something())
+        await asyncio.sleep(0)  # it takes the lock and waits for its BEGIN
+        assert store.write_since is not None
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.sync_feeds(FEEDS, NOW)  # a later write begins
+    state = await store.feed("apa")
+    assert state is not None and state.etag is None
 
 
 async def test_a_batched_update_whose_caller_is_cancelled_writes_nothing(store: Store) -> None:

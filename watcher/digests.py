@@ -39,18 +39,26 @@ def digest_due(subscriber: Subscriber, now: datetime, tz: tzinfo) -> bool:
     return True
 
 
+# Reads of what is held, should other releases keep taking some of it meanwhile.
+_RELEASE_ATTEMPTS = 3
+
+
 async def send_digest(store: Store, chat_id: int, now: datetime, heading: str) -> int:
     """Move a chat's held alerts into the outbox as digest messages; return how many
     alerts they carry."""
-    held = await store.held_alerts(chat_id)
-    if not held:
-        return 0
-    lines = [DigestLine(h.title, h.link, h.feed, h.rules) for h in held]
-    messages = render_digest(lines, f"{heading} ({len(held)} alerts)")
-    if not await store.release_held(chat_id, [h.entry_id for h in held], messages, now):
-        return 0  # another release took them meanwhile
-    log.info("digest queued chat=%d alerts=%d messages=%d", chat_id, len(held), len(messages))
-    return len(held)
+    for _ in range(_RELEASE_ATTEMPTS):
+        held = await store.held_alerts(chat_id)
+        if not held:
+            return 0
+        lines = [DigestLine(h.title, h.link, h.feed, h.rules) for h in held]
+        messages = render_digest(lines, f"{heading} ({len(held)} alerts)")
+        if await store.release_held(chat_id, [h.entry_id for h in held], messages, now):
+            log.info(
+                "digest queued chat=%d alerts=%d messages=%d", chat_id, len(held), len(messages)
+            )
+            return len(held)
+        # Another release (the minute job and an /unmute at once) took some: read again.
+    return 0
 
 
 async def send_due_digests(store: Store, now: datetime, tz: tzinfo) -> int:

@@ -300,9 +300,9 @@ def _v14_feed_interval(db: sqlite3.Connection) -> None:
     _execute_script(
         db,
         """
-        -- The interval the config gives a feed (NULL: "auto", or not recorded yet): an edit
-        -- that shortens it brings the next check forward, instead of leaving it where the
-        -- old interval put it (up to that old interval away).
+        -- The interval the config gives a feed (0: "auto"; NULL: not recorded yet): an
+        -- edit that shortens it (or trades "auto" for an interval) brings the next check
+        -- forward, instead of leaving it where the old one put it.
         ALTER TABLE feeds ADD COLUMN interval_s INTEGER;
         """,
     )

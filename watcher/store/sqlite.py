@@ -172,7 +172,7 @@ class Store(SubscriberQueries, StoryQueries):
         async with self._write_lock:
             self.write_since = time.monotonic()
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
+                await self._begin()
                 try:
                     yield WriteTransaction(self._db)
                 except BaseException:
@@ -181,6 +181,23 @@ class Store(SubscriberQueries, StoryQueries):
                 await self._db.execute("COMMIT")
             finally:
                 self.write_since = None
+
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE, safe to cancel. aiosqlite runs it in its thread whatever
+        becomes of the awaiting task: a cancelled caller (a poll stopped by a reload) must
+        wait for it and undo it, or the connection stays in a transaction and no later
+        write can begin."""
+        begin = asyncio.ensure_future(self._db.execute("BEGIN IMMEDIATE"))
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            try:
+                await begin
+            except Exception:
+                pass  # it did not begin (the database was locked): nothing to undo
+            else:
+                await self._db.execute("ROLLBACK")
+            raise
 
     # -- batched updates -------------------------------------------------------------
 
@@ -288,7 +305,9 @@ class Store(SubscriberQueries, StoryQueries):
                                  OR user_agent IS NOT excluded.user_agent
                             THEN excluded.next_check_at
                             -- A failing feed keeps its backoff.
-                            WHEN excluded.interval_s < interval_s AND consecutive_errors = 0
+                            WHEN excluded.interval_s > 0
+                                 AND (interval_s = 0 OR excluded.interval_s < interval_s)
+                                 AND consecutive_errors = 0
                                  AND last_checked_at IS NOT NULL AND next_check_at IS NOT NULL
                             THEN min(next_check_at, last_checked_at + excluded.interval_s)
                             ELSE next_check_at END,
@@ -301,7 +320,7 @@ class Store(SubscriberQueries, StoryQueries):
                         feed.url,
                         feed.url,
                         feed.user_agent,
-                        None if feed.auto_interval else feed.interval,
+                        0 if feed.auto_interval else feed.interval,
                         _ts(now),
                         _ts(now),
                     ),

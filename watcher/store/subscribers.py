@@ -3,6 +3,7 @@ moved. Mixed into `Store`; every write goes through its one write lock."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -205,20 +206,27 @@ class SubscriberQueries:
         self, chat_id: int, entry_ids: Iterable[int], messages: Sequence[str], now: datetime
     ) -> int:
         """Queue digest messages in the outbox in place of held alerts, in one transaction;
-        return how many alerts were released: 0 if another release (the minute job and
-        an /unmute at once) took them first: then nothing is queued, so no chat gets a
-        digest twice. The held alerts are marked released, not deleted: they record that
-        the chat had those entries (`WriteTransaction.alerted_chats`)."""
+        return how many alerts were released. 0 if another release (the minute job and an
+        /unmute at once) took any of them first: then nothing is queued, and the caller
+        reads again what is still held, so no alert goes out in two digests. The held
+        alerts are marked released, not deleted: they record that the chat had those
+        entries (`WriteTransaction.alerted_chats`)."""
         entry_ids = list(entry_ids)
         async with self.write() as tx:
-            cursor = await tx.db.executemany(
+            rows = await tx.db.execute_fetchall(
+                """SELECT count(*) FROM held_alerts
+                   WHERE chat_id = ? AND released_at IS NULL
+                     AND entry_id IN (SELECT value FROM json_each(?))""",
+                (chat_id, json.dumps(entry_ids)),
+            )
+            if next(iter(rows))[0] != len(set(entry_ids)):
+                return 0
+            await tx.db.executemany(
                 """UPDATE held_alerts SET released_at = ?
                    WHERE chat_id = ? AND entry_id = ? AND released_at IS NULL""",
                 [(_ts(now), chat_id, entry_id) for entry_id in entry_ids],
             )
-            released = max(cursor.rowcount, 0)
-            if not released:
-                return 0
+            released = len(set(entry_ids))
             await tx.enqueue([Alert(None, chat_id, text) for text in messages], now)
             # The digest shows each entry as it reads now: that version is told.
             await tx.db.executemany(

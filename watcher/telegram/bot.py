@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
+from http import HTTPStatus
 from typing import Any
 
 from telegram import (
@@ -91,7 +93,9 @@ _GROUP_ADMIN_CACHE_SIZE = 1024
 
 class _PollingRequest(HTTPXRequest):
     """The connection getUpdates goes through (a documented extension point of PTB), noting
-    when it last made a request: how `SubscriberBot` tells that polling has stopped."""
+    when it last made a request, and until when Telegram asked it to wait (a 429's
+    retry_after: PTB then sleeps that long): how `SubscriberBot` tells that polling has
+    stopped rather than paused."""
 
     def __init__(self, timeout_s: float) -> None:
         super().__init__(
@@ -101,13 +105,17 @@ class _PollingRequest(HTTPXRequest):
             pool_timeout=timeout_s,
         )
         self.last_request = time.monotonic()
+        self.quiet_until = 0.0  # time.monotonic() until which Telegram asked for quiet
 
     async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
         self.last_request = time.monotonic()
         try:
-            return await super().do_request(*args, **kwargs)
+            status, payload = await super().do_request(*args, **kwargs)
         finally:
             self.last_request = time.monotonic()
+        if status == HTTPStatus.TOO_MANY_REQUESTS:
+            self.quiet_until = self.last_request + _retry_after(payload)
+        return status, payload
 
 
 class SubscriberBot:
@@ -255,8 +263,12 @@ class SubscriberBot:
         stall = self._polling_stall_s
         while self._app is app:
             await asyncio.sleep(min(stall / 4, 15.0))
-            quiet = time.monotonic() - polling.last_request
-            if self._app is not app or quiet <= stall:
+            now = time.monotonic()
+            quiet = now - polling.last_request
+            if (
+                self._app is not app
+                or now <= max(polling.last_request, polling.quiet_until) + stall
+            ):
                 continue
             log.warning("bot polling stopped (no request for %.0f s); restarting the bot", quiet)
             self._app = None
@@ -727,6 +739,15 @@ async def _answer(query: CallbackQuery, text: str | None = None) -> None:
         if "query is too old" not in str(exc).lower():
             raise
         log.info("bot button answered too late: %s", exc)
+
+
+def _retry_after(payload: bytes) -> float:
+    """The retry_after of a Bot API 429 answer, in seconds (0 if it has none)."""
+    try:
+        value = json.loads(payload)["parameters"]["retry_after"]
+        return max(0.0, float(value))
+    except (ValueError, TypeError, KeyError):
+        return 0.0
 
 
 def _names(args: Sequence[str] | None) -> tuple[list[str], int]:
