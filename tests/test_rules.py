@@ -736,6 +736,61 @@ def test_near_distance_boundary(distance: int, between: int) -> None:
         assert bool(matcher.match("", text)) is (between <= distance)
 
 
+def near_by_hand(words: list[str], left: tuple[str, ...], right: str, distance: int) -> bool:
+    """Whether some occurrence of the phrase `left` and of the word `right` have at most
+    `distance` words between them, counted on the word list itself."""
+    lefts = [
+        (i, i + len(left) - 1)
+        for i in range(len(words) - len(left) + 1)
+        if tuple(words[i : i + len(left)]) == left
+    ]
+    rights = [(j, j) for j, word in enumerate(words) if word == right]
+    for i0, i1 in lefts:
+        for j0, j1 in rights:
+            if (i0, i1) == (j0, j1):
+                continue
+            between = j0 - i1 - 1 if j0 > i1 else i0 - j1 - 1 if i0 > j1 else 0
+            if between <= distance:
+                return True
+    return False
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "x"]), max_size=24),
+    st.sampled_from([("a",), ("a", "c"), ("c", "a", "c")]),
+    st.sampled_from(["b", "a"]),
+    st.integers(min_value=0, max_value=4),
+)
+def test_near_agrees_with_counting_by_hand(
+    words: list[str], left: tuple[str, ...], right: str, distance: int
+) -> None:
+    query = f'"{" ".join(left)}" NEAR/{distance} {right}'
+    text = ", ".join(words)  # any separator is one
+    assert matches(query, text) is near_by_hand(words, left, right, distance)
+
+
+def test_near_over_a_long_summary_full_of_both_terms() -> None:
+    # Each occurrence compared with each, the line between split every time: minutes.
+    matcher = compile_rules([RuleDef("r", "Putin NEAR/5 Aliyev")], {})
+    apart = "Putin " * 1500 + "x " * 10 + "Aliyev " * 1500
+    assert matcher.match("", apart) == []
+    together = ("Putin met Aliyev. " * 1200)[:20_000]
+    (hit,) = matcher.match("", together)
+    assert {span.text for span in hit.spans} == {"Putin", "Aliyev"}
+    assert len(hit.spans) == together.count("Putin") + together.count("Aliyev")
+
+
+@pytest.mark.parametrize(
+    ("query", "aliases"),
+    [("=abcd*", {}), ('="ռուս խաղաղապահ*"', {}), ("@pk", {"pk": ["=ռուս =խաղաղապահ*"]})],
+)
+def test_exact_and_prefix_together_is_a_prefix(query: str, aliases: dict[str, list[str]]) -> None:
+    # "=" keeps a word from being inflected; a prefix never is: together, just a prefix.
+    matcher = compile_rules([RuleDef("r", query)], aliases)
+    assert matcher.match("abcdef ռուս խաղաղապահները", "")
+    assert not matcher.match("abc ռուսական", "")
+
+
 def test_the_reference_examples_compile_and_match() -> None:
     import watcher.rules
 

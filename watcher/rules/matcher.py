@@ -29,6 +29,7 @@ spans worked out, shared among rules hitting on the same terms.
 from __future__ import annotations
 
 import difflib
+import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -60,6 +61,7 @@ from watcher.text import ScanLine, scan_line
 __all__ = ["Matcher", "compile_rules"]
 
 _ALL_FIELDS = (1 << len(FIELDS)) - 1
+_TOKEN = re.compile(r"\S+")  # a word of a scan line (or its field break)
 _FIELD_BIT = {name: 1 << index for index, name in enumerate(FIELDS)}
 # A phrase is keyed by the combinations of forms of as many leading words as stay at or
 # below this (two inflected Russian words have ~13 x 12).
@@ -153,6 +155,7 @@ class _Entry:
         "_places",
         "_span_at",
         "_verified",
+        "_word_starts",
         "found",
         "known_spans",
         "line",
@@ -175,6 +178,15 @@ class _Entry:
         self._places: dict[int, list[_Place]] = {}  # by event
         self.known_spans: dict[int | frozenset[int], tuple[Span, ...]] = {}  # by event(s)
         self._span_at: dict[_Place, Span] = {}
+        self._word_starts: list[int] | None = None  # where each word of the line starts
+
+    def word_number(self, position: int) -> int:
+        """How many words of the scan line start before `position` (the field break counts
+        as one: NEAR never pairs occurrences of two fields)."""
+        starts = self._word_starts
+        if starts is None:
+            starts = self._word_starts = [m.start() for m in _TOKEN.finditer(self.line.line)]
+        return bisect_left(starts, position)
 
     def verify(self, phrases: Sequence[_Verifiable]) -> int:
         """Verify the phrases keys asked for; the bits of the events of those that occur."""
@@ -350,21 +362,34 @@ class _Near:
     distance: int
 
     def pairs(self, entry: _Entry) -> Iterable[tuple[_Occurrence, _Occurrence]]:
-        limit = self.distance
-        right = entry.occurrences(self.right.events)
-        line = entry.line.line
+        """The pairs of an occurrence of each side, in one field, with at most `distance`
+        words between them (either order; overlapping ones have none between).
+
+        By word numbers: A's words i0..i1 and B's j0..j1 have at most d words between
+        them exactly when j0 <= i1 + d + 1 and i0 <= j1 + d + 1. With B's occurrences by
+        j0, each of A's looks only at those that can be that near: linear in the
+        occurrences and the pairs, where comparing each with each, with the line between
+        them split, took minutes on a long summary full of both terms."""
+        reach = self.distance + 1
+        number = entry.word_number
+        by_field: dict[int, list[tuple[int, int, _Occurrence]]] = {}
+        for b in entry.occurrences(self.right.events):  # in line order: by j0 in a field
+            by_field.setdefault(b[0], []).append((number(b[1]), number(b[2]) - 1, b))
+        if not by_field:
+            return
+        longest = max(j1 - j0 for group in by_field.values() for j0, j1, _ in group)
+        firsts = {field: [j0 for j0, _, _ in group] for field, group in by_field.items()}
         for a in entry.occurrences(self.left.events):
-            for b in right:
-                if a[0] != b[0] or a == b:  # one field; two matches, not one twice
-                    continue
-                if a[2] <= b[1]:
-                    between = line[a[2] : b[1]].split()
-                elif b[2] <= a[1]:
-                    between = line[b[2] : a[1]].split()
-                else:
-                    between = []  # they overlap
-                if len(between) <= limit:
+            group = by_field.get(a[0])
+            if group is None:
+                continue
+            i0, i1 = number(a[1]), number(a[2]) - 1
+            k = bisect_left(firsts[a[0]], i0 - reach - longest)
+            while k < len(group) and group[k][0] <= i1 + reach:
+                _, j1, b = group[k]
+                if j1 >= i0 - reach and b != a:  # two matches, not one twice
                     yield a, b
+                k += 1
 
     def holds(self, entry: _Entry) -> bool:
         if not (self.left.holds(entry) and self.right.holds(entry)):
@@ -885,9 +910,11 @@ def _common_prefix(forms: Sequence[str]) -> str:
 
 
 def _spec(word: str) -> _WordSpec:
-    """The folded forms a phrase word stands for, or its prefix."""
+    """The folded forms a phrase word stands for, or its prefix. "=" before a prefix changes
+    nothing: a prefix is matched as written, never inflected."""
     if word.endswith("*"):
-        return frozenset((word[:-1],)), word[:-1]
+        prefix = word[:-1].removeprefix("=")
+        return frozenset((prefix,)), prefix
     if word.startswith("="):
         return frozenset((word[1:],)), ""
     return inflections(word), ""
