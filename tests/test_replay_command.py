@@ -14,9 +14,12 @@ import pytest
 
 from watcher.cli import main
 from watcher.config import load_config
-from watcher.model import Entry, FeedDef
+from watcher.model import Entry, FeedDef, RuleDef
+from watcher.replay_command import replay_entries
+from watcher.rules import compile_rules
 from watcher.store import Store
-from watcher.store.history import EntryHistory
+from watcher.store.history import EntryHistory, StoredEntry
+from watcher.stories import StorySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "bench" / "data" / "story-pairs-en-ru.tsv"
@@ -421,3 +424,27 @@ def test_invalid_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     broken.write_text("[[rules]]\nname = 'x'\nquery = '('\n", encoding="utf-8")
     assert main(["replay", "--config", str(broken), "--since", "7d"]) == 2
     assert "invalid config" in capsys.readouterr().err
+
+
+def test_a_rule_filter_does_not_change_how_entries_group() -> None:
+    # The daemon leaves the words of every rule that hit out of the story signature: so
+    # must replay, whichever rule it shows, or "Baku" here joins two events.
+    rules = [RuleDef("quakes", "earthquake OR quake", (42,)), RuleDef("baku", "Baku", (7,))]
+    t0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+    def entry(n: int, feed: str, title: str, minutes: int) -> StoredEntry:
+        at = t0 + timedelta(minutes=minutes)
+        return StoredEntry(n, feed, None, title, "", at, at, at)
+
+    entries = [
+        entry(1, "APA", "Earthquake drill: Baku schools evacuated", 0),
+        entry(2, "Trend", "Quake insurance law: Baku parliament votes", 30),
+    ]
+
+    def groups(rule: str | None) -> list[list[int]]:
+        result = replay_entries(
+            iter(entries), compile_rules(rules, {}), feeds={}, stories=StorySettings(), rule=rule
+        )
+        return [[e.id for e in story.entries] for story in result.stories]
+
+    assert groups(None) == groups("quakes") == [[1], [2]]

@@ -331,6 +331,17 @@ def test_entries_further_apart_than_the_window_never_join(hours: int, joins: boo
     assert index.add(2, "trend", T0 + timedelta(hours=hours), sig) == (1 if joins else None)
 
 
+@pytest.mark.parametrize("past", [timedelta(microseconds=500), timedelta(microseconds=999)])
+def test_an_entry_a_hair_past_the_window_starts_a_story(past: timedelta) -> None:
+    # The candidate search allows a millisecond for rounding; the story's only entry is
+    # then out of the window, and its score was the mean of nothing (ZeroDivisionError, at
+    # every poll of the feed).
+    index = fresh_index()
+    sig = signature(*SAME[0][:2])
+    index.add(1, "apa", T0, sig)
+    assert index.add(2, "trend", T0 + timedelta(hours=48) + past, sig) is None
+
+
 def test_rare_terms_weigh_more_than_common_ones() -> None:
     index = fresh_index()
     assert index.weight("the") < index.weight("borj") < index.weight("lach")

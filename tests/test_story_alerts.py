@@ -16,8 +16,10 @@ from tests.poll_harness import Clock, poll_parts
 from watcher.delivery import Delivery
 from watcher.model import Alert, Entry, FeedDef, Hit, RuleDef
 from watcher.pipeline import PollContext, PollReport, poll_feed
+from watcher.replay_command import replay_entries
 from watcher.rules import compile_rules
 from watcher.store import Store, StoryMessage
+from watcher.store.history import EntryHistory
 from watcher.stories import StorySettings
 from watcher.story_alerts import StoryTracker, other_sources
 from watcher.telegram.format import ALSO_LIMIT, MESSAGE_LIMIT, add_sources, render_alert
@@ -397,3 +399,36 @@ async def test_after_a_migration_the_edit_sent_as_a_message_is_the_one_edited(
     (at_new,) = [m for m in fake.sent if m.chat_id == new]
     edited = fake.message(new, at_new.message_id)
     assert edited is not None and edited.visible_text.endswith("\nAlso: Trend, Report")
+
+
+async def daemon_and_replay(parts: Parts) -> tuple[dict[str, str | None], dict[str, str]]:
+    """Each entry's story (named by its first entry's guid) as the daemon recorded it, and
+    as `watcher replay` groups the same database."""
+    rows = await parts.store._fetchall("SELECT id, link, story_id FROM entries", ())
+    guid = {row[0]: row[1].rsplit("/", 1)[1] for row in rows}
+    daemon = {guid[row[0]]: guid.get(row[2]) for row in rows if row[2] is not None}
+    with EntryHistory.open(parts.store.path) as history:
+        result = replay_entries(
+            history.entries_since(START - timedelta(days=7)),
+            compile_rules(RULES, {}),
+            feeds=parts.feeds,
+            stories=StorySettings(),
+        )
+    replayed = {guid[e.id]: guid[story.id] for story in result.stories for e in story.entries}
+    return daemon, replayed
+
+
+@pytest.mark.parametrize(
+    ("trend_seen", "trend_dated"),
+    [(1, -2), (50, 1)],
+    ids=["dated before the report seen first", "dated an hour after, seen 50 h after"],
+)
+async def test_replay_groups_as_the_daemon_did(
+    parts: Parts, trend_seen: float, trend_dated: float
+) -> None:
+    parts.clock.now = START
+    await parts.poll("APA", ("apa-1", QUAKE_APA, START))
+    parts.clock.now = START + timedelta(hours=trend_seen)
+    await parts.poll("Trend", ("trend-1", QUAKE_TREND, START + timedelta(hours=trend_dated)))
+    daemon, replayed = await daemon_and_replay(parts)
+    assert replayed == daemon

@@ -4,8 +4,9 @@ would have alerted, grouped by story — how a rule author tunes a rule before d
 Every entry is matched as the daemon matches it: with its feed's name and language (an entry
 of a feed no longer configured keeps its name and has no language), so the rules' feed and
 language filters hold as they would. The entries that hit go through a fresh story index in
-time order, as the daemon clusters the entries that alerted. Reads the database read-only
-and sends nothing.
+the order they were first seen, each placed as the daemon placed it then (at its date, the
+window reckoned back from when it was seen, the words of every rule that hit left out).
+Reads the database read-only and sends nothing.
 
 Memory: entries are streamed from the database and only those that hit are kept, without
 their summaries; the story index holds the hitting entries of one story window.
@@ -93,8 +94,8 @@ def replay_entries(
     stories: StorySettings,
     rule: str | None = None,
 ) -> Replay:
-    """Match `entries` (in time order) and cluster those that hit into stories; only the
-    hits of `rule` count if it is given."""
+    """Match `entries` (in the order they were first seen) and cluster those that hit into
+    stories; only the hits of `rule` count if it is given."""
     result = Replay(hits_by_rule={rule: 0} if rule is not None else {})
     index = StoryIndex(stories)
     by_id: dict[int, ReplayedStory] = {}
@@ -107,6 +108,9 @@ def replay_entries(
             feed=entry.feed,
             language=feed.language if feed is not None else None,
         )
+        # As in the daemon, the words of every rule that hit are no evidence of the story,
+        # whichever rule is shown.
+        matched = hit_texts(hits)
         if rule is not None:
             hits = [hit for hit in hits if hit.rule == rule]
         if not hits:
@@ -114,10 +118,16 @@ def replay_entries(
         result.alerting += 1
         for hit in hits:
             result.hits_by_rule[hit.rule] = result.hits_by_rule.get(hit.rule, 0) + 1
-        # As in the daemon: keyed by feed name, the rules' words left out, the index kept
-        # to one window (here reckoned from the entry, as replay has no "now").
+        # As in the daemon: in the order entries were first seen, keyed by feed name, the
+        # rules' words left out, the index kept to the window before the moment it saw them.
         story = index.place(
-            entry.id, entry.feed, entry.at, entry.title, entry.summary, matched=hit_texts(hits)
+            entry.id,
+            entry.feed,
+            entry.at,
+            entry.title,
+            entry.summary,
+            matched=matched,
+            now=entry.first_seen,
         )
         replayed = ReplayedEntry(
             id=entry.id,

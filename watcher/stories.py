@@ -343,6 +343,10 @@ class StoryIndex:
                     if _numbers_differ(sig.numbers, item.numbers):
                         similarity -= settings.number_penalty
                     scores.append(settings.score(similarity, apart))
+            if not scores:
+                # The candidate search allows a millisecond for rounding: a story whose
+                # entries are all just past the window has nothing to be scored against.
+                continue
             score = math.fsum(scores) / len(scores)
             if score >= settings.threshold and (best is None or (score, -story) > best):
                 best = (score, -story)

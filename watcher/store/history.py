@@ -97,8 +97,8 @@ class EntryHistory:
         return self._db.total_changes
 
     def entries_since(self, since: datetime) -> Generator[StoredEntry, None, None]:
-        """The entries first seen at or after `since`, by `at` and then by id (the order in
-        which they were recorded), a few hundred rows at a time.
+        """The entries first seen at or after `since`, in the order the daemon saw them
+        (first seen, then id), a few hundred rows at a time.
 
         One read transaction spans the whole iteration: it sees one consistent state however
         much the daemon records meanwhile. Close the iterator (or exhaust it) to end it."""
@@ -113,7 +113,7 @@ class EntryHistory:
                                   AS at
                        FROM entries AS e JOIN feeds AS f ON f.id = e.feed_id
                        WHERE e.first_seen_at >= ?
-                       ORDER BY at, e.id""",
+                       ORDER BY e.first_seen_at, e.id""",
                     (to_db(since),),
                 )
                 while rows := cursor.fetchmany():
