@@ -886,7 +886,7 @@ def _name(table: dict[str, Any], at: _At, seen: dict[str, tuple[str, _At]], what
     if "name" not in table:
         raise key.error(f"missing: every {what} needs a unique name")
     name = _text(table["name"], key)
-    if any(char.isspace() or not char.isprintable() for char in name):
+    if not is_name(name):
         raise key.error(
             f'expected a name without spaces (use "-" or "_"; it is typed in commands), '
             f"got {_show(name)}"
@@ -1010,14 +1010,27 @@ def _duration(value: object, at: _At) -> int:
         raise at.error(str(exc)) from None
 
 
-def _interval(value: object, at: _At) -> tuple[bool, int]:
-    """A polling interval: a duration, or "auto" (returned as (True, 0))."""
+def parse_interval(value: object) -> tuple[bool, int]:
+    """A polling interval: a duration, or "auto" (returned as (True, 0)). Raises
+    ValueError, saying what was expected."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return True, 0
     try:
         return False, parse_duration(value)
     except ValueError as exc:
-        raise at.error(str(exc).replace(" or seconds,", ', seconds or "auto",')) from None
+        raise ValueError(str(exc).replace(" or seconds,", ', seconds or "auto",')) from None
+
+
+def _interval(value: object, at: _At) -> tuple[bool, int]:
+    try:
+        return parse_interval(value)
+    except ValueError as exc:
+        raise at.error(str(exc)) from None
+
+
+def is_name(text: str) -> bool:
+    """Whether `text` can name a feed or a rule: no spaces (it is typed in commands)."""
+    return bool(text) and not any(char.isspace() or not char.isprintable() for char in text)
 
 
 def is_feed_url(url: str) -> bool:

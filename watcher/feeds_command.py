@@ -27,9 +27,10 @@ from watcher.config import (
     Settings,
     is_feed_url,
     is_language_code,
+    is_name,
     is_user_agent,
     load_config,
-    parse_duration,
+    parse_interval,
 )
 from watcher.errors import ConfigError
 from watcher.identity import canonical_url
@@ -189,12 +190,11 @@ def _interval(written: str | None) -> tuple[str | None, str | None]:
     """An outline's `interval` as the config writes it, or why it was left out."""
     if written is None:
         return None, None
-    if written.strip().lower() == "auto":
-        return "auto", None
     try:
-        return f"{parse_duration(written)}s", None
+        auto, seconds = parse_interval(written)
     except ValueError:
         return None, f"interval {written!r} left out: not a duration like 5m or auto"
+    return ("auto" if auto else f"{seconds}s"), None
 
 
 # A title that is already a good feed name is kept as it is; anything else becomes a slug.
@@ -221,7 +221,7 @@ def feed_name(
     `numbers`, kept across calls, remembers how far each name's "-2", "-3"... got: a
     thousand outlines titled "RSS" then cost a thousand steps, not half a million."""
     title = (title or "").strip()
-    if _NAME.fullmatch(title) or (exported and _is_config_name(title)):
+    if _NAME.fullmatch(title) or (exported and len(title) <= _MAX_NAME and is_name(title)):
         base = title
     else:
         parts = urlsplit(url)
@@ -233,12 +233,6 @@ def feed_name(
         name, number = f"{base}-{number}", number + 1
     counters[base.casefold()] = number
     return name
-
-
-def _is_config_name(text: str) -> bool:
-    return 0 < len(text) <= _MAX_NAME and all(
-        char.isprintable() and not char.isspace() for char in text
-    )
 
 
 def _slug(text: str) -> str:
