@@ -492,6 +492,7 @@ class Daemon:
             await self._tell_admins_once(delivery, "an internal error; the log has the details")
             return False
         old = self.settings
+        feeds = {feed.name: feed for feed in new.feeds}
         try:
             # A poll of a URL (or with a User-Agent) no longer configured would write its
             # outcome over the fresh state sync_feeds gives the new one: stop it first.
@@ -499,7 +500,7 @@ class Daemon:
                 task
                 for name, task in self._in_flight.items()
                 if (before := self._feeds.get(name)) is not None
-                and (after := _configured_feed(new, name)) is not None
+                and (after := feeds.get(name)) is not None
                 and (before.url, before.user_agent) != (after.url, after.user_agent)
             ]
             for task in moved:
@@ -517,7 +518,7 @@ class Daemon:
             return False
         self._last_reload_error = None
         self._ruleset = ruleset
-        self._feeds = {feed.name: feed for feed in new.feeds}
+        self._feeds = feeds
         self.settings = new
         added = sorted(set(self._feeds) - {feed.name for feed in old.feeds})
         removed = sorted({feed.name for feed in old.feeds} - set(self._feeds))
@@ -564,9 +565,6 @@ def _fixed_polling(settings: Settings) -> PollingSettings:
     and applies at once."""
     return replace(settings.polling, interval=0, auto_interval=False)
 
-
-def _configured_feed(settings: Settings, name: str) -> FeedDef | None:
-    return next((feed for feed in settings.feeds if feed.name == name), None)
 
 
 async def _finish(task: asyncio.Task[None], grace_s: float) -> None:

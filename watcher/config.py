@@ -413,16 +413,15 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
     merged_counts = {"feeds": 0, "rules": 0}
     for source in sources:
         top = _At(source, (), "")
-        for key in source.data:
-            _refuse_tokens(key, top)
-        _check_keys(source.data, top, _TOP_KEYS, "at the top level")
         for key, value in source.data.items():
+            _refuse_tokens(key, top)  # before the unknown-key message quotes it
             if key in merged_counts and isinstance(value, list):
                 for index, item in enumerate(value):
                     _refuse_tokens(item, top.key(key).item(index, merged_counts[key] + index))
                 merged_counts[key] += len(value)
             else:
                 _refuse_tokens(value, top.key(key))
+        _check_keys(source.data, top, _TOP_KEYS, "at the top level")
     tables = _single_tables(sources)
 
     storage = _storage(tables.get("storage"), main)
