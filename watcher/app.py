@@ -566,7 +566,6 @@ def _fixed_polling(settings: Settings) -> PollingSettings:
     return replace(settings.polling, interval=0, auto_interval=False)
 
 
-
 async def _finish(task: asyncio.Task[None], grace_s: float) -> None:
     try:
         await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)

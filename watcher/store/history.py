@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from watcher.errors import StoreError
-from watcher.store.schema import SCHEMA_VERSION
+from watcher.store.schema import SCHEMA_VERSION, version_problem
 from watcher.store.timestamps import from_db, to_db
 
 _BUSY_TIMEOUT_S = 5.0
@@ -74,7 +74,7 @@ class EntryHistory:
             raise StoreError(f"cannot read the database {path}: {exc}") from exc
         if version != SCHEMA_VERSION:
             db.close()
-            raise StoreError(version_problem(path, version))
+            raise StoreError(version_problem(path, version, "replay"))
         return cls(db, path)
 
     def close(self) -> None:
@@ -124,23 +124,6 @@ class EntryHistory:
             finally:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-
-
-def version_problem(path: Path, version: int, then: str = "replay") -> str:
-    """What to tell the operator about a database of another schema version than this
-    Watcher's; `then` is what to do once the daemon has upgraded it."""
-    if version > SCHEMA_VERSION:
-        return (
-            f"{path}: database schema version {version} is newer than this Watcher "
-            f"understands ({SCHEMA_VERSION}); upgrade Watcher"
-        )
-    if version == 0:
-        return f"{path} is not a Watcher database (schema version 0)"
-    return (
-        f"{path}: database schema version {version} is older than this Watcher's "
-        f"({SCHEMA_VERSION}); start the daemon once (`watcher run`) to upgrade it, then "
-        f"{then}"
-    )
 
 
 def _stored_entry(row: Any) -> StoredEntry:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -325,3 +326,20 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v14_feed_interval,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def version_problem(path: Path, version: int, then: str) -> str:
+    """What to tell the operator about a database of another schema version than this
+    Watcher's; `then` is what to do once the daemon has upgraded it."""
+    if version > SCHEMA_VERSION:
+        return (
+            f"{path}: database schema version {version} is newer than this Watcher "
+            f"understands ({SCHEMA_VERSION}); upgrade Watcher"
+        )
+    if version == 0:
+        return f"{path} is not a Watcher database (schema version 0)"
+    return (
+        f"{path}: database schema version {version} is older than this Watcher's "
+        f"({SCHEMA_VERSION}); start the daemon once (`watcher run`) to upgrade it, then "
+        f"{then}"
+    )

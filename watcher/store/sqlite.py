@@ -38,8 +38,7 @@ from watcher.model import (
     UpdatedEntry,
 )
 from watcher.store.chunks import ROWS_PER_STATEMENT, chunks
-from watcher.store.history import version_problem
-from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION
+from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION, version_problem
 from watcher.store.stories import StoryQueries
 from watcher.store.subscribers import SubscriberQueries
 from watcher.store.timestamps import from_db as _dt
