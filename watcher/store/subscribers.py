@@ -211,22 +211,20 @@ class SubscriberQueries:
         reads again what is still held, so no alert goes out in two digests. The held
         alerts are marked released, not deleted: they record that the chat had those
         entries (`WriteTransaction.alerted_chats`)."""
-        entry_ids = list(entry_ids)
+        entry_ids = sorted(set(entry_ids))
+        held = """chat_id = ? AND released_at IS NULL
+                  AND entry_id IN (SELECT value FROM json_each(?))"""
+        ids = json.dumps(entry_ids)
         async with self.write() as tx:
             rows = await tx.db.execute_fetchall(
-                """SELECT count(*) FROM held_alerts
-                   WHERE chat_id = ? AND released_at IS NULL
-                     AND entry_id IN (SELECT value FROM json_each(?))""",
-                (chat_id, json.dumps(entry_ids)),
+                f"SELECT count(*) FROM held_alerts WHERE {held}", (chat_id, ids)
             )
-            if next(iter(rows))[0] != len(set(entry_ids)):
+            if next(iter(rows))[0] != len(entry_ids):
                 return 0
-            await tx.db.executemany(
-                """UPDATE held_alerts SET released_at = ?
-                   WHERE chat_id = ? AND entry_id = ? AND released_at IS NULL""",
-                [(_ts(now), chat_id, entry_id) for entry_id in entry_ids],
+            await tx.db.execute(
+                f"UPDATE held_alerts SET released_at = ? WHERE {held}", (_ts(now), chat_id, ids)
             )
-            released = len(set(entry_ids))
+            released = len(entry_ids)
             await tx.enqueue([Alert(None, chat_id, text) for text in messages], now)
             # The digest shows each entry as it reads now: that version is told.
             await tx.db.executemany(
