@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -392,23 +394,26 @@ class _Parser:
             first.column,
         )
 
-    def nested(self, token: _Token) -> None:
-        """Count one more level of nesting, opened by `token`; the caller undoes it."""
-        self.nesting += 1
-        if self.nesting > MAX_NESTING:
+    @contextmanager
+    def level(self, token: _Token) -> Iterator[None]:
+        """One more level of nesting, opened by `token`, while the block runs."""
+        if self.nesting >= MAX_NESTING:
             raise self.error(
                 f"nested more than {MAX_NESTING} deep (parentheses, NOT and scopes)",
                 token.column,
             )
+        self.nesting += 1
+        try:
+            yield
+        finally:
+            self.nesting -= 1
 
     def unary(self) -> Node:
         token = self.peek()
         if token is not None and token.kind is _Kind.NOT:
             self.pos += 1
-            self.nested(token)
-            child = self.unary()
-            self.nesting -= 1
-            return Not(child, token.column)
+            with self.level(token):
+                return Not(self.unary(), token.column)
         return self.primary()
 
     def primary(self) -> Node:
@@ -419,27 +424,25 @@ class _Parser:
                 raise self.error(
                     f"{token.text}: inside {self.scope}: can never match", token.column
                 )
-            self.nested(token)
             outer, self.scope = self.scope, token.text
             try:
-                child = self.primary()
+                with self.level(token):
+                    child = self.primary()
             finally:
                 self.scope = outer
-            self.nesting -= 1
             return Scope(token.text, child, token.column)
         if token is None or token.kind not in _PRIMARY_START:
             raise self.missing_term(token)
         self.pos += 1
         if token.kind is _Kind.LPAREN:
             self.depth += 1
-            self.nested(token)
-            node = self.or_expr()
+            with self.level(token):
+                node = self.or_expr()
             closing = self.peek()
             if closing is None or closing.kind is not _Kind.RPAREN:
                 raise self.error('unclosed "("', token.column)
             self.pos += 1
             self.depth -= 1
-            self.nesting -= 1
             return node
         if token.kind is _Kind.ACTOR:
             return Actor(token.text, token.column)
