@@ -56,7 +56,7 @@ from watcher.errors import ChatOnHold
 from watcher.model import RuleDef
 from watcher.telegram import commands as say
 from watcher.telegram.backend import BotBackend
-from watcher.telegram.format import MESSAGE_LIMIT, escape, shown_length
+from watcher.telegram.format import escape
 
 log = logging.getLogger(__name__)
 
@@ -474,7 +474,7 @@ class SubscriberBot:
             lines.append(say.see_rules())
         if more:
             lines.append(say.names_left_out(more, _MAX_NAMES))
-        await self._reply(message, _within_limit(lines))
+        await self._reply(message, say.fit("\n".join(lines)))
 
     async def _unsubscribe(self, message: Message, context: Context, chat_id: int) -> None:
         names, more = _names(context.args)
@@ -500,7 +500,7 @@ class SubscriberBot:
             lines.append(say.see_rules())
         if more:
             lines.append(say.names_left_out(more, _MAX_NAMES))
-        await self._reply(message, _within_limit(lines))
+        await self._reply(message, say.fit("\n".join(lines)))
 
     async def _list(self, message: Message, context: Context, chat_id: int) -> None:
         subscriber = await self._backend.subscriber(chat_id)
@@ -755,20 +755,6 @@ def _names(args: Sequence[str] | None) -> tuple[list[str], int]:
     _MAX_NAMES of them; and how many more there were."""
     names = list(dict.fromkeys(args or ()))
     return names[:_MAX_NAMES], max(0, len(names) - _MAX_NAMES)
-
-
-def _within_limit(lines: list[str]) -> str:
-    """Reply lines (HTML) joined, as many as Telegram's length limit takes."""
-    kept: list[str] = []
-    used = 0
-    for line in lines:
-        size = shown_length(line) + 1
-        if used + size > MESSAGE_LIMIT - 10:
-            kept.append("…")
-            break
-        kept.append(line)
-        used += size
-    return "\n".join(kept)
 
 
 def _shown(name: str) -> str:

@@ -401,16 +401,18 @@ def followed_list(
         lines.append(
             "No alerts are sent to this chat: it had blocked me. Send /start to turn them on."
         )
-        return _fit("\n".join(lines))
+        return fit("\n".join(lines))
     muted = mute_state(subscriber, zone, now)
     if muted is not None:
         lines.append(escape(muted))
     lines.append(escape(digest_state(subscriber, zone_name(zone, now))))
-    return _fit("\n".join(lines))
+    return fit("\n".join(lines))
 
 
-def _fit(html: str) -> str:
-    """Cut an over-long list at a line end: the list of followed rules is unbounded."""
+def fit(html: str) -> str:
+    """Cut an over-long reply at a line end (a list of followed rules, of unknown names):
+    Telegram refuses more than MESSAGE_LIMIT. Markup counts too, which errs on the safe
+    side."""
     if visible_length(html) <= MESSAGE_LIMIT:
         return html
     kept: list[str] = []

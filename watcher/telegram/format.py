@@ -198,11 +198,6 @@ def _visible(fragment: str) -> str:
     return html.unescape(_TAG.sub("", fragment))
 
 
-def shown_length(fragment: str) -> int:
-    """The length Telegram counts for a fragment of our HTML: its text, in UTF-16 units."""
-    return visible_length(_visible(fragment))
-
-
 def _also_line(sources: Sequence[str]) -> str:
     """ "Also: A, B" as visible text, naming as many sources as fit in ALSO_LIMIT."""
     shown: list[str] = []
