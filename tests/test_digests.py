@@ -20,32 +20,54 @@ def subscriber(
     return Subscriber(chat_id=1, active=True, muted_until=muted, digest=digest, digest_time=at)
 
 
+HELD = NOW - timedelta(hours=1)  # an alert held at 07:00 in Baku
+
+
 def test_when_digests_are_due() -> None:
-    assert digest_due(subscriber("daily", "08:00"), NOW, BAKU)
-    assert not digest_due(subscriber("daily", "08:00"), NOW + timedelta(minutes=1), BAKU)
-    assert not digest_due(subscriber("daily", "04:00"), NOW, BAKU)  # UTC time: not theirs
-    assert digest_due(subscriber("hourly"), NOW, BAKU)
-    assert not digest_due(subscriber("hourly"), NOW + timedelta(minutes=30), BAKU)
-    assert not digest_due(subscriber(muted=NOW + timedelta(hours=1)), NOW, BAKU)
-    assert digest_due(subscriber(muted=NOW - timedelta(seconds=1)), NOW, BAKU)
+    assert digest_due(subscriber("daily", "08:00"), NOW, BAKU, HELD)
+    just_after = NOW + timedelta(seconds=30)  # held after today's digest: tomorrow's
+    assert not digest_due(
+        subscriber("daily", "08:00"), NOW + timedelta(minutes=1), BAKU, just_after
+    )
+    assert digest_due(subscriber("daily", "08:00"), NOW + timedelta(days=1), BAKU, just_after)
+    assert not digest_due(subscriber("daily", "04:00"), NOW, BAKU, HELD)  # UTC time: not theirs
+    assert digest_due(subscriber("hourly"), NOW, BAKU, HELD)
+    assert not digest_due(subscriber("hourly"), NOW + timedelta(minutes=30), BAKU, just_after)
+    assert digest_due(subscriber("hourly"), NOW + timedelta(hours=1), BAKU, just_after)
+    assert not digest_due(subscriber(muted=NOW + timedelta(hours=1)), NOW, BAKU, HELD)
+    assert digest_due(subscriber(muted=NOW - timedelta(seconds=1)), NOW, BAKU, HELD)
+
+
+def test_a_digest_time_the_minute_job_missed_is_made_up_for() -> None:
+    # The daemon was down from 07:59 to 08:30: the 08:00 digest goes out at 08:31.
+    later = NOW + timedelta(minutes=31)
+    assert digest_due(subscriber("daily", "08:00"), later, BAKU, HELD)
+    assert digest_due(subscriber("hourly"), later + timedelta(hours=1), BAKU, HELD)
+    # What was held after 08:00 waits for the next digest time all the same.
+    assert not digest_due(subscriber("daily", "08:00"), later, BAKU, NOW + timedelta(minutes=10))
 
 
 def test_a_muted_digest_subscriber_gets_no_digest_until_the_mute_ends() -> None:
     muted = NOW + timedelta(hours=23)
-    assert not digest_due(subscriber("daily", "08:00", muted), NOW, BAKU)
-    assert not digest_due(subscriber("hourly", muted=muted), NOW, BAKU)
-    assert digest_due(subscriber("hourly", muted=muted), muted + timedelta(hours=1), BAKU)
+    assert not digest_due(subscriber("daily", "08:00", muted), NOW, BAKU, HELD)
+    assert not digest_due(subscriber("hourly", muted=muted), NOW, BAKU, HELD)
+    assert digest_due(subscriber("hourly", muted=muted), muted + timedelta(hours=1), BAKU, HELD)
+    # The digest time that passed during the mute comes when the mute ends.
+    assert digest_due(subscriber("daily", "08:00", muted), muted, BAKU, HELD)
 
 
 def due_minutes(at: str, start: datetime, zone: str, days: int = 3) -> list[str]:
-    """The local times, over `days` from `start`, at which a daily digest at `at` is due,
-    with the minute job running each minute half a minute past it."""
+    """The local times, over `days` from `start`, at which a daily digest at `at` goes
+    out, with the minute job running each minute half a minute past it and an alert held
+    at `start` and again just after each digest."""
     tz = ZoneInfo(zone)
     due = []
+    held_since = start
     for minute in range(days * 24 * 60):
         moment = start + timedelta(minutes=minute, seconds=30)
-        if digest_due(subscriber("daily", at), moment, tz):
+        if digest_due(subscriber("daily", at), moment, tz, held_since):
             due.append(moment.astimezone(tz).strftime("%m-%d %H:%M"))
+            held_since = moment + timedelta(seconds=1)
     return due
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from watcher.model import Subscriber
 from watcher.store import Store
@@ -14,29 +14,55 @@ from watcher.telegram.format import DigestLine, render_digest
 log = logging.getLogger(__name__)
 
 
-def digest_due(subscriber: Subscriber, now: datetime, tz: tzinfo) -> bool:
-    """PURE: whether `subscriber`'s held alerts should go out in the minute of `now` (the
-    minute job runs once a minute).
+def digest_due(subscriber: Subscriber, now: datetime, tz: tzinfo, held_since: datetime) -> bool:
+    """PURE: whether `subscriber`'s held alerts, the oldest held at `held_since`, should go
+    out at `now`.
 
-    Never while muted. hourly: at the top of every hour; daily: in the minute its HH:MM in
-    the operator's time zone is reached, once a day even across a change of clocks (a time
-    the spring change skips comes with the first minute after it; one the autumn change
-    repeats, the first time only); muted without a digest: once the mute has ended.
+    Never while muted. Otherwise when a digest time (hourly: the top of each hour; daily: its
+    HH:MM in the operator's time zone) has come since the oldest alert was held. Being a
+    state rather than a moment, a digest time the minute job did not see (the daemon was
+    down, or muted) is made up for at the next round, and each alert waits for the first
+    digest time after it was held. Muted without a digest: once the mute has ended.
     """
     if subscriber.muted_until is not None and subscriber.muted_until > now:
         return False
+    if subscriber.digest == "off":
+        return True
+    last = last_digest_time(subscriber, now, tz)
+    return last is not None and held_since <= last
+
+
+def last_digest_time(subscriber: Subscriber, now: datetime, tz: tzinfo) -> datetime | None:
+    """PURE: the latest digest time of `subscriber` at or before `now`.
+
+    A daily time the spring change of clocks skips comes with the first minute after it;
+    one the autumn change repeats, the first time only: once a day either way."""
     local = now.astimezone(tz)
     if subscriber.digest == "hourly":
-        return local.minute == 0
-    if subscriber.digest == "daily":
-        if subscriber.digest_time is None or local.fold:
-            return False
-        hour, minute = (int(part) for part in subscriber.digest_time.split(":"))
-        before = (now - timedelta(minutes=1)).astimezone(tz)
-        if before.date() != local.date():  # midnight: the new day's times up to now
-            return (hour, minute) <= (local.hour, local.minute)
-        return (before.hour, before.minute) < (hour, minute) <= (local.hour, local.minute)
-    return True
+        return local.replace(minute=0, second=0, microsecond=0)
+    if subscriber.digest != "daily" or subscriber.digest_time is None:
+        return None
+    hour, minute = (int(part) for part in subscriber.digest_time.split(":"))
+    today = _wall_clock_instant(datetime.combine(local.date(), time(hour, minute)), tz)
+    if today <= now:
+        return today
+    return _wall_clock_instant(
+        datetime.combine(local.date() - timedelta(days=1), time(hour, minute)), tz
+    )
+
+
+def _wall_clock_instant(wall: datetime, tz: tzinfo) -> datetime:
+    """The first instant whose clock in `tz` shows `wall` (naive), or, if the clocks skip
+    it, the first instant after the skip."""
+    first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == wall:
+        return first
+    # In a gap: fold=1 reads the wall clock with the offset after the change, landing
+    # before the change; from there the first whole minute whose clock passed `wall`.
+    moment = wall.replace(tzinfo=tz, fold=1).astimezone(UTC).replace(second=0, microsecond=0)
+    while moment < first and moment.astimezone(tz).replace(tzinfo=None) < wall:
+        moment += timedelta(minutes=1)
+    return moment
 
 
 # Reads of what is held, should other releases keep taking some of it meanwhile.
@@ -63,13 +89,14 @@ async def send_digest(store: Store, chat_id: int, now: datetime, heading: str) -
 
 async def send_due_digests(store: Store, now: datetime, tz: tzinfo) -> int:
     """The minute job: every subscriber whose digest is due and who has alerts held."""
-    waiting = set(await store.chats_with_held_alerts())
+    waiting = await store.oldest_held_alerts()
     if not waiting:
         return 0
     subscribers: Sequence[Subscriber] = await store.subscribers()
     sent = 0
     for subscriber in subscribers:
-        if subscriber.chat_id in waiting and digest_due(subscriber, now, tz):
+        held_since = waiting.get(subscriber.chat_id)
+        if held_since is not None and digest_due(subscriber, now, tz, held_since):
             heading = "Digest" if subscriber.digest != "off" else "While you were muted"
             sent += await send_digest(store, subscriber.chat_id, now, heading)
     return sent

@@ -196,11 +196,14 @@ class SubscriberQueries:
             for row in rows
         ]
 
-    async def chats_with_held_alerts(self) -> list[int]:
+    async def oldest_held_alerts(self) -> dict[int, datetime]:
+        """When each chat with alerts held had its oldest one held."""
         rows = await self._fetchall(
-            "SELECT DISTINCT chat_id FROM held_alerts WHERE released_at IS NULL", ()
+            """SELECT chat_id, min(created_at) FROM held_alerts WHERE released_at IS NULL
+               GROUP BY chat_id""",
+            (),
         )
-        return [int(row[0]) for row in rows]
+        return {int(chat_id): datetime.fromtimestamp(oldest, UTC) for chat_id, oldest in rows}
 
     async def release_held(
         self, chat_id: int, entry_ids: Iterable[int], messages: Sequence[str], now: datetime
