@@ -233,6 +233,46 @@ async def test_a_restart_gives_entries_back_their_signatures_without_the_rule_wo
     assert unaware.index.terms_of(entry_id) == placed | {"quak", "baku"}
 
 
+async def test_a_restart_restores_an_undated_entry_at_the_time_it_was_placed(
+    parts: Parts,
+) -> None:
+    # An undated item matches no rule for three days, then an update makes it match: it
+    # joins the index then, and a restart must give it back at that time, not at its
+    # first sighting (more than a window ago).
+    def undated(report: Report) -> str:
+        return (
+            "<rss version='2.0'><channel><title>t</title><item>"
+            f"<title>{escape(report.title)}</title><guid>apa-1</guid>"
+            f"<link>https://news.example/apa-1</link>"
+            f"<description>{escape(report.summary)}</description></item></channel></rss>"
+        )
+
+    feed = parts.feeds["APA"]
+    parts.clock.now = minutes(10)
+    parts.server.serve("/APA", undated(Report("Officials meet in Ganja", "Talks went on.")))
+    state = await parts.store.feed("APA")
+    assert state is not None
+    await poll_feed(feed, state, parts.context)
+    assert await parts.outbox() == []
+
+    parts.clock.now = START + timedelta(days=3)
+    parts.server.serve("/APA", undated(QUAKE_APA))
+    state = await parts.store.feed("APA")
+    assert state is not None
+    await poll_feed(feed, state, parts.context)
+    assert len(await parts.outbox()) == 1  # the update made "quakes" match
+
+    restarted = StoryTracker()
+    parts.clock.now = START + timedelta(days=3, minutes=10)
+    assert await restarted.load(parts.store, parts.clock.now) == 1
+    parts.context.stories = restarted
+    parts.clock.now = START + timedelta(days=3, minutes=20)
+    await parts.poll("Trend", ("trend-1", QUAKE_TREND, parts.clock.now))
+
+    message, edit = [row for row in await parts.outbox() if row[2] == 42]
+    assert edit[3] == message[0]  # "Also: Trend", not a second message
+
+
 async def test_entries_older_than_the_window_are_not_loaded(parts: Parts) -> None:
     parts.clock.now = minutes(10)
     await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))

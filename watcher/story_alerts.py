@@ -107,7 +107,7 @@ class StoryTracker:
             index.restore(
                 row.id,
                 row.feed,
-                _when(row.published, row.first_seen),
+                row.placed_at or _when(row.published, row.first_seen),
                 signature(row.title, row.summary, ignore=matched),
                 row.story_id,
             )
@@ -124,9 +124,10 @@ class StoryTracker:
 
     def place(
         self, new: NewEntry, feed: str, now: datetime, *, matched: Collection[str] = ()
-    ) -> int:
-        """Put a new alerted entry in the index; return its story (its own id if new).
-        `matched`: the texts the rules matched in it, which do not count as evidence."""
+    ) -> tuple[int, datetime]:
+        """Put a new alerted entry in the index; return its story (its own id if new) and
+        the time the index counts it from. `matched`: the texts the rules matched in it,
+        which do not count as evidence."""
         entry = new.entry
         when = _when(entry.published, now)
         story = self.index.place(
@@ -134,7 +135,7 @@ class StoryTracker:
         )
         if story != new.id:
             log.info("entry=%d feed=%s joins story=%d", new.id, feed, story)
-        return story
+        return story, when
 
     def plan(
         self,
@@ -202,13 +203,14 @@ class StoryTracker:
             # store lost. Rebuild it rather than fail every poll from now on.
             log.warning("story index holds an entry the store does not: reloading")
             await self.load(store, now)
-        stories: dict[int, int] = {}
+        placed: dict[int, tuple[int, datetime]] = {}
         for new in entries:
             if new.id in alerted:
                 words = (matched or {}).get(new.id, ())
-                stories[new.id] = self.place(new, feed, now, matched=words)
-                self._unconfirmed[new.id] = (stories[new.id], tx.serial)
-        await store.assign_stories(tx, stories)
+                placed[new.id] = self.place(new, feed, now, matched=words)
+                self._unconfirmed[new.id] = (placed[new.id][0], tx.serial)
+        await store.assign_stories(tx, placed)
+        stories = {entry: story for entry, (story, _) in placed.items()}
         joined = {story for entry, story in stories.items() if story != entry}
         chats = {alert.chat_id for alert in alerts if alert.entry_id in stories}
         messages = await store.story_messages(joined, chats) if joined else {}

@@ -309,6 +309,20 @@ def _v14_feed_interval(db: sqlite3.Connection) -> None:
     )
 
 
+def _v15_story_times(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- The time the story index counts an alerted entry from (its publication, or when
+        -- it was placed if undated or dated ahead), so that a restart puts it back as it
+        -- was: an entry an update made match days after its first sighting counts from
+        -- then. NULL for entries placed before this version (their first sighting stands
+        -- in).
+        ALTER TABLE entries ADD COLUMN story_at REAL;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -324,6 +338,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v12_listed_items,
     _v13_field_digests,
     _v14_feed_interval,
+    _v15_story_times,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -37,6 +37,7 @@ class StoryEntry:
     title: str
     summary: str
     story_id: int
+    placed_at: datetime | None = None  # the time the index counted it from (None: not kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +88,13 @@ class StoryQueries:
     # -- the story index ---------------------------------------------------------------
 
     async def story_entries(self, since: datetime) -> list[StoryEntry]:
-        """The entries given a story that were first seen at `since` or later, by id."""
+        """The entries given a story that the index counts from `since` or later (those
+        placed before that was kept: first seen then), by id."""
         rows = await self._fetchall(
             """SELECT e.id, f.name, e.published_at, e.first_seen_at, e.title, e.summary,
-                      e.story_id
+                      e.story_id, e.story_at
                FROM entries e JOIN feeds f ON f.id = e.feed_id
-               WHERE e.story_id IS NOT NULL AND e.first_seen_at >= ?
+               WHERE e.story_id IS NOT NULL AND coalesce(e.story_at, e.first_seen_at) >= ?
                ORDER BY e.id""",
             (_ts(since),),
         )
@@ -105,6 +107,7 @@ class StoryQueries:
                 title=row[4],
                 summary=row[5],
                 story_id=row[6],
+                placed_at=_dt(row[7]),
             )
             for row in rows
         ]
@@ -121,12 +124,15 @@ class StoryQueries:
             found.update({int(row[0]): row[1] for row in rows})
         return found
 
-    async def assign_stories(self, tx: WriteTransaction, stories: Mapping[int, int]) -> None:
-        """Inside the poll's transaction: record the story of each entry (id → story)."""
+    async def assign_stories(
+        self, tx: WriteTransaction, stories: Mapping[int, tuple[int, datetime]]
+    ) -> None:
+        """Inside the poll's transaction: record the story of each entry and the time the
+        index counts it from (id → (story, time))."""
         if stories:
             await tx.db.executemany(
-                "UPDATE entries SET story_id = ? WHERE id = ?",
-                [(story, entry) for entry, story in stories.items()],
+                "UPDATE entries SET story_id = ?, story_at = ? WHERE id = ?",
+                [(story, _ts(at), entry) for entry, (story, at) in stories.items()],
             )
 
     # -- messages and their edits ------------------------------------------------------
