@@ -36,6 +36,20 @@ from watcher.model import Entry
         ("https://apa.az/news/1?amp", "https://apa.az/news/1"),
         ("https://apa-az.cdn.ampproject.org/c/s/apa.az/news/1", "https://apa.az/news/1"),
         ("https://apa-az.cdn.ampproject.org/c/apa.az/news/1", "http://apa.az/news/1"),
+        # One path in Unicode and percent-encoded, in either case of hex digits.
+        (
+            "https://on.ge/story/157146-თელავის",
+            "https://on.ge/story/157146-%E1%83%97%E1%83%94%E1%83%9A%E1%83%90%E1%83%95%E1%83%98%E1%83%A1",
+        ),
+        (
+            "https://news.am/arm/news/ռուս",
+            "https://news.am/arm/news/%d5%bc%d5%b8%d6%82%d5%bd",
+        ),
+        ("https://a.example/%7Euser/%41b", "https://a.example/~user/Ab"),
+        ("https://a.example/two words", "https://a.example/two%20words"),
+        # A host in Unicode and in punycode.
+        ("https://президент.рф/news/1", "https://xn--d1abbgf6aiiy.xn--p1ai/news/1"),
+        ("https://WWW.Президент.РФ/news/1", "https://xn--d1abbgf6aiiy.xn--p1ai/news/1"),
     ],
 )
 def test_canonical_url_folds_trivial_variants(a: str, b: str) -> None:
@@ -53,6 +67,9 @@ def test_canonical_url_folds_trivial_variants(a: str, b: str) -> None:
         ("https://amp.dev/documentation", "https://dev/documentation"),
         ("https://apa.az/tags/amp/1", "https://apa.az/tags/1"),
         ("https://apa.az/news?amp=0", "https://apa.az/news"),
+        # An encoded slash is not a slash; case counts in a path.
+        ("https://a.example/a%2Fb", "https://a.example/a/b"),
+        ("https://a.example/News", "https://a.example/news"),
     ],
 )
 def test_canonical_url_keeps_different_links_apart(a: str, b: str) -> None:
@@ -212,3 +229,9 @@ def test_a_query_is_filtered_as_parse_qsl_and_urlencode_would(query: str) -> Non
         ]
     )
     assert _kept_query(query) == reference
+
+
+@given(st.text(max_size=30), st.sampled_from(["a.example", "Пример.рф", "www.x.az:8080"]))
+def test_canonical_url_never_raises_and_is_its_own_canonical_form(path: str, host: str) -> None:
+    url = canonical_url(f"https://{host}/{path}")
+    assert canonical_url(url) == url

@@ -600,3 +600,56 @@ async def test_oldest_pending_at(store: Store) -> None:
     (first, _) = await store.due_outbox(NOW + timedelta(minutes=10))
     await store.mark_sent(first.id, 1, NOW)
     assert await store.oldest_pending_at() == NOW + timedelta(minutes=5)
+
+
+async def test_links_keyed_before_version_16_are_known_in_either_spelling(
+    tmp_path: Path,
+) -> None:
+    # Before v16 a path in Unicode and the same path percent-encoded were two link keys:
+    # one article, spelt both ways by two feeds, was two entries.
+    from watcher.identity import canonical_url, link_guid_key, link_key, spelled_url
+    from watcher.store.schema import MIGRATIONS
+
+    unicode_link = "https://on.ge/story/1-თელავი"
+    encoded_link = "https://on.ge/story/1-%e1%83%97%e1%83%94%e1%83%9a%e1%83%90%e1%83%95%e1%83%98"
+    twice = ("https://on.ge/story/2-ქ", "https://on.ge/story/2-%E1%83%A5")  # both recorded
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        for migration in MIGRATIONS[:15]:
+            migration(db)
+        db.execute("PRAGMA user_version = 15")
+        for name in ("on", "other"):
+            db.execute(
+                "INSERT INTO feeds (name, url, created_at) VALUES (?, ?, 0)",
+                (name, f"https://{name}.example/rss"),
+            )
+        rows = [  # (feed, guid, link, guid key): no guid → known by its link
+            (1, None, unicode_link, link_guid_key(1, spelled_url(unicode_link))),
+            (1, "g2", twice[0], "guid-key-2"),
+            (2, "g3", twice[1], "guid-key-3"),
+        ]
+        for feed, guid, link, guid_key in rows:
+            db.execute(
+                """INSERT INTO entries (feed_id, guid_key, link_key, guid, link, title,
+                   summary, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, 't', '', 0, 0)""",
+                (feed, guid_key, link_key(spelled_url(link)), guid, link),
+            )
+    assert migrate(path) == 15
+
+    with sqlite3.connect(path) as db:
+        first = db.execute("SELECT guid_key, link_key FROM entries WHERE id = 1").fetchone()
+        kept = db.execute("SELECT link_key FROM entries WHERE id IN (2, 3) ORDER BY id").fetchall()
+    assert first == (
+        link_guid_key(1, canonical_url(encoded_link)),
+        link_key(canonical_url(encoded_link)),
+    )
+    # The article recorded twice: the second, spelt the new way, holds the new key already;
+    # the first keeps its old one (no error, and either spelling finds one of the two).
+    assert kept == [(link_key(spelled_url(twice[0])),), (link_key(canonical_url(twice[1])),)]
+
+    async with await Store.open(path) as store, store.write() as tx:
+        # The other spelling, from another feed, and from the first feed without a guid.
+        assert await tx.insert_entries(2, [Entry("g9", encoded_link, "t", "")], NOW) == []
+        assert await tx.insert_entries(1, [Entry(None, encoded_link, "t", "")], NOW) == []
+        assert await tx.insert_entries(2, [Entry("g8", twice[1], "t", "")], NOW) == []
+        assert await tx.insert_entries(2, [Entry("g7", twice[0], "t", "")], NOW) == []

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from watcher.model import Entry, TextIdentity
 from watcher.text import FIELD_BREAK, scan_line
@@ -53,7 +53,56 @@ def canonical_url(url: str) -> str:
     """A form of `url` under which trivially different spellings of one link compare equal:
     http ≡ https, host case and `www.` ignored, no fragment, no tracking parameters, no
     trailing slash, and the AMP rendering of an article equal to the article (an `amp.`
-    host, an `/amp` path segment, `.amp.html`, `?amp=1`, Google's AMP cache)."""
+    host, an `/amp` path segment, `.amp.html`, `?amp=1`, Google's AMP cache); a path in
+    Unicode equal to it percent-encoded, whatever the case of its hex digits or whether
+    letters, digits and `-._~` are encoded; a host in Unicode equal to its punycode."""
+    return normalised_spelling(spelled_url(url))
+
+
+def normalised_spelling(spelled: str) -> str:
+    """A `spelled_url` with its path and host spelt one way: `canonical_url`."""
+    if _PLAIN_URL.fullmatch(spelled):  # nearly every link: nothing to normalise
+        return spelled
+    parts = urlsplit(spelled)
+    return urlunsplit(
+        (parts.scheme, _ascii_host(parts.netloc), _normal_path(parts.path), parts.query, "")
+    )
+
+
+# Characters a path may hold as they are (RFC 3986 pchar, and "/"), and "%".
+_PATH_SAFE = "/!$&'()*+,;=:@-._~%"
+_PLAIN_URL = re.compile(r"[A-Za-z0-9/!$&'()*+,;=:@._~?\[\]-]*")
+_TRIPLET = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _normal_path(path: str) -> str:
+    """RFC 3986's normalisations of a path (6.2.2): characters a path may not hold as they
+    are (non-ASCII ones in UTF-8) percent-encoded, upper-case hex digits, and unreserved
+    characters decoded. Encoded delimiters (`%2F`) stay encoded: they mean other paths."""
+    encoded = quote(path, safe=_PATH_SAFE, errors="surrogatepass")
+    return _TRIPLET.sub(_normal_triplet, encoded)
+
+
+def _normal_triplet(match: re.Match[str]) -> str:
+    character = chr(int(match[1], 16))
+    return character if character in _UNRESERVED else "%" + match[1].upper()
+
+
+def _ascii_host(netloc: str) -> str:
+    """A host (and port) in Unicode as punycode; one IDNA refuses, as it is."""
+    if netloc.isascii():
+        return netloc
+    host, colon, port = netloc.rpartition(":") if netloc.count(":") == 1 else (netloc, "", "")
+    try:
+        return host.encode("idna").decode("ascii") + colon + port
+    except UnicodeError:
+        return netloc
+
+
+def spelled_url(url: str) -> str:
+    """`canonical_url` up to the spelling of its path and host in Unicode and percent
+    encoding: the canonical form of links keyed before schema v16."""
     parts = urlsplit(url.strip())
     netloc = parts.netloc
     if "@" in netloc or ":" in netloc or "[" in netloc:
@@ -137,6 +186,16 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
+def link_key(canonical: str) -> str:
+    """The link key of a canonical link."""
+    return _digest(canonical)
+
+
+def link_guid_key(feed_id: int, canonical: str) -> str:
+    """The guid key of an entry known by its canonical link (no guid it can trust)."""
+    return _digest(str(feed_id), "link:" + canonical)
+
+
 def text_identity(title: str, summary: str) -> TextIdentity:
     """The folded words of the title, and a digest of the folded words of title and
     summary: two texts that differ only in case, spacing, punctuation or markup (gone from
@@ -202,13 +261,12 @@ def entry_keys(feed_id: int, entries: Sequence[Entry]) -> list[EntryKeys]:
             guid_counts[entry.guid or ""] > 1 and len(links_per_guid[entry.guid or ""]) > 1
         )
         if guid_trusted and entry.guid:
-            identity = "guid:" + entry.guid
+            guid_key = _digest(str(feed_id), "guid:" + entry.guid)
         elif link:
-            identity = "link:" + link
+            guid_key = link_guid_key(feed_id, link)
         else:
             published = entry.published.isoformat() if entry.published else ""
-            identity = "text:" + entry.title + "\0" + published
-        guid_key = _digest(str(feed_id), identity)
+            guid_key = _digest(str(feed_id), "text:" + entry.title + "\0" + published)
         text = entry.text_identity or text_identity(entry.title, entry.summary)
         title_key = _title_key(feed_id, entry.published, text.folded_title)
         if title_key is not None:
@@ -217,7 +275,7 @@ def entry_keys(feed_id: int, entries: Sequence[Entry]) -> list[EntryKeys]:
     return [
         EntryKeys(
             guid_key=guid_key,
-            link_key=_digest(link) if link else None,
+            link_key=link_key(link) if link else None,
             title_key=title_key if title_key and len(items_per_title[title_key]) == 1 else None,
             content_key=content,
         )

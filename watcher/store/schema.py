@@ -9,6 +9,8 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from watcher.identity import link_guid_key, link_key, normalised_spelling, spelled_url
+
 Migration = Callable[[sqlite3.Connection], None]
 
 
@@ -323,6 +325,31 @@ def _v15_story_times(db: sqlite3.Connection) -> None:
     )
 
 
+def _v16_respelled_links(db: sqlite3.Connection) -> None:
+    """Link keys, and the guid keys of entries known by their link, over canonical links
+    whose path and host are spelt one way (Unicode or percent-encoded, punycode or not):
+    one article spelt two ways by two feeds was two entries. A key is replaced only where
+    it is the one the old spelling gives, and kept where another entry holds the new one
+    already (both spellings then find one of the two entries, as before)."""
+    rows = db.execute(
+        "SELECT id, feed_id, link, guid_key, link_key FROM entries WHERE link IS NOT NULL"
+    ).fetchall()
+    for entry_id, feed_id, link, guid_key, old_link_key in rows:
+        old = spelled_url(link)
+        new = normalised_spelling(old)
+        if new == old:
+            continue
+        if old_link_key == link_key(old):
+            db.execute(
+                "UPDATE OR IGNORE entries SET link_key = ? WHERE id = ?", (link_key(new), entry_id)
+            )
+        if guid_key == link_guid_key(feed_id, old):
+            db.execute(
+                "UPDATE OR IGNORE entries SET guid_key = ? WHERE id = ?",
+                (link_guid_key(feed_id, new), entry_id),
+            )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -339,6 +366,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v13_field_digests,
     _v14_feed_interval,
     _v15_story_times,
+    _v16_respelled_links,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
