@@ -91,6 +91,25 @@ async def test_blocked_chat_is_dropped_not_retried(
     assert await store.outbox_counts() == {"dead": 1, "sent": 1}
 
 
+async def test_a_subscriber_who_blocked_the_bot_is_deactivated_until_they_start_again(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    await store.add_subscriber(42, now())
+    await store.follow(42, "karabakh", now())
+    fake.block_chat(42)
+    await queue(store, 42)
+    await queue(store, 42)
+    await Delivery(store, sender, clock=now, admins=[9]).drain()
+
+    subscriber = await store.subscriber(42)
+    assert subscriber is not None and not subscriber.active
+    assert await store.subscribers_of(["karabakh"]) == {}  # no more alerts are queued
+    assert await store.outbox_counts() == {"dead": 2}
+    assert fake.sent == []  # a person's choice: no notice to the admins
+    assert not await store.add_subscriber(42, now())  # /start: active again, still following
+    assert [s.chat_id for s in (await store.subscribers_of(["karabakh"]))["karabakh"]] == [42]
+
+
 async def test_migrated_group_gets_the_message_at_its_new_id(
     fake: FakeTelegram, store: Store, sender: TelegramSender
 ) -> None:

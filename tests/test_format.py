@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.fakes.telegram_api import parse_telegram_html, utf16_len
+from tests.fakes.telegram_api import telegram_length
 from watcher.model import Entry, Hit, RuleDef, Span
 from watcher.rules import compile_rules
 from watcher.telegram.format import (
@@ -16,7 +16,6 @@ from watcher.telegram.format import (
     render_alert,
     render_digest,
     render_notice,
-    visible_length,
 )
 
 TAG = re.compile(r"<[^>]+>")
@@ -69,7 +68,7 @@ def test_message_never_exceeds_telegram_limit() -> None:
     )
     hits = [Hit(f"rule_{n}_" + "x" * 40) for n in range(500)]
     message = render_alert(entry, "feed", hits)
-    assert visible_length(visible(message)) <= MESSAGE_LIMIT
+    assert telegram_length(message) <= MESSAGE_LIMIT
 
 
 def test_console_rendering_is_readable_text() -> None:
@@ -77,11 +76,6 @@ def test_console_rendering_is_readable_text() -> None:
     text = html_to_console(render_alert(entry, "apa", [Hit("r")]))
     assert text.splitlines()[0] == "A & B <https://x.az/a?b=1&c=2>"
     assert "x < y" in text and "<b>" not in text
-
-
-def telegram_length(message: str) -> int:
-    """The length Telegram checks against 4096: the text left once it parsed the HTML."""
-    return utf16_len(parse_telegram_html(message).text.strip())
 
 
 @pytest.mark.parametrize("name", ["f" * 5000, "📰" * 3000])

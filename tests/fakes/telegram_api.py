@@ -385,6 +385,12 @@ def parse_telegram_html(text: str, *, strict_entities: bool = True) -> ParsedTex
     return _HtmlParser(text, strict_entities=strict_entities).parse()
 
 
+def telegram_length(message: str) -> int:
+    """The length Telegram checks against 4096: the text left once it parsed the HTML, in
+    UTF-16 units."""
+    return utf16_len(parse_telegram_html(message).text.strip())
+
+
 def _trim(parsed: ParsedText) -> ParsedText:
     """Strip surrounding whitespace as Telegram does, moving and clipping entities."""
     text = parsed.text
