@@ -11,7 +11,14 @@ from aiohttp import web
 
 from tests.fakes.feed_server import FeedServer
 from watcher.errors import FetchError
-from watcher.fetch import MAX_WAIT_S, USER_AGENT, Fetcher, freshness_seconds, parse_retry_after
+from watcher.fetch import (
+    MAX_REDIRECTS,
+    MAX_WAIT_S,
+    USER_AGENT,
+    Fetcher,
+    freshness_seconds,
+    parse_retry_after,
+)
 
 FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
 
@@ -110,7 +117,7 @@ async def test_gzip_bomb_is_limited_by_its_decompressed_size() -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = int(runner.addresses[0][1])
     try:
         async with Fetcher(timeout_s=5, max_body_bytes=100_000) as fetcher:
             with pytest.raises(FetchError, match="limit"):
@@ -134,6 +141,20 @@ async def test_redirect_loop_is_an_error(server: FeedServer, fetcher: Fetcher) -
         await fetcher.fetch(url)
 
 
+@pytest.mark.parametrize(("hops", "ok"), [(MAX_REDIRECTS, True), (MAX_REDIRECTS + 1, False)])
+async def test_at_most_five_redirects_are_followed(
+    server: FeedServer, fetcher: Fetcher, hops: int, ok: bool
+) -> None:
+    target = server.serve("/end", FEED)
+    for hop in reversed(range(hops)):  # /hop0 → /hop1 → … → /end
+        target = server.serve(f"/hop{hop}", b"", redirect_to=target, redirect_status=302)
+    if ok:
+        assert (await fetcher.fetch(target)).body == FEED
+    else:
+        with pytest.raises(FetchError, match=f"more than {MAX_REDIRECTS} redirects"):
+            await fetcher.fetch(target)
+
+
 async def test_connection_refused_is_an_error(fetcher: Fetcher) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -151,6 +172,16 @@ async def test_invalid_url_is_an_error(fetcher: Fetcher, url: str) -> None:
 async def test_no_more_than_per_host_fetches_at_once(server: FeedServer) -> None:
     urls = [server.serve(f"/feed{n}", FEED, delay_s=0.3) for n in range(5)]
     async with Fetcher(timeout_s=5, max_body_bytes=10_000, per_host=2) as fetcher:
+        results = await asyncio.gather(*(fetcher.fetch(url) for url in urls))
+    assert all(r.body == FEED for r in results)
+    assert server.peak_in_flight == 2
+
+
+async def test_no_more_than_concurrency_fetches_at_once_over_all_hosts(
+    server: FeedServer,
+) -> None:
+    urls = [server.serve(f"/feed{n}", FEED, delay_s=0.3) for n in range(5)]
+    async with Fetcher(timeout_s=5, max_body_bytes=10_000, per_host=10, concurrency=2) as fetcher:
         results = await asyncio.gather(*(fetcher.fetch(url) for url in urls))
     assert all(r.body == FEED for r in results)
     assert server.peak_in_flight == 2

@@ -191,7 +191,9 @@ class Fetcher:
         self, session: aiohttp.ClientSession, url: str, headers: dict[str, str]
     ) -> FetchResult:
         try:
-            async with session.get(url, headers=headers, max_redirects=MAX_REDIRECTS) as response:
+            # aiohttp refuses the redirect that brings its count *to* max_redirects.
+            redirects = MAX_REDIRECTS + 1
+            async with session.get(url, headers=headers, max_redirects=redirects) as response:
                 conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
                 return await self._read(url, response, conditional=conditional)
         except FetchError:
