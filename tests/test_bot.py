@@ -26,7 +26,7 @@ from watcher.errors import ChatOnHold
 from watcher.model import Alert, RuleDef
 from watcher.store import Store
 from watcher.telegram import commands
-from watcher.telegram.bot import MENU, SubscriberBot
+from watcher.telegram.bot import GROUP_ADMIN_TTL_S, MENU, SubscriberBot
 from watcher.telegram.format import MESSAGE_LIMIT
 from watcher.telegram.send import TelegramSender
 
@@ -100,6 +100,7 @@ def make_bot(
     *,
     reply_slot: Callable[[int], AbstractAsyncContextManager[None]] | None = None,
     polling_stall_s: float | None = None,
+    group_admin_ttl_s: float = GROUP_ADMIN_TTL_S,
 ) -> SubscriberBot:
     return SubscriberBot(
         token,
@@ -111,6 +112,7 @@ def make_bot(
         retry_max_s=0.2,
         reply_slot=reply_slot,
         polling_stall_s=polling_stall_s,
+        group_admin_ttl_s=group_admin_ttl_s,
     )
 
 
@@ -646,6 +648,26 @@ async def test_in_a_group_only_its_administrators_change_what_it_follows(world: 
     # Telegram is asked once per user and minute, and never about an operator.
     asked = [(c["chat_id"], c["user_id"]) for c in fake.calls_to("getChatMember")]
     assert sorted(asked) == [(GROUP, USER), (GROUP, 3000), (GROUP, 3001)]
+
+
+async def test_a_group_administrator_demoted_loses_the_right_once_the_check_expires(
+    fake: FakeTelegram, backend: StoreBackend, store: Store
+) -> None:
+    # Checks are kept a minute (GROUP_ADMIN_TTL_S); here none is kept, so the next
+    # command asks Telegram again and sees the demotion.
+    bot = make_bot(fake, backend, group_admin_ttl_s=0.0)
+    await bot.start()
+    try:
+        fake.make_admin(GROUP, 3001)
+        reply = await ask(fake, GROUP, "/subscribe@watcher_test_bot peacekeepers", from_id=3001)
+        assert reply.visible_text == "✅ You now follow peacekeepers."
+        fake.demote(GROUP, 3001)
+        reply = await ask(fake, GROUP, "/unsubscribe@watcher_test_bot peacekeepers", from_id=3001)
+        assert reply.visible_text == commands.GROUP_ADMINS_ONLY
+        assert await followed(store, GROUP) == ("peacekeepers",)
+        assert len(fake.calls_to("getChatMember")) == 2
+    finally:
+        await bot.stop()
 
 
 async def test_a_group_administrator_that_cannot_be_checked_is_refused(world: World) -> None:

@@ -714,6 +714,10 @@ class FakeTelegram:
         """Make a user an administrator (or the owner) of a group or channel."""
         self.chat_admins.setdefault(chat_id, {})[user_id] = "creator" if owner else "administrator"
 
+    def demote(self, chat_id: int, user_id: int) -> None:
+        """An administrator of a group becomes a plain member."""
+        self.chat_admins.get(chat_id, {}).pop(user_id, None)
+
     def user_deletes(self, chat_id: int, message_id: int) -> None:
         """The user deleted a bot message (for both sides): edits of it are not found."""
         del self._messages[(chat_id, message_id)]

@@ -87,7 +87,7 @@ _CHANGING_COMMANDS = frozenset({"subscribe", "unsubscribe", "mute", "unmute", "d
 # (it may have subscribed while the bot was open, or been dropped from the list since).
 _WAYS_OUT = frozenset({"help", "list", "unsubscribe"})
 # How long Telegram's answer to "is this user an administrator of this group" is trusted.
-_GROUP_ADMIN_TTL_S = 60.0
+GROUP_ADMIN_TTL_S = 60.0
 _GROUP_ADMIN_CACHE_SIZE = 1024
 
 
@@ -139,8 +139,10 @@ class SubscriberBot:
         retry_max_s: float = 300.0,
         reply_slot: ReplySlot | None = None,
         polling_stall_s: float | None = None,
+        group_admin_ttl_s: float = GROUP_ADMIN_TTL_S,
     ) -> None:
         self._token = token
+        self._group_admin_ttl_s = group_admin_ttl_s
         self._base_url = api_base_url.rstrip("/") + "/bot"
         self._backend = backend
         self._poll_timeout = timedelta(seconds=poll_timeout_s)
@@ -407,7 +409,7 @@ class SubscriberBot:
         key = (chat.id, user.id)
         now = time.monotonic()
         known = self._group_admins.get(key)
-        if known is None or now - known[1] >= _GROUP_ADMIN_TTL_S:
+        if known is None or now - known[1] >= self._group_admin_ttl_s:
             try:
                 member = await bot.get_chat_member(chat.id, user.id)
             except TelegramError as exc:
