@@ -215,3 +215,59 @@ async def test_without_a_token_alerts_print_to_the_console(
     finally:
         daemon.kill()
     assert daemon.stdout.count("Russian peacekeepers visit Khankendi") == 0
+
+
+async def test_a_stop_lets_a_running_poll_finish_and_record_its_alert(
+    feeds: FeedServer, telegram: FakeTelegram, two_runs: tuple[DaemonProcess, DaemonProcess]
+) -> None:
+    first, second = two_runs
+    first.start()
+    await first.wait_for_log("poll feed=apa status=200")
+    # The next poll of apa finds a new entry, but its answer takes 2 s: SIGTERM meanwhile.
+    feeds.serve(
+        "/apa.xml",
+        atom(atom_entry(2, "Russian peacekeepers leave", "https://apa.example/2"), OLD_APA),
+        content_type="application/atom+xml",
+        delay_s=2,
+    )
+    await wait_for_polls(feeds, "/apa.xml", 1)
+    code, _ = await first.stop(signal.SIGTERM, timeout=20)
+    assert code == 0, first.output
+    assert "alerts=1" in first.output  # the poll was let finish (5 s of grace)
+    assert "cancelled" not in first.output
+
+    # Whether or not the message went out before the exit, it goes out once.
+    feeds.serve(
+        "/apa.xml",
+        atom(atom_entry(2, "Russian peacekeepers leave", "https://apa.example/2"), OLD_APA),
+        content_type="application/atom+xml",
+    )
+    second.start()
+    (message,) = await telegram.wait_for_messages(1, timeout=20)
+    assert message.visible_text.startswith("Russian peacekeepers leave")
+    await wait_for_polls(feeds, "/apa.xml", 2)
+    code, _ = await second.stop()
+    assert code == 0 and len(telegram.sent) == 1
+
+
+async def test_a_stop_cancels_a_poll_that_hangs_after_the_grace(
+    tmp_path: Path, feeds: FeedServer, telegram: FakeTelegram
+) -> None:
+    config = write_config(tmp_path, feeds, telegram.base_url)
+    config.write_text(
+        config.read_text(encoding="utf-8").replace('timeout = "5s"', 'timeout = "60s"'),
+        encoding="utf-8",
+    )
+    daemon = DaemonProcess(config, {"WATCHER_E2E_TOKEN": TOKEN}, tmp_path)
+    try:
+        daemon.start()
+        await daemon.wait_for_log("poll feed=apa status=200")
+        feeds.serve("/apa.xml", atom(OLD_APA), delay_s=60)
+        await wait_for_polls(feeds, "/apa.xml", 1)
+        # Generous bound: only a daemon that waits for the hung poll takes a minute.
+        code, seconds = await daemon.stop(signal.SIGTERM, timeout=30)
+        assert code == 0, daemon.output
+        assert seconds < 25
+        assert "stop: cancelled 1 polls still running after 5s" in daemon.output
+    finally:
+        daemon.kill()
