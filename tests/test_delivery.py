@@ -165,6 +165,28 @@ async def test_a_chat_whose_delivery_fails_in_the_store_waits_instead_of_resendi
     assert len(fake.sent) == 1  # not again and again while the store fails
 
 
+async def test_a_message_telegram_took_is_not_sent_again_while_the_store_cannot_record_it(
+    fake: FakeTelegram, store: Store, sender: TelegramSender
+) -> None:
+    await queue(store, 42)
+    with sqlite3.connect(store.path) as db:  # a failing disk, as far as outbox rows go
+        db.execute(
+            "CREATE TRIGGER failing_disk BEFORE UPDATE OF status ON outbox "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    at = [now()]
+    delivery = Delivery(store, sender, clock=lambda: at[0])
+    for _ in range(3):  # three minutes of it: the chat waits a minute after each fault
+        await delivery.drain()
+        at[0] += timedelta(seconds=61)
+    assert len(fake.sent) == 1
+    with sqlite3.connect(store.path) as db:
+        db.execute("DROP TRIGGER failing_disk")
+    await delivery.drain()
+    assert len(fake.sent) == 1
+    assert await store.outbox_counts() == {"sent": 1}
+
+
 async def test_retry_after_is_obeyed(
     fake: FakeTelegram, store: Store, sender: TelegramSender
 ) -> None:

@@ -112,6 +112,9 @@ class Delivery:
         self._paused_until: datetime | None = None  # every chat waits
         self._pause_reason = ""  # why: the bot's token was rejected
         self._busy_chats: set[int] = set()
+        # Rows Telegram took whose sending the store failed to record (outbox id → message
+        # id): sending one again would be a duplicate, so only the record is tried again.
+        self._unrecorded: dict[int, int] = {}
         self._chat_tasks: set[asyncio.Task[int]] = set()
 
     def wake(self) -> None:
@@ -323,11 +326,18 @@ class Delivery:
 
     async def _deliver(self, item: OutboxItem) -> bool:
         assert self._telegram is not None
+        if item.id in self._unrecorded:
+            await self._store.mark_sent(item.id, self._unrecorded[item.id], self._clock())
+            del self._unrecorded[item.id]
+            log.info("recorded outbox=%d as sent at last", item.id)
+            return True
         outcome = await self._telegram.send(item.chat_id, item.text)
         now = self._clock()
         match outcome:
             case Sent(message_id=message_id, plain_text=plain_text):
+                self._unrecorded[item.id] = message_id
                 await self._store.mark_sent(item.id, message_id, now)
+                del self._unrecorded[item.id]
                 self._observe("sent_plain_text" if plain_text else "sent")
                 log.info("sent outbox=%d chat=%d message_id=%d", item.id, item.chat_id, message_id)
                 return True
