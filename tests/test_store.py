@@ -653,3 +653,19 @@ async def test_links_keyed_before_version_16_are_known_in_either_spelling(
         assert await tx.insert_entries(1, [Entry(None, encoded_link, "t", "")], NOW) == []
         assert await tx.insert_entries(2, [Entry("g8", twice[1], "t", "")], NOW) == []
         assert await tx.insert_entries(2, [Entry("g7", twice[0], "t", "")], NOW) == []
+
+
+async def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
+    # A COMMIT can fail (a full disk, an I/O error; here a constraint checked only then):
+    # left open, the transaction would make every later write fail until a restart.
+    async with await Store.open(tmp_path / "w.db") as store:
+        await store.sync_feeds([FeedDef("apa", "https://apa.az/rss", 600)], NOW)
+        with pytest.raises(sqlite3.IntegrityError):
+            async with store.write() as tx:
+                await tx.db.execute("PRAGMA defer_foreign_keys = ON")
+                await tx.enqueue([Alert(999_999, 42, "an entry that is not there")], NOW)
+        async with store.write() as tx:
+            await tx.db.execute("UPDATE feeds SET last_error = 'written'")
+        (state,) = await store.feeds()
+        assert state.last_error == "written"
+        assert await store.outbox_counts() == {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import sqlite3
 import time
 from collections import Counter
@@ -43,6 +44,8 @@ from watcher.store.stories import StoryQueries
 from watcher.store.subscribers import SubscriberQueries
 from watcher.store.timestamps import from_db as _dt
 from watcher.store.timestamps import to_db as _ts
+
+log = logging.getLogger(__name__)
 
 _BUSY_TIMEOUT_MS = 5000
 _BATCH_ROWS = 50  # a batch this full is written at once (more would resume too many
@@ -174,12 +177,23 @@ class Store(SubscriberQueries, StoryQueries):
                 await self._begin()
                 try:
                     yield WriteTransaction(self._db)
+                    await self._db.execute("COMMIT")
                 except BaseException:
-                    await self._db.execute("ROLLBACK")
+                    await self._rollback()
                     raise
-                await self._db.execute("COMMIT")
             finally:
                 self.write_since = None
+
+    async def _rollback(self) -> None:
+        """End a failed transaction, whether its body or its COMMIT failed (a full disk, an
+        I/O error): left open, it would make every later write of the daemon fail. SQLite
+        may have rolled back already; the original error is what the caller needs."""
+        if not self._db.in_transaction:
+            return
+        try:
+            await self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("could not roll back a failed write")
 
     async def _begin(self) -> None:
         """BEGIN IMMEDIATE, safe to cancel. aiosqlite runs it in its thread whatever
