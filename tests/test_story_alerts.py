@@ -273,6 +273,45 @@ async def test_a_restart_restores_an_undated_entry_at_the_time_it_was_placed(
     assert edit[3] == message[0]  # "Also: Trend", not a second message
 
 
+async def test_an_outlets_next_item_about_a_story_it_is_named_in_is_a_message(
+    parts: Parts,
+) -> None:
+    # APA starts a story and Trend joins it; two days later APA's first item has left the
+    # window, so its next item about the story joins it again. The chat's message names
+    # APA already: no edit can add anything, and the item must not be lost.
+    apa, trend, apa_later = (
+        Report(
+            "Magnitude 5.1 earthquake strikes Shamakhi, houses damaged in Shamakhi villages",
+            "A magnitude 5.1 earthquake struck Shamakhi district; houses in Shamakhi villages "
+            "were damaged, the seismology centre in Baku said. No casualties in Shamakhi.",
+        ),
+        Report(
+            "Magnitude 5.1 earthquake hits Shamakhi, houses damaged in villages",
+            "An earthquake of magnitude 5.1 hit Shamakhi district; houses in several Shamakhi "
+            "villages were damaged, the seismology centre said. No casualties in Shamakhi.",
+        ),
+        Report(
+            "Shamakhi earthquake: houses damaged in Shamakhi villages after magnitude 5.1 quake",
+            "After the magnitude 5.1 earthquake in Shamakhi district, houses in Shamakhi "
+            "villages remain damaged, the seismology centre said. Residents evacuated.",
+        ),
+    )
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", apa, minutes(5)))
+    parts.clock.now = minutes(20 * 60)
+    await parts.poll("Trend", ("trend-1", trend, minutes(20 * 60 - 5)))
+    parts.clock.now = minutes(49 * 60)
+    await parts.poll("APA", ("apa-1", apa, minutes(5)), ("apa-2", apa_later, parts.clock.now))
+    stories = await parts.story_ids()
+    assert stories["apa-2"] == stories["apa-1"] == stories["trend-1"]
+    to_42 = [(row[3] is not None, row[4]) for row in await parts.outbox() if row[2] == 42]
+    assert [(edit, escape(apa_later.title) in text) for edit, text in to_42] == [
+        (False, False),  # APA's first item
+        (True, False),  # the edit adding Trend
+        (False, True),  # APA's next item, a message of its own
+    ]
+
+
 async def test_entries_older_than_the_window_are_not_loaded(parts: Parts) -> None:
     parts.clock.now = minutes(10)
     await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))

@@ -167,7 +167,11 @@ class StoryTracker:
                 continue
             sources = other_sources(message, feed)
             if sources == other_sources(message):
-                continue  # this outlet is named already
+                # The message names this outlet already: this is its next item about the
+                # story (a story takes an outlet again once its items left the window),
+                # a development of its own.
+                plan.messages.append(alert)
+                continue
             plan.edits.append(
                 StoryEdit(
                     entry_id=entry_id,
