@@ -375,3 +375,19 @@ async def test_with_stories_an_update_that_joins_a_story_edits_its_message(parts
     (message_id, _, _, _), (_, chat, edited, text) = parts.rows()
     assert (chat, edited) == (-100, message_id)  # an edit of the message the chat has
     assert "Also: trend" in text and not text.startswith("<i>Updated:")
+
+
+async def test_an_update_of_an_entry_published_before_the_horizon_is_not_alerted(
+    parts: Parts,
+) -> None:
+    # Still listed 200 days after publication, it changes to hit a rule: new or updated,
+    # nothing published before the retention horizon alerts.
+    parts.context.retention_s = 90 * 86400
+    ancient = START - timedelta(days=200)
+    link = "https://news.example/a"
+    await parts.start(OLD, item("a", "Weather report for the week", link=link, published=ancient))
+    report = await parts.poll(
+        OLD, item("a", "Karabakh weather report for the week", link=link, published=ancient)
+    )
+    assert (report.updated, report.hits, report.alerts) == (1, 0, 0)
+    assert parts.outbox() == []

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
+from typing import Protocol, TypeVar
 
 from watcher.errors import FetchError, ParseError
 from watcher.fetch import Fetcher
@@ -170,16 +171,23 @@ def matched_texts(matched: Sequence[Matched]) -> dict[int, list[str]]:
     return {item.new.id: hit_texts(item.hits) for item in matched}
 
 
-def published_within(
-    new_entries: Sequence[NewEntry], retention_s: int | None, now: datetime
-) -> list[NewEntry]:
-    """PURE: the entries not published before the retention horizon (undated ones count
-    as recent: they are judged by when we first saw them, which is now)."""
+class _WithEntry(Protocol):
+    @property
+    def entry(self) -> Entry: ...
+
+
+_Item = TypeVar("_Item", bound=_WithEntry)
+
+
+def published_within(items: Sequence[_Item], retention_s: int | None, now: datetime) -> list[_Item]:
+    """PURE: the new or updated entries not published before the retention horizon, which
+    are never alerted (undated ones count as recent: the store forgets an entry only a
+    horizon after it was last seen)."""
     if retention_s is None:
-        return list(new_entries)
+        return list(items)
     horizon = now - timedelta(seconds=retention_s)
     return [
-        new for new in new_entries if new.entry.published is None or new.entry.published >= horizon
+        item for item in items if item.entry.published is None or item.entry.published >= horizon
     ]
 
 
@@ -316,7 +324,10 @@ async def _poll(
             if matched:
                 await _queue(matched, feed, rules, ctx, tx, now, report)
             rematched = match_updated_entries(
-                recorded.updated, feed, rules, realert=ctx.realert_on_update
+                published_within(recorded.updated, ctx.retention_s, now),
+                feed,
+                rules,
+                realert=ctx.realert_on_update,
             )
             if rematched:
                 hit_rules += [hit.rule for item in rematched for hit in item.hits]
