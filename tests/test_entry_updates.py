@@ -391,3 +391,22 @@ async def test_an_update_of_an_entry_published_before_the_horizon_is_not_alerted
     )
     assert (report.updated, report.hits, report.alerts) == (1, 0, 0)
     assert parts.outbox() == []
+
+
+async def test_a_chat_that_had_an_entry_longer_ago_than_outbox_retention_is_not_told_again(
+    parts: Parts,
+) -> None:
+    # The outbox row that says chat 42 had the entry goes after 30 days; the entry lives
+    # 90. An update that makes another of the chat's rules match is no news to it then.
+    await parts.start(OLD)
+    road = item("r", "Karabakh road reopens for trucks")
+    assert (await parts.poll(OLD, road)).alerts == 1
+    await parts.store.mark_sent(1, 1001, parts.clock.now)
+    await parts.store.follow(42, "peacekeepers", parts.clock.now)
+    await parts.poll(OLD, road, after=timedelta(days=31))
+    await prune(parts.store, parts.clock.now, keep_entries_s=90 * 86400, keep_outbox_s=30 * 86400)
+    assert parts.outbox() == []
+    escorted = item("r", "Karabakh road reopens for trucks, Russian peacekeepers escort")
+    report = await parts.poll(OLD, escorted)
+    assert report.updated == 1
+    assert [chat for chat, _ in parts.outbox()] == [-100]  # news to the peacekeepers chat only

@@ -135,6 +135,12 @@ async def test_same_story_in_two_feeds_is_one_message_and_one_edit(parts: Parts)
     assert to_seven[2] == 7  # see the next test
     stories = await parts.story_ids()
     assert stories["apa-1"] == stories["trend-1"] == message[1]
+    # The edit tells chat 42 of Trend's entry as surely as a message would: that record
+    # outlives the outbox row (see test_entry_updates).
+    told = await parts.store._fetchall("SELECT entry_id, chat_id FROM versions_told", ())
+    assert sorted((row[0], row[1]) for row in told) == sorted(
+        [(message[1], 42), (edit[1], 42), (to_seven[1], 7)]
+    )
 
 
 async def test_a_chat_the_first_report_did_not_reach_gets_a_message(parts: Parts) -> None:

@@ -41,7 +41,7 @@ from watcher.schedule import (
     next_check_after_failure,
     next_check_after_success,
 )
-from watcher.store import Store, WriteTransaction, unchanged_for_recording
+from watcher.store import Store, StoryEdit, WriteTransaction, unchanged_for_recording
 from watcher.stories import hit_texts
 from watcher.story_alerts import StoryTracker
 from watcher.telegram.format import render_alert
@@ -398,7 +398,7 @@ async def _queue(
 ) -> None:
     """Inside the poll's transaction: who follows the rules that hit, then the outbox."""
     plan = await _plan(matched, feed, rules, ctx, now)
-    edits = 0
+    edits: list[StoryEdit] = []
     if ctx.stories is not None:
         stories = await ctx.stories.apply(
             [item.new for item in matched],
@@ -410,17 +410,21 @@ async def _queue(
             now,
             matched=matched_texts(matched),
         )
-        plan.alerts, edits = stories.messages, len(stories.edits)
-    # An edit is the alert of its entry to its chat, in the form of an edit: counted too.
-    report.alerts = await tx.enqueue(plan.alerts, now) + edits
-    await tx.told(_versions(plan.alerts, matched), now)
+        plan.alerts, edits = stories.messages, stories.edits
+    # An edit is the alert of its entry to its chat, in the form of an edit: counted, and
+    # told, too.
+    report.alerts = await tx.enqueue(plan.alerts, now) + len(edits)
+    await tx.told(_versions([*plan.alerts, *edits], matched), now)
     for chat, entry_id, held_rules in plan.held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held = len(plan.held)
 
 
-def _versions(alerts: Sequence[Alert], matched: Sequence[Matched]) -> list[tuple[int, int, str]]:
-    """PURE: (entry id, chat id, content key) of the version each alert tells its chat of."""
+def _versions(
+    alerts: Sequence[Alert | StoryEdit], matched: Sequence[Matched]
+) -> list[tuple[int, int, str]]:
+    """PURE: (entry id, chat id, content key) of the version each alert (or edit) tells
+    its chat of."""
     contents = {item.new.id: _content_key(item.new.entry) for item in matched}
     return [
         (alert.entry_id, alert.chat_id, contents[alert.entry_id])
@@ -460,14 +464,14 @@ async def _queue_updates(
         for chat, entry_id, names in plan.held
         if (entry_id, chat) not in had
     ]
-    edits = 0
+    edits: list[StoryEdit] = []
     if ctx.stories is not None:
         alerts, edits = await _updates_in_stories(
             ctx.stories, matched, alerts, {entry_id for _, entry_id, _ in held}, feed, ctx, tx, now
         )
     realerts = [replace(alert, entry_id=None) for alert in told_again]
-    report.alerts += await tx.enqueue([*alerts, *realerts], now) + edits
-    await tx.told(_versions([*alerts, *told_again], matched), now)
+    report.alerts += await tx.enqueue([*alerts, *realerts], now) + len(edits)
+    await tx.told(_versions([*alerts, *told_again, *edits], matched), now)
     for chat, entry_id, held_rules in held:
         await tx.hold(chat, entry_id, held_rules, now)
     report.held += len(held)
@@ -482,9 +486,9 @@ async def _updates_in_stories(
     ctx: PollContext,
     tx: WriteTransaction,
     now: datetime,
-) -> tuple[list[Alert], int]:
+) -> tuple[list[Alert], list[StoryEdit]]:
     """The alerts about updated entries once stories are taken into account: the messages
-    to queue, and how many edits were queued. An entry that alerted nobody before has no
+    to queue, and the edits queued. An entry that alerted nobody before has no
     story: it is placed in one now, as a new entry would be. One that has a story already
     keeps it; a chat with a message about that story gets an edit, not a message."""
     stories = await ctx.store.stories_of([item.new.id for item in matched])
@@ -507,7 +511,7 @@ async def _updates_in_stories(
     )
     plan = tracker.plan(storied, in_story, messages, feed.name)
     await ctx.store.enqueue_edits(tx, plan.edits, now)
-    return [*placed.messages, *plan.messages], len(placed.edits) + len(plan.edits)
+    return [*placed.messages, *plan.messages], [*placed.edits, *plan.edits]
 
 
 async def _interval(

@@ -984,17 +984,21 @@ class WriteTransaction:
     async def alerted_chats(self, entry_ids: Sequence[int]) -> set[tuple[int, int]]:
         """(entry id, chat id) of the chats that had, or will have, an alert about these
         entries: an outbox row whatever its status, or a held alert, whether a digest
-        has carried it yet or not; a migrated chat under its old and its new id."""
+        has carried it yet or not; a migrated chat under its old and its new id. And a
+        version told, which outlives both (they go with [retention] outbox, it with the
+        entry)."""
         found: set[tuple[int, int]] = set()
-        for chunk in chunks(entry_ids, ROWS_PER_STATEMENT // 2):  # each id is given twice
+        for chunk in chunks(entry_ids, ROWS_PER_STATEMENT // 3):  # each id is given thrice
             marks = ",".join("?" * len(chunk))
             found.update(
                 (row[0], row[1])
                 for row in await self.db.execute_fetchall(
                     f"""SELECT entry_id, chat_id FROM outbox WHERE entry_id IN ({marks})
                         UNION SELECT entry_id, chat_id FROM held_alerts
+                        WHERE entry_id IN ({marks})
+                        UNION SELECT entry_id, chat_id FROM versions_told
                         WHERE entry_id IN ({marks})""",
-                    [*chunk, *chunk],
+                    [*chunk, *chunk, *chunk],
                 )
             )
         # A chat Telegram moved had, under its new id, what it had under the old one (sent
