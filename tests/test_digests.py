@@ -163,3 +163,14 @@ async def test_a_release_that_lost_part_of_its_alerts_to_another_queues_nothing(
         assert await send_digest(store, 5, NOW, "While you were muted") == 1  # reads again
         texts = [m.text for m in await store.due_outbox(NOW)]
         assert len(texts) == 2 and "apa.az/1" in texts[1] and "apa.az/0" not in texts[1]
+
+
+async def test_the_minute_job_reads_only_the_alerts_still_waiting(tmp_path: Path) -> None:
+    # It runs every minute beside a month of released alerts: by their own index.
+    async with await Store.open(tmp_path / "w.db") as store:
+        plan = await store._fetchall(
+            "EXPLAIN QUERY PLAN SELECT chat_id, min(created_at) FROM held_alerts "
+            "WHERE released_at IS NULL GROUP BY chat_id",
+            (),
+        )
+        assert [row[3] for row in plan] == ["SCAN held_alerts USING INDEX held_alerts_waiting"]

@@ -15,6 +15,7 @@ from watcher.model import Alert, Entry, FeedDef, FeedSuccess, RuleDef
 from watcher.pipeline import poll_feed
 from watcher.store import Store, StoryEdit, migrate, optimize, prune
 from watcher.store.schema import MIGRATIONS
+from watcher.store.sqlite import due_outbox_sql
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DAY = 86400
@@ -377,3 +378,28 @@ async def test_after_a_prune_the_pipeline_alerts_only_what_is_new(tmp_path: Path
         server.serve("/rss", rss(4, 3, 2))
         assert await poll() == 1  # only 4: 2 (older than retention) is still known
         assert await store.count_entries() == 3
+
+
+async def test_the_delivery_query_looks_only_at_pending_rows_after_the_daily_upkeep(
+    tmp_path: Path,
+) -> None:
+    # A month of sent rows and three pending: the query delivery runs every few seconds
+    # must go by the pending rows' index, not walk every row (as its planner chose after
+    # PRAGMA optimize, on the reader that kept the statistics it had read first).
+    async with await Store.open(tmp_path / "w.db") as store:
+        await store.sync_feeds(FEEDS, ago(400))
+        ids = await parse(store, "apa", [entry(n) for n in range(3000)], ago(2))
+        async with store.write() as tx:
+            await tx.enqueue([Alert(i, 100 + i % 50, "x") for i in ids], ago(2))
+        for i in ids[:-3]:
+            await store.mark_sent(i, 1, ago(2))
+        for _ in range(3):
+            await store.due_outbox(NOW)
+        await prune(store, NOW, **KEEP)
+        await optimize(store)
+        plan = [
+            row[3]
+            for row in await store._fetchall(f"EXPLAIN QUERY PLAN {due_outbox_sql()}", (1, 1, 1))
+        ]
+        assert not any(step.startswith("SCAN") for step in plan), plan
+        assert len(await store.due_outbox(NOW)) == 3

@@ -350,6 +350,18 @@ def _v16_respelled_links(db: sqlite3.Connection) -> None:
             )
 
 
+def _v17_waiting_held_alerts(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- The minute job asks which chats have alerts waiting for a digest, and since when:
+        -- those few rows, not the month of released ones kept beside them.
+        CREATE INDEX held_alerts_waiting ON held_alerts(chat_id, created_at)
+            WHERE released_at IS NULL;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -367,6 +379,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v14_feed_interval,
     _v15_story_times,
     _v16_respelled_links,
+    _v17_waiting_held_alerts,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

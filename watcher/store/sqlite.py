@@ -400,15 +400,7 @@ class Store(SubscriberQueries, StoryQueries):
         never for `exclude_chats` (chats already being served)."""
         conditions, params = _chat_filter(chat_ids, exclude_chats)
         rows = await self._fetchall(
-            # A row waits while an older row of its chat waits: order per chat holds even
-            # when retries gave the rows different times.
-            f"""SELECT id, chat_id, text, attempts, created_at FROM outbox AS o
-               WHERE status = 'pending' AND next_attempt_at <= ? {conditions}
-                 AND NOT EXISTS (
-                     SELECT 1 FROM outbox AS older
-                     WHERE older.status = 'pending' AND older.chat_id = o.chat_id
-                       AND older.id < o.id AND older.next_attempt_at > ?)
-               ORDER BY id LIMIT ?""",
+            due_outbox_sql(conditions),
             (_ts(now), *params, _ts(now), limit),
         )
         return [
@@ -523,6 +515,23 @@ class Store(SubscriberQueries, StoryQueries):
         """A read of what is committed (see `__init__`)."""
         # One trip to the connection's thread, not three (execute, fetch, close).
         return list(await self._reader.execute_fetchall(sql, params))
+
+
+def due_outbox_sql(conditions: str = "") -> str:
+    """`Store.due_outbox`'s query, with more `conditions` ("AND ...") on the row.
+
+    A row waits while an older row of its chat waits: order per chat holds even when
+    retries gave the rows different times. The pending rows are few, the rows of the last
+    month many: left to itself, the planner may walk them all in id order to find the few
+    (the reader connection, which keeps the statistics it read first, did)."""
+    return f"""SELECT id, chat_id, text, attempts, created_at
+               FROM outbox AS o INDEXED BY outbox_pending
+               WHERE status = 'pending' AND next_attempt_at <= ? {conditions}
+                 AND NOT EXISTS (
+                     SELECT 1 FROM outbox AS older
+                     WHERE older.status = 'pending' AND older.chat_id = o.chat_id
+                       AND older.id < o.id AND older.next_attempt_at > ?)
+               ORDER BY id LIMIT ?"""
 
 
 def _chat_filter(
