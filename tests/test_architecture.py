@@ -19,6 +19,7 @@ PURE = {
     "watcher.rules",
     "watcher.schedule",
     "watcher.identity",
+    "watcher.redaction",
     "watcher.stories",
     "watcher.opml",
     "watcher.telegram.format",

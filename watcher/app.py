@@ -12,7 +12,7 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ from watcher.metrics import Metrics
 from watcher.model import FeedDef, FeedState
 from watcher.parse_pool import FeedParser
 from watcher.pipeline import PollContext, PollReport, RuleSet, poll_feed, record_crash
+from watcher.redaction import display_url, url_secrets
 from watcher.rules import Matcher
 from watcher.scheduler import Ticker
 from watcher.sd_notify import SystemdNotifier
@@ -111,10 +112,19 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _register_url_secrets(self, feeds: Iterable[FeedDef]) -> None:
+        """The credentials feed URLs carry, for the log formatter to scrub wherever they
+        turn up (a library's message, a traceback): what shows a URL masks them already."""
+        if self._log_formatter is not None:
+            for feed in feeds:
+                for secret in url_secrets(feed.url):
+                    self._log_formatter.add_secret(secret)
+
     async def run(self) -> int:
         token = self.settings.telegram.read_token(self._environ)
         if token and self._log_formatter is not None:
             self._log_formatter.add_secret(token)
+        self._register_url_secrets(self.settings.feeds)
         self._install_signal_handlers()
 
         store = await Store.open(self.settings.storage.path)
@@ -421,7 +431,7 @@ class Daemon:
             log.warning(
                 "feed moved permanently feed=%s new_url=%s: update its url in the config",
                 feed.name,
-                report.moved_to,
+                display_url(report.moved_to),
             )
         if notice is not None:
             await delivery.notify_admins(notice)
@@ -520,6 +530,7 @@ class Daemon:
         self._ruleset = ruleset
         self._feeds = feeds
         self.settings = new
+        self._register_url_secrets(new.feeds)
         added = sorted(set(self._feeds) - {feed.name for feed in old.feeds})
         removed = sorted({feed.name for feed in old.feeds} - set(self._feeds))
         log.info(

@@ -202,7 +202,9 @@ def _match(args: argparse.Namespace) -> int:
         else:
             stdin = sys.stdin.buffer.read() if args.source == "-" else None
             entries = read_local(args.source, stdin=stdin)
-    except (OSError, FetchError) as exc:
+    except FetchError as exc:  # it names the URL (its credentials masked)
+        print(f"watcher: cannot read {exc}", file=sys.stderr)
+    except OSError as exc:
         print(f"watcher: cannot read {args.source}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     matcher = compiled_rules(settings)

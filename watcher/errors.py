@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from watcher.redaction import display_url
+
 
 class WatcherError(Exception):
     """Base of every error Watcher raises on purpose."""
@@ -77,8 +79,10 @@ class FetchError(WatcherError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
+        # Stored with the feed, logged, shown by `watcher status` and told to the admins:
+        # never with the credentials a URL may carry.
         status = f" (HTTP {self.status})" if self.status is not None else ""
-        return f"{self.url}{status}: {self.message}"
+        return f"{display_url(self.url)}{status}: {self.message}"
 
 
 class ParseError(WatcherError):

@@ -13,6 +13,7 @@ from typing import Any
 
 from watcher.config import Settings
 from watcher.model import FeedState
+from watcher.redaction import display_url
 from watcher.store import Store
 
 
@@ -49,7 +50,7 @@ async def feed_statuses(settings: Settings) -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": feed.name,
-                "url": state.url if state is not None else feed.url,
+                "url": display_url(state.url if state is not None else feed.url),
                 "state": feed_state_name(state, settings.polling.failing_after),
                 "last_status": state.last_status if state else None,
                 "last_error": state.last_error if state else None,

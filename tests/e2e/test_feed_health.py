@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,13 @@ pytestmark = pytest.mark.e2e
 
 TOKEN = "616161:E2E-health-token-abcdefghijklmnop"
 ADMIN = 4242
+FEED_SECRET = "feed-credential-8c1f2d"
 
 
 async def test_failing_and_recovery_are_told_once_each(tmp_path: Path) -> None:
     async with FeedServer() as server, FakeTelegram(TOKEN) as telegram:
-        url = server.serve("/flaky", "", status=500)
+        # A credential in the feed's URL: never logged, stored, shown or told.
+        url = server.serve("/flaky", "", status=500) + "?id=7&api_key=" + FEED_SECRET
         config = tmp_path / "watcher.toml"
         config.write_text(
             f"""
@@ -56,5 +60,17 @@ url = "{url}"
             assert "feed recovered feed=flaky" in daemon.stderr
             code, _ = await daemon.stop()
             assert code == 0
+            assert "flaky?id=7&api_key=*** (HTTP 500)" in failing.visible_text
+            command = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "watcher", "status", "--json", "--config", str(config)),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await command.communicate()
+            assert command.returncode == 0
+            status = out.decode()
+            assert '"url": "http://127.0.0.1' in status and "api_key=***" in status
+            told = [message.visible_text for message in telegram.sent]
+            for text in (daemon.output, status, *told):
+                assert FEED_SECRET not in text
         finally:
             daemon.kill()
