@@ -101,3 +101,11 @@ def test_run_with_an_unreadable_credential_says_so_in_one_line(tmp_path: Path) -
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "cannot read the bot token file" in done.stderr
+
+
+@pytest.mark.parametrize("level", ["debug", "Warning", "CRITICAL"])
+def test_log_level_is_taken_in_any_case(level: str) -> None:
+    from watcher.cli import _parser
+
+    args = _parser().parse_args(["run", "--config", "watcher.toml", "--log-level", level])
+    assert args.log_level == level.upper()

@@ -2,6 +2,7 @@
 file, a real lag monitor and real instrumentation behind it."""
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -177,18 +178,45 @@ async def test_the_daemons_own_write_is_no_lock_against_it_unless_it_lasts(
 ) -> None:
     """The daemon's own transaction holds the lock: healthy while it is short, 503 when
     it has been open for longer than max_own_write_s (a hung write)."""
+    since = [0.0]
+    clock = [0.0]
     check = DatabaseWritable(
-        store.path, own_write_since=lambda: store.write_since, max_own_write_s=0.3
+        store.path,
+        own_write_since=lambda: since[0] if store.write_since is not None else None,
+        max_own_write_s=30,
+        clock=lambda: clock[0],
     )
     async with store.write() as tx:
         await tx.db.execute("UPDATE feeds SET etag = 'y'")
         assert store.write_since is not None
+        clock[0] = 29.0
         assert await check() is None  # no probe: it would wait for our own lock
-        await asyncio.sleep(0.4)
+        clock[0] = 31.0
         reason = await check()
         assert reason is not None and "has been open for" in reason
     assert store.write_since is None
     assert await check() is None
+
+
+async def test_probes_that_overlap_share_one_database_check(
+    store: Store, http: aiohttp.ClientSession
+) -> None:
+    async with serve({"database": DatabaseWritable(store.path)}) as server:
+        url = server.url + "/healthz"
+        answers = await asyncio.gather(*(get_json(http, url) for _ in range(20)))
+    assert {status for status, _ in answers} == {200}
+
+
+async def test_a_client_that_sends_nothing_more_is_disconnected() -> None:
+    server = HealthServer(("127.0.0.1", 0), metrics=Metrics(process_metrics=False), idle_s=0.2)
+    async with server:
+        idle = await asyncio.open_connection("127.0.0.1", server.port)
+        half = await asyncio.open_connection("127.0.0.1", server.port)
+        half[1].write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        # Generous bound: only a server that never closes them fails it.
+        for reader, writer in (idle, half):
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
 
 
 async def test_a_missing_database_is_unhealthy_and_not_created(
@@ -273,3 +301,19 @@ async def test_a_check_that_hangs_or_raises_is_a_failed_check(http: aiohttp.Clie
         "raises: check failed: RuntimeError('boom')",
     ]
     assert body["checks"]["ok"] == "ok"
+
+
+async def test_a_request_that_cannot_be_parsed_is_one_debug_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with serve({}) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+        assert b" 400 " in await reader.readline()
+        writer.close()
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as ok:
+            assert ok.status == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == []
+    assert any(r.getMessage().startswith("http bad request") for r in caplog.records)

@@ -158,3 +158,25 @@ def test_no_json_field_carries_a_secret(stream: io.StringIO) -> None:
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="auto, json, text"):
         setup_logging("INFO", stream=io.StringIO(), fmt="yaml")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_lines_to_journald_start_with_their_priority(tmp_path: Any, fmt: str) -> None:
+    # systemd names the stream it gave the service in $JOURNAL_STREAM ("device:inode");
+    # journald takes "<4>" as the line's priority, so `journalctl -p warning` works.
+    with (tmp_path / "journal").open("w") as journal, (tmp_path / "other").open("w") as other:
+        status = os.fstat(journal.fileno())
+        environ = {"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}
+        setup_logging("DEBUG", stream=journal, fmt=fmt, environ=environ)  # type: ignore[arg-type]
+        log = logging.getLogger("watcher.test")
+        log.error("e")
+        log.warning("w")
+        log.info("i")
+        log.debug("d")
+        # A child whose stderr goes elsewhere inherits the variable: no prefix there.
+        setup_logging("DEBUG", stream=other, fmt=fmt, environ=environ)  # type: ignore[arg-type]
+        log.warning("w")
+        setup_logging("WARNING", stream=io.StringIO())
+    lines = (tmp_path / "journal").read_text().splitlines()
+    assert [line[:3] for line in lines] == ["<3>", "<4>", "<6>", "<7>"]
+    assert not (tmp_path / "other").read_text().startswith("<")

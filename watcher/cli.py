@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from watcher import __version__
-from watcher.config import Settings, compiled_rules, load_config, parse_duration
+from watcher.config import LOG_LEVELS, Settings, compiled_rules, load_config, parse_duration
 from watcher.errors import ConfigError, StoreError
 
 DEFAULT_CONFIG = Path("config/watcher.toml")
@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     with_config(run)
     run.add_argument(
         "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        choices=LOG_LEVELS,
         help="overrides [logging] level of the config (default: INFO)",
     )
     run.add_argument(

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Self
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from watcher.loop_lag import LoopLagMonitor
 from watcher.metrics import CONTENT_TYPE, Metrics
@@ -33,6 +34,7 @@ HealthCheck = Callable[[], Awaitable[str | None]]
 CHECK_TIMEOUT_S = 2.0  # a check that takes longer is a failed check
 REFRESH_TIMEOUT_S = 5.0  # scrape-time reads; Prometheus's default scrape timeout is 10 s
 _SHUTDOWN_S = 1.0  # a scrape in progress at stop gets this long (stop must stay quick)
+IDLE_S = 10.0
 
 
 # -- health checks ---------------------------------------------------------------------------
@@ -116,13 +118,14 @@ class DatabaseWritable:
             if held > self._max_own_write_s:
                 return f"a write transaction of the daemon has been open for {held:.0f}s"
             return None
-        if self._running is not None and not self._running.done():
-            return "an earlier database check is still waiting"
-        self._running = asyncio.ensure_future(
-            asyncio.to_thread(_begin_and_roll_back, self._uri, self._busy_timeout_s)
-        )
-        # Retrieved even when the caller gave up waiting, so asyncio does not complain.
-        self._running.add_done_callback(_consume_exception)
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(
+                asyncio.to_thread(_begin_and_roll_back, self._uri, self._busy_timeout_s)
+            )
+            # Retrieved even when the caller gave up waiting, so asyncio does not complain.
+            self._running.add_done_callback(_consume_exception)
+        # Probes that overlap share one check (and one thread): each still gives up after
+        # its own timeout if the database does not answer.
         try:
             await asyncio.shield(self._running)
         except sqlite3.Error as exc:
@@ -146,6 +149,25 @@ def _begin_and_roll_back(uri: str, busy_timeout_s: float) -> None:
 # -- the server ------------------------------------------------------------------------------
 
 
+class _BadRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header too long, a scanner's garbage) as an
+    ERROR with a traceback: one malformed request a line of nine. Those are the client's
+    fault and get one DEBUG line; errors of our own handlers still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            log.debug("http bad request error=%r", error)
+            return False
+        return True
+
+
+def _quiet_bad_requests() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _BadRequestFilter) for f in server_log.filters):
+        server_log.addFilter(_BadRequestFilter())
+
+
 class HealthServer:
     """aiohttp on the running loop (AppRunner + TCPSite). `start()` binds, `stop()` closes;
     or `async with`. `port` is the bound port (useful with port 0)."""
@@ -158,9 +180,11 @@ class HealthServer:
         before_scrape: Callable[[], Awaitable[None]] | None = None,
         checks: Mapping[str, HealthCheck] | None = None,
         check_timeout_s: float = CHECK_TIMEOUT_S,
+        idle_s: float = IDLE_S,
     ) -> None:
         # (host, port) as config.HttpSettings.listen holds it; port 0 picks a free port.
         self.host, self._port = listen
+        self._idle_s = idle_s
         self._metrics = metrics
         self._before_scrape = before_scrape
         self._checks = dict(checks or {})
@@ -180,11 +204,19 @@ class HealthServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
+        _quiet_bad_requests()
         app = web.Application()
         app.router.add_get("/metrics", self._serve_metrics)
         app.router.add_get("/healthz", self._serve_health)
         # No access log: a scrape every few seconds would drown the daemon's own lines.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_S)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=_SHUTDOWN_S,
+            # A connection idle (or a request unfinished) this long is closed: clients that
+            # open connections and send nothing must not hold the daemon's descriptors.
+            keepalive_timeout=self._idle_s,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self._port)

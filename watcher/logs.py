@@ -15,10 +15,11 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TextIO
 
 _NOISY_LOGGERS = ("httpx", "httpcore", "telegram", "apscheduler", "aiosqlite", "asyncio")
@@ -48,6 +49,9 @@ class RedactingFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+        # Writing to journald's stream: each line starts with its syslog priority ("<4>"),
+        # which journald takes (and strips), so `journalctl -p warning` selects by level.
+        self.syslog_priority = False
         self._secrets: list[str] = []
         for secret in secrets:
             self.add_secret(secret)
@@ -73,7 +77,39 @@ class RedactingFormatter(logging.Formatter):
         return text
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.redact(super().format(record))
+        return self.prefixed(record, self.redact(super().format(record)))
+
+    def prefixed(self, record: logging.LogRecord, line: str) -> str:
+        if not self.syslog_priority:
+            return line
+        return f"<{_syslog_priority(record.levelno)}>{line}"
+
+
+def _syslog_priority(level: int) -> int:
+    """Syslog's number for a logging level: err 3, warning 4, info 6, debug 7."""
+    if level >= logging.CRITICAL:
+        return 2
+    if level >= logging.ERROR:
+        return 3
+    if level >= logging.WARNING:
+        return 4
+    if level >= logging.INFO:
+        return 6
+    return 7
+
+
+def writes_to_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Whether `stream` is the journald stream systemd gave the service: $JOURNAL_STREAM
+    names its device and inode (a child of the service whose output goes elsewhere
+    inherits the variable, so the stream itself is compared)."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        status = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor (a StringIO), closed
+        return False
+    return (status.st_dev, status.st_ino) == (int(device), int(inode))
 
 
 class JsonFormatter(RedactingFormatter):
@@ -100,7 +136,7 @@ class JsonFormatter(RedactingFormatter):
             event["stack"] = self.redact(self.formatStack(record.stack_info))
         # Non-ASCII stays readable (Russian, Azerbaijani and Armenian titles); a line
         # separator inside a value is escaped, so one event is always one line.
-        return json.dumps(event, ensure_ascii=False, default=str)
+        return self.prefixed(record, json.dumps(event, ensure_ascii=False, default=str))
 
 
 def _iso_utc_ms(record: logging.LogRecord) -> str:
@@ -158,11 +194,14 @@ def setup_logging(
     stream: TextIO | None = None,
     secrets: Iterable[str] = (),
     fmt: LogFormat = "auto",
+    environ: Mapping[str, str] | None = None,
 ) -> RedactingFormatter:
     """Configure the root logger; return the formatter so secrets can be added later.
-    `fmt="auto"`: readable lines on a terminal, JSON lines otherwise."""
+    `fmt="auto"`: readable lines on a terminal, JSON lines otherwise; on journald's
+    stream (`environ`, by default the process's), each line carries its priority."""
     out = stream or sys.stderr
     formatter = make_formatter(fmt, out, secrets)
+    formatter.syslog_priority = writes_to_journal(out, os.environ if environ is None else environ)
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
