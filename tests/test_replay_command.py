@@ -448,3 +448,17 @@ def test_a_rule_filter_does_not_change_how_entries_group() -> None:
         return [[e.id for e in story.entries] for story in result.stories]
 
     assert groups(None) == groups("quakes") == [[1], [2]]
+
+
+def test_reading_the_history_beside_a_stopped_daemon_leaves_no_files_behind(
+    tmp_path: Path,
+) -> None:
+    async def create() -> None:
+        async with await Store.open(tmp_path / "w.db") as store:
+            await store.sync_feeds([FeedDef("apa", "https://apa.az/rss", 600)], datetime.now(UTC))
+
+    asyncio.run(create())
+    before = sorted(path.name for path in tmp_path.iterdir())
+    with EntryHistory.open(tmp_path / "w.db") as history:
+        assert list(history.entries_since(datetime.now(UTC) - timedelta(days=1))) == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == before

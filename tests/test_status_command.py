@@ -152,3 +152,16 @@ def test_status_on_what_is_no_database_says_so(
     assert error.startswith("watcher: ") and "Traceback" not in error
     if kind != "a folder":
         assert database.stat().st_size == (0 if kind == "empty file" else 4096)
+
+
+def test_status_beside_a_stopped_daemon_leaves_no_files_behind(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Files it left (as whoever ran `sudo watcher status`) would keep the service's own
+    # user from writing its database.
+    asyncio.run(prepare(config))
+    folder = config.parent
+    before = sorted(path.name for path in folder.iterdir())
+    assert "watcher.db-wal" not in before and "watcher.db-shm" not in before
+    assert main(["status", "--config", str(config)]) == 0
+    assert sorted(path.name for path in folder.iterdir()) == before

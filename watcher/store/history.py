@@ -1,9 +1,10 @@
 """Read-only access to the recorded entries, for `watcher replay`.
 
-Opened with SQLite's `mode=ro`: it never creates a database where there is none, never
-migrates one, and never writes to it, so it is safe beside the running daemon (in WAL mode a
-reader neither blocks the writer nor waits for it). A database of another schema version is
-refused rather than read with a guess at its columns.
+Opened for reading only (`watcher.store.reading`, `PRAGMA query_only`): it never creates a
+database where there is none, never migrates one, and never writes to it, so it is safe
+beside the running daemon (in WAL mode a reader neither blocks the writer nor waits for it).
+A database of another schema version is refused rather than read with a guess at its
+columns.
 
 Plain sqlite3 rather than aiosqlite: the one caller is a command that does nothing else while
 it reads, and a blocking cursor streams rows at no cost.
@@ -21,6 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from watcher.errors import StoreError
+from watcher.store.reading import reading_uri
 from watcher.store.schema import SCHEMA_VERSION, version_problem
 from watcher.store.timestamps import from_db, to_db
 
@@ -60,14 +62,12 @@ class EntryHistory:
             raise StoreError(f"no database at {path} (has the daemon run with this config?)")
         try:
             db = sqlite3.connect(
-                f"{path.absolute().as_uri()}?mode=ro",
-                uri=True,
-                timeout=_BUSY_TIMEOUT_S,
-                isolation_level=None,
+                reading_uri(path), uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
         try:
+            db.execute("PRAGMA query_only = ON")
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
         except sqlite3.Error as exc:
             db.close()

@@ -39,6 +39,7 @@ from watcher.model import (
     UpdatedEntry,
 )
 from watcher.store.chunks import ROWS_PER_STATEMENT, chunks
+from watcher.store.reading import reading_uri
 from watcher.store.schema import MIGRATIONS, SCHEMA_VERSION, version_problem
 from watcher.store.stories import StoryQueries
 from watcher.store.subscribers import SubscriberQueries
@@ -129,7 +130,7 @@ class Store(SubscriberQueries, StoryQueries):
         what the operator should do once the daemon has upgraded an older one."""
         if not await asyncio.to_thread(path.is_file):
             raise StoreError(f"no database at {path} (has the daemon run with this config?)")
-        uri = f"{(await asyncio.to_thread(path.absolute)).as_uri()}?mode=ro"
+        uri = await asyncio.to_thread(reading_uri, path)
         try:
             db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
         except sqlite3.Error as exc:
