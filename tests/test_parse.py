@@ -331,6 +331,24 @@ def test_control_characters_and_impossible_characters_are_removed() -> None:
     assert entry.guid is not None and "\x01" not in entry.guid
 
 
+@pytest.mark.parametrize("prefix", ["&#", "&#x"])
+def test_a_character_reference_of_a_megabyte_of_zeros_is_read_at_once(prefix: str) -> None:
+    # Matched the naive way, the zeros could be shared between the leading zeros and the
+    # digits every which way: quadratic, about two hours for this body. Generous bound:
+    # only that fails it.
+    body = rss(f"<item><guid>g</guid><title>t {prefix}{'0' * 1_000_000}</title></item>")
+    started = time.perf_counter()
+    parse_feed(fetched(body))
+    assert time.perf_counter() - started < 20
+
+
+def test_a_character_reference_of_thousands_of_digits_is_an_impossible_character() -> None:
+    # int() refuses more than 4,300 digits: that was a crash of the poll, not a feed read.
+    body = rss(f"<item><guid>g</guid><title>a&#{'1' * 5000};b&#x{'F' * 5000};c</title></item>")
+    (entry,) = parse_feed(fetched(body)).entries
+    assert entry.title == "a\ufffdb\ufffdc"
+
+
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 

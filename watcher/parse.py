@@ -84,7 +84,10 @@ _ENTITY_DECLARATION = re.compile(r"<!ENTITY\s(?:[^>\"']|\"[^\"]*\"|'[^']*')*>")
 # A reference to a named general or parameter entity (character references are harmless).
 _NAMED_REFERENCE = re.compile(r"[&%][A-Za-z_:][\w.:-]*;")
 # Character references long enough to name a surrogate or a code point past U+10FFFF.
-_IMPOSSIBLE_CHARACTER = re.compile(r"&#(?:[xX]0*([0-9a-fA-F]{4,})|0*([0-9]{5,}));")
+# Possessive: "&#" and a long run of zeros with no ";" must not be tried every way the
+# zeros can be shared between the two parts (quadratic: hours for a megabyte).
+_IMPOSSIBLE_CHARACTER = re.compile(r"&#(?:[xX]0*+([0-9a-fA-F]{4,}+)|0*+([0-9]{5,}+));")
+_LONGEST_POSSIBLE = 7  # digits of U+10FFFF in decimal (1114111); in hexadecimal, 6
 
 
 def _gunzip(body: bytes) -> bytes:
@@ -126,6 +129,8 @@ def _drop_nested_entities(text: str) -> str:
 
 def _replace_impossible_character(found: re.Match[str]) -> str:
     hex_digits, decimal_digits = found.groups()
+    if len(hex_digits or decimal_digits) > _LONGEST_POSSIBLE:  # past U+10FFFF, and past
+        return "&#xFFFD;"  # what int() takes (4,300 digits)
     code = int(hex_digits, 16) if hex_digits else int(decimal_digits)
     if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
         return "&#xFFFD;"
