@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from itertools import pairwise
 
@@ -391,3 +392,23 @@ def test_every_codec_letter_made_it_into_a_codec() -> None:
         for ch in own:
             assert ch in codec_of, ch
             assert _fold_by_codec(ch) == _fold_fast(ch), ch
+
+
+@pytest.mark.parametrize("unfinished", ["<a b='", "<a", "<!--", "<![x"])
+def test_markup_full_of_unfinished_tags_is_read_in_linear_time(unfinished: str) -> None:
+    # html.parser's close() (this Python) scans the rest again for every unfinished tag:
+    # about 200 s for one summary of the 200,000 characters parse allows. Generous bound:
+    # only that fails it.
+    markup = "Karabakh " + unfinished * (200_000 // len(unfinished))
+    started = time.perf_counter()
+    text = html_to_text(markup)
+    assert time.perf_counter() - started < 10
+    assert text.startswith("Karabakh")
+
+
+def test_what_an_unfinished_tag_leaves_is_text_less_whole_tags() -> None:
+    assert html_to_text("a <b") == "a <b"
+    assert html_to_text("<p>Peacekeepers</p> leave <a href='x <i>Lachin</i> &amp; more") == (
+        "Peacekeepers leave <a href='x Lachin & more"
+    )
+    assert html_to_text("before<script>unclosed script eats the rest") == "before"

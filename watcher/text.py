@@ -89,6 +89,7 @@ class _TextExtractor(HTMLParser):
 
 _HIDDEN_ELEMENT = re.compile(r"<(script|style)\b.*?(?:</\1\s*>|\Z)", re.IGNORECASE | re.DOTALL)
 _ANY_TAG = re.compile(r"<[^>]*>?")
+_WHOLE_TAG = re.compile(r"<[^<>]*>")
 
 
 def _strip_tags_crudely(markup: str) -> str:
@@ -108,8 +109,17 @@ def html_to_text(markup: str) -> str:
         extractor = _TextExtractor()
         try:
             extractor.feed(markup)
-            extractor.close()
-            text = "".join(extractor.parts)
+            # Not close(): on this Python it scans what is left again for every tag left
+            # unfinished ("<a b='" repeated: minutes for one summary). What feed() left, an
+            # unfinished tag and all after it or text held back for a character reference,
+            # is text as close() would show it, less the whole tags in it; the rest of a
+            # <script> is hidden.
+            rest = extractor.rawdata
+            if extractor.cdata_elem:
+                rest = ""
+            elif rest:
+                rest = html.unescape(_WHOLE_TAG.sub(" ", rest))
+            text = "".join(extractor.parts) + rest
         except AssertionError:
             # html.parser asserts on some declarations (e.g. "<![foo[") instead of
             # recovering; a crude strip still yields the words.
