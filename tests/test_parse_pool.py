@@ -190,3 +190,31 @@ def test_workers_exit_when_the_daemon_is_killed(tmp_path: Path) -> None:
         daemon.wait()
     # End of file on their request pipes ends them (init reaps them).
     assert not wait_until_gone(pids, 5.0)
+
+
+def slow_body(attributes: int = 30_000) -> FetchResult:
+    """A feed feedparser takes quadratic time over: one element with thousands of
+    attributes (each looked up by a linear scan): about 15 s of a core."""
+    attrs = " ".join(f'a{n}="v"' for n in range(attributes))
+    return fetched(
+        f"<rss version='2.0'><channel><title>t</title><item {attrs}><guid>g</guid></item>"
+        "</channel></rss>".encode()
+    )
+
+
+async def test_a_parse_past_its_deadline_is_stopped_and_the_worker_replaced() -> None:
+    parser = FeedParser(workers=1, deadline_s=1.0)
+    seed = fetched((SEEDS / "turan-feed.xml").read_bytes())
+    try:
+        await parser.parse(seed)
+        (first,) = parser.worker_pids
+        waiting = asyncio.create_task(parser.parse(seed))  # behind the slow one
+        with pytest.raises(ParseError, match="longer than 1s"):
+            await parser.parse(slow_body())
+        assert (await waiting).entries == (await parser.parse(seed)).entries
+        (replacement,) = parser.worker_pids
+        assert replacement != first
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)
+    finally:
+        parser.close()

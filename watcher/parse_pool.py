@@ -29,6 +29,8 @@ __all__ = ["DEFAULT_POOL", "FeedParser", "PoolKind"]
 
 PoolKind = Literal["process", "thread"]
 DEFAULT_POOL: PoolKind = "process"
+# The largest real feeds parse in well under a second; the 10 MB a body may have, in a few.
+PARSE_DEADLINE_S = 60.0
 
 
 _WORKER_COMMAND = (sys.executable, "-m", "watcher.parse_worker")
@@ -273,6 +275,12 @@ class _Worker:
                 self.process.kill()
                 self.process.wait()
 
+    def kill(self) -> None:
+        """Stop a worker that overran its deadline; the end of its reply pipe tells the pool
+        to replace it."""
+        if self._reading:
+            self._kill()
+
     def _kill(self) -> None:
         # Its reply pipe is still open, so it is still running: the pid is still its own.
         with contextlib.suppress(ProcessLookupError):
@@ -297,11 +305,25 @@ class _ProcessPool:
     def pids(self) -> tuple[int, ...]:
         return tuple(worker.pid for worker in self._workers if worker.pid is not None)
 
-    async def run(self, request: bytes) -> bytearray:
+    async def run(self, request: bytes, deadline_s: float) -> bytearray:
+        """The reply to `request`. A worker still parsing after `deadline_s` is killed (and
+        replaced): a body no feed needs (quadratic markup feedparser or expat meets) must
+        not hold a worker, and the feeds waiting for one, for minutes or days."""
         if self._closed:
             raise RuntimeError("the feed parser is closed")
         worker = await self._free_worker()
-        return await worker.send(request)
+        job = worker.send(request)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), deadline_s)
+        except TimeoutError:
+            job.cancel()  # its death is this caller's news, told here
+            worker.kill()
+            raise ParseError(
+                f"not read: parsing took longer than {deadline_s:g}s (the worker was stopped)"
+            ) from None
+        except asyncio.CancelledError:
+            job.cancel()  # the worker finishes the body; its reply is dropped
+            raise
 
     async def _free_worker(self) -> _Worker:
         if self._idle:
@@ -386,7 +408,7 @@ class FeedParser:
     100 parses of 17 real news feeds, a 10 ms ticker on the loop): loop lag p99 27-40 ms
     (max 41-65 ms) with threads against 2-4 ms (max 5-16 ms) with processes, in about half
     the wall time, for the same CPU. `pool="thread"` remains for embeddings where child
-    processes are unwelcome.
+    processes are unwelcome (a thread cannot be stopped: it has no deadline).
 
     The workers are our own (watcher.parse_worker), not a multiprocessing pool: no fork
     server or resource tracker beside them, and no thread in the daemon to feed them: the
@@ -396,13 +418,20 @@ class FeedParser:
     ~20 MB for a worker started on its own and ~22 MB for the fork server and resource
     tracker the multiprocessing pool kept as well. A pickled body goes in and a ParsedFeed
     comes out (well under a millisecond of the loop); starting takes ~0.2 s of a core, in
-    the worker. A worker that dies costs the body it was parsing (a ParseError) and is
-    replaced, started on its own; one whose caller was cancelled finishes its body, and the
-    reply is dropped.
+    the worker. A worker that dies, or is killed for parsing longer than `deadline_s`, costs
+    the body it was parsing (a ParseError) and is replaced, started on its own; one whose
+    caller was cancelled finishes its body, and the reply is dropped.
     """
 
-    def __init__(self, workers: int = 2, *, pool: PoolKind = DEFAULT_POOL) -> None:
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        pool: PoolKind = DEFAULT_POOL,
+        deadline_s: float = PARSE_DEADLINE_S,
+    ) -> None:
         self.pool: PoolKind = pool
+        self._deadline_s = deadline_s
         self._threads = (
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="parse")
             if pool == "thread"
@@ -425,7 +454,7 @@ class FeedParser:
             return await asyncio.wrap_future(self._threads.submit(parse))
         assert self._processes is not None
         request = pickle.dumps((result, known), protocol=pickle.HIGHEST_PROTOCOL)
-        ok, value = pickle.loads(await self._processes.run(request))
+        ok, value = pickle.loads(await self._processes.run(request, self._deadline_s))
         if not ok:
             raise value
         parsed: ParsedFeed = value
