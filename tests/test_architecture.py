@@ -20,6 +20,7 @@ PURE = {
     "watcher.schedule",
     "watcher.identity",
     "watcher.redaction",
+    "watcher.armscii8",
     "watcher.stories",
     "watcher.opml",
     "watcher.telegram.format",

@@ -481,3 +481,49 @@ def test_a_publication_time_is_read_as_timegm_reads_it(fields: tuple[float, ...]
     if expected is not None and not _EARLIEST_PUBLISHED <= expected <= now + _FUTURE_TOLERANCE:
         expected = None
     assert _published(parsed, now) == expected
+
+
+# UTF-16 without a BOM must have a declaration (XML 1.0, 4.3.3); UCS-4 shows by its "<".
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("content_type", [None, "application/rss+xml"])
+def test_utf16_and_utf32_without_an_xml_declaration_are_read(
+    encoding: str, content_type: str | None
+) -> None:
+    # XML needs no declaration in UTF-16/32 (the BOM or the first "<" tells the encoding);
+    # feedparser, given no charset, read them as UTF-8 and lost the feed.
+    title = "Миротворцы в Карабахе"
+    body = (
+        f"<rss version='2.0'><channel><title>c</title><item><title>{title}</title>"
+        "<guid>g</guid></item></channel></rss>"
+    ).encode(encoding)
+    assert [entry.title for entry in parse_feed(fetched(body, content_type)).entries] == [title]
+
+
+def test_armscii8_is_read_as_armenian() -> None:
+    # Python has no ARMSCII-8: feedparser read it as windows-1252 ("²³´µ"), which no
+    # Armenian rule could match.
+    title = "Ռուս խաղաղապահներ «Լաչին»"
+    body = (
+        "<?xml version='1.0' encoding='ARMSCII-8'?><rss version='2.0'><channel><title>c"
+        f"</title><item><title>{title}</title><guid>g</guid></item></channel></rss>"
+    ).encode("armscii-8")
+    (entry,) = parse_feed(fetched(body, "application/rss+xml")).entries
+    assert entry.title == title
+    (entry,) = parse_feed(fetched(body, "text/xml; charset=armscii8")).entries
+    assert entry.title == title
+
+
+def test_the_armscii8_table_is_glibcs() -> None:
+    import subprocess
+
+    every_byte = bytes(range(256))
+    ours = every_byte.decode("armscii-8", errors="replace")
+    theirs = [
+        subprocess.run(
+            ["iconv", "-f", "ARMSCII-8", "-t", "UTF-8"], input=bytes([byte]), capture_output=True
+        )
+        for byte in every_byte
+    ]
+    assert [r.stdout.decode() if r.returncode == 0 else "\ufffd" for r in theirs] == list(ours)
+    # ")(.,-" are Armenian punctuation too: ASCII stays ASCII.
+    assert bytes(range(128)).decode("ascii").encode("armscii-8") == bytes(range(128))

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from watcher import armscii8
 from watcher.errors import ParseError
 from watcher.feed_items import ItemLayout, item_layout, without_items
 from watcher.identity import text_identity, title_key_minute
@@ -61,6 +62,9 @@ _EARLIEST_PUBLISHED = datetime(1990, 1, 1, tzinfo=UTC)
 _FUTURE_TOLERANCE = timedelta(days=1)
 
 # --- before feedparser: the bytes -----------------------------------------------------------
+
+# Armenian feeds may declare ARMSCII-8, which Python lacks: read as windows-1252 otherwise.
+armscii8.register()
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # The XML declaration's encoding, in an ASCII-compatible body (after an optional UTF-8 BOM).
@@ -175,14 +179,27 @@ def _is_unicode_codec(label: str) -> bool:
     return name.startswith("utf") or name == "ascii"
 
 
+def _declared(body: bytes, wide: str) -> bool:
+    """Whether a UTF-16/32 body starts with an XML declaration (feedparser reads those)."""
+    start = body[:256].decode(wide, errors="ignore").lstrip("\ufeff")
+    return start.startswith("<?xml")
+
+
 def _content_type(declared: str | None, body: bytes) -> tuple[str, str | None]:
     """The Content-Type to hand feedparser, and a warning when it differs from `declared`."""
     # Without a Content-Type feedparser falls back to ISO-8859-1; an XML media type makes it
     # follow the XML declaration and default to UTF-8, as XML itself does.
     media_type, charset = _split_content_type(declared or "application/xml")
     media_type = media_type or "application/xml"
+    wide = _wide_encoding(body)
+    if charset is None and wide is not None and not _declared(body, wide):
+        # UTF-16/32 needs no XML declaration (a BOM, or "<" in it, tells), but without one
+        # feedparser reads the body as UTF-8 (and loses it). With a BOM, a codec that
+        # reads it ("utf-16"); without, the byte order the first "<" showed.
+        bom = body.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff"))
+        return f"{media_type}; charset={wide[:6] if bom else wide}", None
     claimed = charset
-    if claimed is None and _wide_encoding(body) is None:
+    if claimed is None:
         declaration = _XML_DECLARED_ENCODING.match(body)
         claimed = declaration.group(1).decode("ascii") if declaration else None
     # Valid UTF-8 with non-ASCII bytes is practically never legacy-encoded text by accident,
