@@ -289,3 +289,22 @@ async def test_validators_that_are_not_utf8_are_not_kept(fetcher: Fetcher) -> No
 async def test_fetch_reports_freshness(server: FeedServer, fetcher: Fetcher) -> None:
     url = server.serve("/rss", FEED, headers={"Cache-Control": "max-age=1800"})
     assert (await fetcher.fetch(url)).fresh_for_s == 1800.0
+
+
+async def test_a_relative_guid_is_read_against_the_feeds_url_whatever_its_content_location(
+    server: FeedServer, fetcher: Fetcher
+) -> None:
+    from watcher.parse import parse_feed
+
+    body = (
+        b"<rss version='2.0'><channel><title>t</title>"
+        b"<item><title>Breaking news</title><guid>12345</guid></item></channel></rss>"
+    )
+    guids = []
+    for edge in ("edge1", "edge7"):  # two CDN nodes answer in turn
+        url = server.serve(
+            "/rss", body, headers={"Content-Location": f"https://{edge}.cdn.example/rss"}
+        )
+        (entry,) = parse_feed(await fetcher.fetch(url)).entries
+        guids.append(entry.guid)
+    assert guids == [server.url("/12345")] * 2

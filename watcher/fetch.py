@@ -268,7 +268,6 @@ class Fetcher:
             etag=_validator(response, "ETag"),
             last_modified=_validator(response, "Last-Modified"),
             content_type=response.headers.get("Content-Type"),
-            content_location=response.headers.get("Content-Location"),
             moved_to=moved_to,
             fresh_for_s=_freshness(response),
         )

@@ -119,7 +119,6 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     content_type: str | None = None
-    content_location: str | None = None
     moved_to: str | None = None  # the new URL when every redirect was permanent (301/308)
     fresh_for_s: float | None = None  # from Cache-Control max-age or Expires, if given
 

@@ -437,7 +437,10 @@ def _prepared(result: FetchResult) -> _Prepared:
     if charset_warning:
         warnings.append(charset_warning)
     headers = {
-        "content-location": result.content_location or result.url,
+        # The URL the body was fetched from, never its Content-Location (no base URI since
+        # RFC 7231): a relative permalink guid resolved against it would change with the
+        # CDN node that answered, and the entry alert again.
+        "content-location": result.url,
         "content-type": content_type,
     }
     return _Prepared(body, headers, warnings)
