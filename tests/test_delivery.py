@@ -111,7 +111,7 @@ async def test_a_subscriber_who_blocked_the_bot_is_deactivated_until_they_start_
 
 
 async def test_migrated_group_gets_the_message_at_its_new_id(
-    fake: FakeTelegram, store: Store, sender: TelegramSender
+    fake: FakeTelegram, store: Store, sender: TelegramSender, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.migrate_chat(-100, -1009)
     await queue(store, -100)
@@ -119,6 +119,14 @@ async def test_migrated_group_gets_the_message_at_its_new_id(
     await delivery.drain()
     await delivery.drain()
     assert [m.chat_id for m in fake.sent] == [-1009]
+    # The row moved with the chat, and the move is kept for the rules that name -100.
+    rows = await store._fetchall("SELECT chat_id, status FROM outbox", ())
+    assert [(row[0], row[1]) for row in rows] == [(-1009, "sent")]
+    assert await store.chat_migrations() == {-100: -1009}
+    assert any(
+        "chat migrated old=-100 new=-1009: update the chat id in the config" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 async def test_a_migrated_group_that_had_both_ids_gets_each_alert_once(
@@ -572,7 +580,7 @@ async def test_a_reply_does_not_wait_behind_a_round_of_alerts(
         started = asyncio.get_running_loop().time()
         async with delivery.reply_slot(5000):
             waited = asyncio.get_running_loop().time() - started
-        assert waited < 0.5
+        assert waited < 3  # not the ten seconds of the round
         assert len(fake.sent) < 150  # the alerts were still going out
     finally:
         stop.set()
@@ -594,7 +602,7 @@ async def test_a_reply_waits_out_a_short_hold_telegram_put_on_its_chat(
     async with delivery.reply_slot(42):
         waited = loop.time() - started
         await sender.send(42, "reply")
-    assert 1.5 < waited < 3.5
+    assert 1.5 < waited < 6  # the 2 s Telegram asked for, and not much more
     assert fake.count_429 == 1 and [m.text for m in fake.sent] == ["reply"]
 
 
@@ -609,7 +617,8 @@ async def test_a_reply_to_a_chat_on_a_longer_hold_is_not_sent(
     with pytest.raises(ChatOnHold) as raised:
         async with delivery.reply_slot(42):
             raise AssertionError("a reply inside Telegram's pause")
-    assert raised.value.chat_id == 42 and 0.5 < raised.value.seconds <= 1.0
+    # What is left of Telegram's 1 s, more than the 0.2 s a reply may wait.
+    assert raised.value.chat_id == 42 and 0.2 < raised.value.seconds <= 1.0
     assert "Telegram asked for a pause" in str(raised.value)
     async with delivery.reply_slot(43):  # another chat is not held
         pass
@@ -643,4 +652,4 @@ async def test_a_reply_waits_for_its_chat_only_so_long(
     started = loop.time()
     async with delivery.reply_slot(-100):
         waited = loop.time() - started
-    assert 0.15 < waited < 1.0
+    assert 0.15 < waited < 3  # its 0.2 s, not the minute to the group's next turn

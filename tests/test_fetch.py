@@ -94,7 +94,7 @@ async def test_slow_server_times_out(server: FeedServer) -> None:
 
 async def test_truncated_body_is_an_error(server: FeedServer, fetcher: Fetcher) -> None:
     url = server.serve("/rss", FEED * 10, truncate_to=50)
-    with pytest.raises(FetchError):
+    with pytest.raises(FetchError, match="received 50 of 600 bytes"):
         await fetcher.fetch(url)
 
 

@@ -3,6 +3,7 @@ file, a real lag monitor and real instrumentation behind it."""
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -252,7 +253,7 @@ async def test_a_stale_scheduler_tick_is_unhealthy(http: aiohttp.ClientSession) 
 
 async def test_the_event_loop_check_follows_the_lag_monitor(http: aiohttp.ClientSession) -> None:
     monitor = LoopLagMonitor(period_s=0.01)
-    check = loop_check(monitor, max_lag_s=0.1, max_beat_age_s=0.05)
+    check = loop_check(monitor, max_lag_s=0.1, max_beat_age_s=1.0)
     async with serve({"event_loop": check}) as server:
         url = server.url + "/healthz"
         status, body = await get_json(http, url)
@@ -268,10 +269,12 @@ async def test_the_event_loop_check_follows_the_lag_monitor(http: aiohttp.Client
                     break
                 await asyncio.sleep(0)
             reason = await check()  # no await inside: the next beat cannot land first
-            assert reason is not None and reason.startswith("event loop lag 0.")
+            assert reason is not None and re.fullmatch(
+                r"event loop lag [\d.]+s exceeds 0.1s", reason
+            )
         finally:
             await monitor.stop()
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.2)
         status, body = await get_json(http, url)
         assert status == 503 and "monitor silent for" in body["checks"]["event_loop"]
 
@@ -294,7 +297,7 @@ async def test_a_check_that_hangs_or_raises_is_a_failed_check(http: aiohttp.Clie
     async with server:
         started = time.monotonic()
         status, body = await get_json(http, server.url + "/healthz")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # the hung check was given up, not waited for
     assert status == 503
     assert body["reasons"] == [
         "hangs: no answer within 0.2s",

@@ -110,7 +110,7 @@ def test_a_billion_laughs_is_refused_at_once() -> None:
     started = time.monotonic()
     with pytest.raises(OpmlError, match="amplification"):
         parse_opml(document)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10  # generous: only a blow-up fails it
 
 
 # --------------------------------------------------------------------------- writing

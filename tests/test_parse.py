@@ -164,7 +164,8 @@ def test_billion_laughs_is_fast_and_small(newlines: bool, encoding: str) -> None
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert elapsed < 0.5 and peak < 5_000_000
+    assert peak < 5_000_000
+    assert elapsed < 10  # generous: the unguarded parse took seconds and ~100 MB
     assert "lollollol" not in titles_and_text(parsed)
 
 
@@ -177,7 +178,7 @@ def test_one_large_entity_repeated_is_stopped_by_expat() -> None:
     ).encode()
     started = time.perf_counter()
     parsed = parse_feed(fetched(body))
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 10  # generous: only a blow-up fails it
     assert parsed.warnings and len(parsed.entries[0].summary) <= 20_000
 
 
@@ -378,7 +379,7 @@ def test_huge_fields_are_bounded_and_fast() -> None:
     )
     started = time.perf_counter()
     (entry,) = parse_feed(fetched(body)).entries
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10  # generous: only a blow-up fails it
     assert 0 < len(entry.title) <= 1000 and 0 < len(entry.summary) <= 20_000
     assert entry.guid is not None and entry.guid.startswith("sha256:") and len(entry.guid) < 100
     assert entry.link is None
@@ -415,7 +416,7 @@ def test_gzip_bomb_and_corrupt_gzip_are_parse_errors() -> None:
     started = time.perf_counter()
     with pytest.raises(ParseError, match="inflates past"):
         parse_feed(fetched(bomb))
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10  # generous: only a blow-up fails it
     with pytest.raises(ParseError, match="corrupt gzip"):
         parse_feed(fetched(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\xff\xff\xff"))
 

@@ -152,7 +152,7 @@ async def test_close_ends_the_workers_and_they_ignore_interrupts() -> None:
     finally:
         started = time.monotonic()
         parser.close()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.9  # they left on their own: none waited for the kill
     assert not wait_until_gone(pids, 1.0)
 
 

@@ -240,11 +240,21 @@ def test_a_rule_true_without_any_of_its_terms_is_refused(query: str, column: int
 
 
 @pytest.mark.parametrize(
-    "query", ["a NOT b", "NOT b a", "NOT NOT a", "NOT (NOT a OR NOT b)", "(a OR NOT b) c"]
+    ("query", "hits"),
+    [
+        # What each matches, of the texts "a", "a b", "b", "a c", "b c", "c".
+        ("a NOT b", ["a", "a c"]),
+        ("NOT b a", ["a", "a c"]),
+        ("NOT NOT a", ["a", "a b", "a c"]),
+        ("NOT (NOT a OR NOT b)", ["a b"]),
+        ("(a OR NOT b) c", ["a c", "c"]),
+    ],
 )
-def test_a_rule_with_a_term_to_look_for_is_accepted(query: str) -> None:
+def test_a_rule_with_a_term_to_look_for_is_accepted(query: str, hits: list[str]) -> None:
     parse_query(query, rule="ok")
-    compile_rules([RuleDef("ok", query)], {})
+    matcher = compile_rules([RuleDef("ok", query)], {})
+    texts = ["a", "a b", "b", "a c", "b c", "c"]
+    assert [text for text in texts if matcher.match(text, "")] == hits
 
 
 def test_unknown_actor_suggests_the_closest_name() -> None:

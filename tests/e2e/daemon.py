@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 from tests.fakes.feed_server import FeedServer
@@ -125,3 +127,20 @@ def write_config(
     config = folder / "watcher.toml"
     config.write_text(text, encoding="utf-8")
     return config
+
+
+async def wait_for_empty_outbox(database: Path, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    """Wait until the running daemon's outbox holds no pending row: all it queued has gone
+    out (or been given up), so what reached the fake Telegram can be counted, duplicates
+    and all, with nothing still to come."""
+
+    def pending() -> int:
+        with closing(sqlite3.connect(database, timeout=5)) as db:
+            row = db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()
+            return int(row[0])
+
+    deadline = time.monotonic() + timeout
+    while (left := await asyncio.to_thread(pending)) > 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{left} outbox rows still pending after {timeout}s")
+        await asyncio.sleep(0.1)

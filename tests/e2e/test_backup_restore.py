@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import DaemonProcess, news_feed, wait_for_polls, write_config
+from tests.e2e.daemon import (
+    DaemonProcess,
+    news_feed,
+    wait_for_empty_outbox,
+    wait_for_polls,
+    write_config,
+)
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -135,7 +141,7 @@ async def test_backup_under_load_then_restore_resends_nothing_it_knew_was_sent(
                 ),
                 timeout=20,
             )
-            await asyncio.sleep(1.5)  # anything else queued gets its chance to go out
+            await wait_for_empty_outbox(tmp_path / "watcher.db")  # all queued has gone out
             code, _ = await restarted.stop()
             assert code == 0
         finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import DaemonProcess, news_feed
+from tests.e2e.daemon import DaemonProcess, news_feed, wait_for_empty_outbox
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
 from watcher.store import Store
@@ -86,7 +86,7 @@ async def test_a_kill_during_a_burst_of_200_loses_nothing(tmp_path: Path) -> Non
             await telegram.wait_until(
                 lambda: len({m.chat_id for m in telegram.sent}) == 200, timeout=40
             )
-            await asyncio.sleep(1.5)  # anything sent twice would show up by now
+            await wait_for_empty_outbox(tmp_path / "watcher.db")  # sent twice shows by now
             code, _ = await second.stop()
             assert code == 0
         finally:
