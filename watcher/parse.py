@@ -53,6 +53,8 @@ _MAX_SUMMARY_CHARS = 20_000
 _MAX_MARKUP_CHARS = 200_000
 # Longer guids are kept as a digest: still unique, but a bounded dedupe key.
 _MAX_GUID_CHARS = 512
+# Items read from one document: real feeds list tens, archives a few hundred.
+_MAX_ITEMS = 2000
 _MAX_LINK_CHARS = 2048
 # A gzip body is decompressed up to this size (the fetcher's default body limit is 10 MiB;
 # a feed compresses ~5-10x, and a gzip bomb must not be inflated in full).
@@ -512,7 +514,7 @@ def parse_feed(
         namespaces=_feedparser_namespaces(),
     )
     digests = _raw_digests(layout, prepared.body) if layout is not None else None
-    if digests is not None and known:
+    if digests is not None and known and len(digests) <= _MAX_ITEMS:
         # The first item is always read: whatever state the head leaves reaches it, as in
         # the whole document (and its digest is apart from the others': `_raw_digests`).
         left_out = {i for i, digest in enumerate(digests) if i and digest in known}
@@ -527,6 +529,13 @@ def parse_feed(
     # items means entry i is the item at span i. Otherwise (never seen) no digest of bytes.
     if digests is None or len(raw_entries) != len(digests):
         digests = None
+    if len(raw_entries) > _MAX_ITEMS:
+        # Feeds list the newest first. The rest would cross to the daemon and its event
+        # loop in one piece (40,000 items: a third of a second) to be recorded at once.
+        prepared.warnings.append(
+            f"TooManyItems: read the first {_MAX_ITEMS} of {len(raw_entries)} items"
+        )
+        raw_entries, digests = raw_entries[:_MAX_ITEMS], None
     items = [
         _read_item(raw, digests[i] if digests is not None else None, now)
         for i, raw in enumerate(raw_entries)
