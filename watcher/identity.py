@@ -59,9 +59,15 @@ def canonical_url(url: str) -> str:
     return normalised_spelling(spelled_url(url))
 
 
+def plainly_spelt(url: str) -> bool:
+    """Whether `url` holds only characters no normalisation of a path or host touches (no
+    "%", nothing beyond ASCII): its canonical form is then its `spelled_url`."""
+    return _PLAIN_URL.fullmatch(url) is not None
+
+
 def normalised_spelling(spelled: str) -> str:
     """A `spelled_url` with its path and host spelt one way: `canonical_url`."""
-    if _PLAIN_URL.fullmatch(spelled):  # nearly every link: nothing to normalise
+    if plainly_spelt(spelled):  # nearly every link: nothing to normalise
         return spelled
     parts = urlsplit(spelled)
     return urlunsplit(

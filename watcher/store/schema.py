@@ -9,7 +9,13 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from watcher.identity import link_guid_key, link_key, normalised_spelling, spelled_url
+from watcher.identity import (
+    link_guid_key,
+    link_key,
+    normalised_spelling,
+    plainly_spelt,
+    spelled_url,
+)
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -335,6 +341,8 @@ def _v16_respelled_links(db: sqlite3.Connection) -> None:
         "SELECT id, feed_id, link, guid_key, link_key FROM entries WHERE link IS NOT NULL"
     ).fetchall()
     for entry_id, feed_id, link, guid_key, old_link_key in rows:
+        if plainly_spelt(link):  # most links, and a canonical form no spelling changes
+            continue
         old = spelled_url(link)
         new = normalised_spelling(old)
         if new == old:
