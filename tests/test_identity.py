@@ -50,6 +50,9 @@ from watcher.model import Entry
         # A host in Unicode and in punycode.
         ("https://президент.рф/news/1", "https://xn--d1abbgf6aiiy.xn--p1ai/news/1"),
         ("https://WWW.Президент.РФ/news/1", "https://xn--d1abbgf6aiiy.xn--p1ai/news/1"),
+        ("https://faß.de/a", "https://xn--fa-hia.de/a"),
+        # "[" is encoded in a path, whichever spelling it comes with.
+        ("https://a.example/a[1]/%7Efoo", "https://a.example/a[1]/~foo"),
     ],
 )
 def test_canonical_url_folds_trivial_variants(a: str, b: str) -> None:
@@ -70,6 +73,8 @@ def test_canonical_url_folds_trivial_variants(a: str, b: str) -> None:
         # An encoded slash is not a slash; case counts in a path.
         ("https://a.example/a%2Fb", "https://a.example/a/b"),
         ("https://a.example/News", "https://a.example/news"),
+        # Two sites: IDNA 2003 (Python's "idna" codec) would map ß to ss.
+        ("https://faß.de/a", "https://fass.de/a"),
     ],
 )
 def test_canonical_url_keeps_different_links_apart(a: str, b: str) -> None:
@@ -241,12 +246,20 @@ def test_canonical_url_never_raises_and_is_its_own_canonical_form(path: str, hos
     st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40),
     st.sampled_from(["https://A.example/", "http://www.x.az:8080/", "https://amp.x.az/news/"]),
 )
-def test_a_plainly_spelt_link_keeps_the_key_it_had_before_version_16(
-    rest: str, start: str
-) -> None:
+def test_a_plainly_spelt_link_keeps_the_key_it_had_before_version_16(rest: str, start: str) -> None:
     # Schema v16 passes over such links without rekeying them: that must be right.
     from watcher.identity import plainly_spelt, spelled_url
 
     url = start + rest
     if plainly_spelt(url):
         assert canonical_url(url) == spelled_url(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://x.cdn.ampproject.org/c/s/[x/é", "https://x.cdn.ampproject.org/c/s/ｘ[/a"]
+)
+def test_a_link_spelling_makes_odd_still_has_a_canonical_form(url: str) -> None:
+    # Spelling moves an AMP cache link's first path segment into the host: one that does
+    # not parse as a host must not make every poll of its feed (or the v16 upgrade) fail.
+    canonical = canonical_url(url)
+    assert canonical_url(canonical) == canonical

@@ -629,6 +629,8 @@ async def test_links_keyed_before_version_16_are_known_in_either_spelling(
             (1, None, unicode_link, link_guid_key(1, spelled_url(unicode_link))),
             (1, "g2", twice[0], "guid-key-2"),
             (2, "g3", twice[1], "guid-key-3"),
+            # Spelling makes this one no URL at all: the upgrade must go on past it.
+            (2, "g4", "https://x.cdn.ampproject.org/c/s/[x/é", "guid-key-4"),
         ]
         for feed, guid, link, guid_key in rows:
             db.execute(

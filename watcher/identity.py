@@ -69,7 +69,10 @@ def normalised_spelling(spelled: str) -> str:
     """A `spelled_url` with its path and host spelt one way: `canonical_url`."""
     if plainly_spelt(spelled):  # nearly every link: nothing to normalise
         return spelled
-    parts = urlsplit(spelled)
+    try:
+        parts = urlsplit(spelled)
+    except ValueError:  # what spelling made of an odd link ("[" moved into the host)
+        return spelled
     return urlunsplit(
         (parts.scheme, _ascii_host(parts.netloc), _normal_path(parts.path), parts.query, "")
     )
@@ -77,7 +80,8 @@ def normalised_spelling(spelled: str) -> str:
 
 # Characters a path may hold as they are (RFC 3986 pchar, and "/"), and "%".
 _PATH_SAFE = "/!$&'()*+,;=:@-._~%"
-_PLAIN_URL = re.compile(r"[A-Za-z0-9/!$&'()*+,;=:@._~?\[\]-]*")
+# Characters no normalisation changes anywhere in a URL (not "[", which a path encodes).
+_PLAIN_URL = re.compile(r"[A-Za-z0-9/!$&'()*+,;=:@._~?-]*")
 _TRIPLET = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -96,20 +100,28 @@ def _normal_triplet(match: re.Match[str]) -> str:
 
 
 def _ascii_host(netloc: str) -> str:
-    """A host (and port) in Unicode as punycode; one IDNA refuses, as it is."""
+    """A host (and port) in Unicode as punycode ("xn--"), label by label, with no mapping
+    but the lower case spelled_url gave it: Python's "idna" codec (IDNA 2003) would make
+    "faß.de" "fass.de", another site."""
     if netloc.isascii():
         return netloc
-    host, colon, port = netloc.rpartition(":") if netloc.count(":") == 1 else (netloc, "", "")
-    try:
-        return host.encode("idna").decode("ascii") + colon + port
-    except UnicodeError:
-        return netloc
+    host, colon, port = netloc.rpartition(":")  # a port, as written ("host:abc" too)
+    if not colon:
+        host, port = netloc, ""
+    labels = (
+        label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+        for label in host.split(".")
+    )
+    return ".".join(labels) + colon + port
 
 
 def spelled_url(url: str) -> str:
     """`canonical_url` up to the spelling of its path and host in Unicode and percent
     encoding: the canonical form of links keyed before schema v16."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # "https://[x/": no URL, yet a link key all the same
+        return url.strip()
     netloc = parts.netloc
     if "@" in netloc or ":" in netloc or "[" in netloc:
         host = (parts.hostname or "").lower()
