@@ -108,8 +108,9 @@ def test_language_filters_apply_through_feed_or_language(
 ) -> None:
     story = tmp_path / "story.txt"
     story.write_text("Karabakh today\nNothing else.", encoding="utf-8")
-    _, out, _ = run(capsys, "match", "--config", str(config), "--json", str(story))
+    _, out, err = run(capsys, "match", "--config", str(config), "--json", str(story))
     assert json.loads(out)[0]["hits"] == []
+    assert "1 rule(s) filter by feed or language" in err and "azerbaijani-only" in err
     _, out, _ = run(capsys, "match", "--config", str(config), "--json", "--feed", "apa", str(story))
     assert [h["rule"] for h in json.loads(out)[0]["hits"]] == ["azerbaijani-only"]
     _, out, _ = run(
@@ -166,3 +167,39 @@ def test_overlapping_spans_of_two_hits_are_marked_as_one() -> None:
     assert highlighted(text, spans, highlight_brackets) == "[Trump said] talks"
     apart = [Span("title", 11, 16, "talks"), Span("title", 0, 5, "Trump")]
     assert highlighted(text, apart, highlight_brackets) == "[Trump] said [talks]"
+
+
+async def test_a_configured_feeds_url_is_matched_as_that_feeds_entries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its language and name reach the rules' filters, as in the daemon.
+    async with FeedServer() as server:
+        url = server.serve(
+            "/rss",
+            "<rss version='2.0'><channel><title>t</title><item><title>Karabakh today</title>"
+            "<guid>g</guid></item></channel></rss>",
+        )
+        config = tmp_path / "watcher.toml"
+        config.write_text(
+            f'[[feeds]]\nname = "apa"\nurl = "{url}"\nlanguage = "az"\n'
+            '[[rules]]\nname = "az-only"\nquery = "Karabakh"\nlanguages = ["az"]\n'
+            '[[rules]]\nname = "apa-only"\nquery = "Karabakh"\nfeeds = ["apa"]\n',
+            encoding="utf-8",
+        )
+        code = await asyncio.to_thread(main, ["match", "--config", str(config), "--json", url])
+    assert code == 0
+    assert [h["rule"] for h in json.loads(capsys.readouterr().out)[0]["hits"]] == [
+        "az-only",
+        "apa-only",
+    ]
+
+
+async def test_a_url_that_cannot_be_fetched_exits_1(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with FeedServer() as server:
+        url = server.serve("/gone", "", status=404)
+        code = await asyncio.to_thread(main, ["match", "--config", str(config), url])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("watcher: cannot read http://") and "HTTP 404" in err
+    assert "Traceback" not in err

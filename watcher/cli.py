@@ -183,15 +183,12 @@ def _match(args: argparse.Namespace) -> int:
     if args.feed is not None and args.feed not in feeds:
         print(f"watcher: no feed named {args.feed!r} in the config", file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    language = args.language or (feeds[args.feed].language if args.feed else None)
+    feed = feeds[args.feed] if args.feed else None
     try:
         if is_url(args.source):
-            # The feed named, else the feed at this URL: fetched as the daemon fetches it.
-            feed = (
-                feeds[args.feed]
-                if args.feed
-                else next((f for f in settings.feeds if f.url == args.source), None)
-            )
+            # The feed named, else the feed at this URL: fetched as the daemon fetches it,
+            # and matched as its entries are (rules' feeds and languages filters).
+            feed = feed or next((f for f in settings.feeds if f.url == args.source), None)
             entries = asyncio.run(
                 read_url(
                     args.source,
@@ -205,16 +202,35 @@ def _match(args: argparse.Namespace) -> int:
             entries = read_local(args.source, stdin=stdin)
     except FetchError as exc:  # it names the URL (its credentials masked)
         print(f"watcher: cannot read {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except OSError as exc:
         print(f"watcher: cannot read {args.source}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    feed_name = feed.name if feed is not None else None
+    language = args.language or (feed.language if feed is not None else None)
+    _note_filters_left_out(settings, feed_name, language)
     matcher = compiled_rules(settings)
-    results = match_entries(entries, matcher, feed=args.feed, language=language)
+    results = match_entries(entries, matcher, feed=feed_name, language=language)
     if args.json:
         print(to_json(results))
     else:
         print(to_text(results, highlight_ansi if sys.stdout.isatty() else highlight_brackets))
     return EXIT_OK
+
+
+def _note_filters_left_out(settings: Settings, feed: str | None, language: str | None) -> None:
+    """Say which rules cannot hit for want of a feed or a language to filter on."""
+    left_out = [
+        rule.name
+        for rule in settings.rules
+        if (rule.feeds and feed is None) or (rule.languages and language is None)
+    ]
+    if left_out:
+        print(
+            f"watcher: note: {len(left_out)} rule(s) filter by feed or language and cannot "
+            f"hit without --feed or --language: {', '.join(left_out)}",
+            file=sys.stderr,
+        )
 
 
 def _replay(args: argparse.Namespace) -> int:
