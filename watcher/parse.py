@@ -85,8 +85,10 @@ _WIDE_ENCODINGS = (
     (b"\x00<\x00?", "utf-16-be"),
     (b"<\x00?\x00", "utf-16-le"),
 )
-# An entity declaration; its quoted value may hold ">".
-_ENTITY_DECLARATION = re.compile(r"<!ENTITY\s(?:[^>\"']|\"[^\"]*\"|'[^']*')*>")
+# An entity declaration: its start, and the rest up to its ">" (a quoted value may hold
+# one). Possessive: one look at each character, matched or not.
+_ENTITY_START = re.compile(r"<!ENTITY\s")
+_DECLARATION_REST = re.compile(r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
 # A reference to a named general or parameter entity (character references are harmless).
 _NAMED_REFERENCE = re.compile(r"[&%][A-Za-z_:][\w.:-]*;")
 # Character references long enough to name a surrogate or a code point past U+10FFFF.
@@ -128,9 +130,23 @@ def _drop_nested_entities(text: str) -> str:
     # no feed needs them. Flat declarations (<!ENTITY nbsp "&#160;">) stay. A reference to a
     # dropped entity is then undefined: the strict parser stops before expanding anything
     # and feedparser's lenient parser keeps the reference as text.
-    return _ENTITY_DECLARATION.sub(
-        lambda found: "" if _NAMED_REFERENCE.search(found.group()) else found.group(), text
-    )
+    #
+    # One pass: a declaration that never ends (no ">" outside quotes up to the end) stops
+    # it, where trying again at every later "<!ENTITY" took quadratic time. Nothing after
+    # it needs looking at: the strict parser stops at that declaration too.
+    pieces: list[str] = []
+    cursor = 0
+    while (start := _ENTITY_START.search(text, cursor)) is not None:
+        rest = _DECLARATION_REST.match(text, start.end())
+        if rest is None:
+            break
+        declaration = text[start.start() : rest.end()]
+        pieces.append(text[cursor : start.start()])
+        if not _NAMED_REFERENCE.search(declaration):
+            pieces.append(declaration)
+        cursor = rest.end()
+    pieces.append(text[cursor:])
+    return "".join(pieces)
 
 
 def _replace_impossible_character(found: re.Match[str]) -> str:
