@@ -1,6 +1,7 @@
 """The SQLite store, on a real database file."""
 
 import asyncio
+import logging
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -673,3 +674,36 @@ async def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> Non
         (state,) = await store.feeds()
         assert state.last_error == "written"
         assert await store.outbox_counts() == {}
+
+
+async def test_a_write_cancelled_while_its_commit_waits_commits_without_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A reload or stop cancels a poll as its COMMIT waits behind other work on the
+    # connection: aiosqlite runs the COMMIT all the same. The write stands, and nothing
+    # tries to roll it back (which logged an ERROR for a write that had succeeded).
+    async with await Store.open(tmp_path / "w.db") as store:
+        await store.sync_feeds([FeedDef("apa", "https://apa.az/rss", 600)], NOW)
+        busy = (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
+            " SELECT count(*) FROM n"
+        )
+        queued: list[asyncio.Future[object]] = []
+
+        async def poll() -> None:
+            async with store.write() as tx:
+                await tx.db.execute("UPDATE feeds SET last_error = 'written'")
+                queued.append(asyncio.ensure_future(store._db.execute(busy)))  # before COMMIT
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(poll())
+        await asyncio.sleep(0.05)  # the COMMIT waits behind the busy query
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        (state,) = await store.feeds()
+        assert state.last_error == "written"
+        async with store.write() as tx:  # and the connection is free for the next write
+            await tx.db.execute("UPDATE feeds SET etag = 'next'")
+        await asyncio.gather(*queued)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

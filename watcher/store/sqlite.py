@@ -8,6 +8,7 @@ through `write()`, which holds an asyncio lock for the length of the transaction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -178,12 +179,28 @@ class Store(SubscriberQueries, StoryQueries):
                 await self._begin()
                 try:
                     yield WriteTransaction(self._db)
-                    await self._db.execute("COMMIT")
                 except BaseException:
                     await self._rollback()
                     raise
+                await self._commit()
             finally:
                 self.write_since = None
+
+    async def _commit(self) -> None:
+        """COMMIT, safe to cancel: aiosqlite runs it whatever becomes of the awaiting task,
+        so a cancelled caller waits for its outcome (and rolls back only a COMMIT that
+        failed: a full disk, an I/O error) before it goes."""
+        commit = asyncio.ensure_future(self._db.execute("COMMIT"))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            with contextlib.suppress(sqlite3.Error):
+                await commit
+            await self._rollback()  # only if the COMMIT failed: nothing is open otherwise
+            raise
+        except sqlite3.Error:
+            await self._rollback()
+            raise
 
     async def _rollback(self) -> None:
         """End a failed transaction, whether its body or its COMMIT failed (a full disk, an
