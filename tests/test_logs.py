@@ -173,10 +173,17 @@ def test_lines_to_journald_start_with_their_priority(tmp_path: Any, fmt: str) ->
         log.warning("w")
         log.info("i")
         log.debug("d")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")  # a traceback: several lines in text, one in JSON
         # A child whose stderr goes elsewhere inherits the variable: no prefix there.
         setup_logging("DEBUG", stream=other, fmt=fmt, environ=environ)  # type: ignore[arg-type]
         log.warning("w")
         setup_logging("WARNING", stream=io.StringIO())
     lines = (tmp_path / "journal").read_text().splitlines()
-    assert [line[:3] for line in lines] == ["<3>", "<4>", "<6>", "<7>"]
+    assert [line[:3] for line in lines[:4]] == ["<3>", "<4>", "<6>", "<7>"]
+    traceback = lines[4:]
+    assert len(traceback) == (1 if fmt == "json" else 5)
+    assert all(line.startswith("<3>") for line in traceback)
     assert not (tmp_path / "other").read_text().startswith("<")

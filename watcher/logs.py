@@ -79,10 +79,13 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return self.prefixed(record, self.redact(super().format(record)))
 
-    def prefixed(self, record: logging.LogRecord, line: str) -> str:
+    def prefixed(self, record: logging.LogRecord, text: str) -> str:
+        """`text` with its priority on every line: journald takes each line of a stream for
+        an entry of its own (a text traceback is many)."""
         if not self.syslog_priority:
-            return line
-        return f"<{_syslog_priority(record.levelno)}>{line}"
+            return text
+        prefix = f"<{_syslog_priority(record.levelno)}>"
+        return prefix + text.replace("\n", "\n" + prefix)
 
 
 def _syslog_priority(level: int) -> int:
