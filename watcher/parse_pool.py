@@ -316,8 +316,13 @@ class _ProcessPool:
         try:
             return await asyncio.wait_for(asyncio.shield(job), deadline_s)
         except TimeoutError:
+            if job.done() and not job.cancelled():
+                # The reply came as the deadline fell, and the worker may be another
+                # feed's by now: take the reply, kill nothing.
+                return job.result()
             job.cancel()  # its death is this caller's news, told here
-            worker.kill()
+            if worker.job is job:
+                worker.kill()
             raise ParseError(
                 f"not read: parsing took longer than {deadline_s:g}s (the worker was stopped)"
             ) from None
