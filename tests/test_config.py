@@ -898,12 +898,12 @@ def test_an_unknown_actor_points_at_the_query_and_its_column(tmp_path: Path) -> 
     error = config_error(main)
     assert (error.file, error.key, error.line) == (main, "rules[0].query", 6)
     assert error.message == (
-        "unknown actor @russian_peacekeeper; did you mean @russian_peacekeepers? "
+        'rule "a": unknown actor @russian_peacekeeper; did you mean @russian_peacekeepers? '
         "(column 30 of the query)"
     )
     line = main.read_text("utf-8").splitlines()[5]
     assert error.column == line.index("@russian") + 1
-    assert str(error).startswith(f"{main}:6:{error.column}: rules[0].query: unknown actor")
+    assert str(error).startswith(f'{main}:6:{error.column}: rules[0].query: rule "a": unknown')
 
 
 def test_a_query_syntax_error_in_an_included_file_uses_the_merged_index(tmp_path: Path) -> None:
@@ -932,7 +932,7 @@ def test_a_query_syntax_error_in_an_included_file_uses_the_merged_index(tmp_path
     )
     error = config_error(main)
     assert (error.file, error.key, error.line, error.column) == (rules, "rules[2].query", 7, 10)
-    assert error.message == "unclosed quote (column 1 of the query)"
+    assert error.message == 'rule "third": unclosed quote (column 1 of the query)'
 
 
 def test_a_query_with_escapes_keeps_the_query_column_in_the_message(tmp_path: Path) -> None:
@@ -940,8 +940,8 @@ def test_a_query_with_escapes_keeps_the_query_column_in_the_message(tmp_path: Pa
     error = config_error(main)
     assert (error.key, error.line, error.column) == ("rules[0].query", 3, None)
     assert (
-        error.message
-        == 'expected a term after "OR", found the end of the query (column 7 of the query)'
+        error.message == 'rule "a": expected a term after "OR", found the end of the query '
+        "(column 7 of the query)"
     )
 
 
@@ -1080,7 +1080,7 @@ def test_lines_are_found_in_inline_tables_and_dotted_keys(tmp_path: Path) -> Non
     error = config_error(main)
     line = main.read_text("utf-8").splitlines()[3]
     assert (error.key, error.line, error.column) == ("rules[1].query", 4, line.index("@y") + 1)
-    assert error.message == "unknown actor @y (column 7 of the query)"
+    assert error.message == 'rule "b": unknown actor @y (column 7 of the query)'
 
     dotted = write(tmp_path, "d.toml", '# one\n# two\nactors.x.names = ["X", 5]\n')
     error = config_error(dotted)
@@ -1328,3 +1328,23 @@ def test_a_feed_user_agent_must_be_one_line_of_printable_ascii(
     error = config_error(path)
     assert error.key == "feeds[0].user_agent" and error.line == 4
     assert message in error.message
+
+
+def test_an_actors_name_is_checked_where_it_is_written_even_before_a_rule_uses_it(
+    tmp_path: Path,
+) -> None:
+    main = write(
+        tmp_path,
+        "watcher.toml",
+        """
+        [actors.khalfali]
+        names = ["Khalfali river", "Ха*"]
+
+        [[rules]]
+        name = "a"
+        query = "Karabakh"
+        """,
+    )
+    error = config_error(main)
+    assert (error.file, error.key, error.line) == (main, "actors.khalfali.names[1]", 2)
+    assert error.message == '"Ха*": a wildcard needs at least 3 letters before "*"'

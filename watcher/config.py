@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from watcher.errors import ConfigError, RuleError
 from watcher.logs import LOG_FORMATS, LogFormat, log_format
 from watcher.model import FeedDef, RuleDef
-from watcher.rules import Matcher, compile_rules
+from watcher.rules import Matcher, compile_rules, phrase_words
 from watcher.text import words
 
 DEFAULT_DATABASE = "watcher.db"
@@ -817,7 +817,7 @@ def _compile(
         if index is None:  # the matcher blamed no rule we know: report it as it came
             raise ConfigError(str(exc), key="rules") from None
         at = places[index].key("query")
-        message = exc.message
+        message = f"rule {_show(exc.rule)}: {exc.message}"
         place = None
         if exc.column is not None:
             message += f" (column {exc.column} of the query)"
@@ -975,9 +975,15 @@ def _user_agent(value: object, at: _At) -> str:
 
 
 def _alias(value: object, at: _At) -> str:
+    """An actor's name: checked here, where it is written, whether or not a rule uses the
+    actor yet (a mistake would surface only with the first rule that did, at its line)."""
     alias = _text(value, at)
     if not words(alias):
         raise at.error(f"{_show(alias)} has no letters or digits to match")
+    try:
+        phrase_words(alias, rule="")
+    except RuleError as exc:
+        raise at.error(f"{_show(alias)}: {exc.message}") from None
     return alias
 
 

@@ -74,7 +74,18 @@ what was expected; an unknown actor suggests the closest name.
 """
 
 from watcher.rules.matcher import Matcher, compile_rules
-from watcher.rules.syntax import Actor, And, Near, Node, Not, Or, Phrase, Scope, parse_query
+from watcher.rules.syntax import (
+    Actor,
+    And,
+    Near,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Scope,
+    parse_query,
+    phrase_words,
+)
 
 __all__ = [
     "Actor",
@@ -88,4 +99,5 @@ __all__ = [
     "Scope",
     "compile_rules",
     "parse_query",
+    "phrase_words",
 ]
