@@ -929,3 +929,33 @@ def test_matching_agrees_with_the_definition(rng: random.Random) -> None:
                 text = title if span.field == "title" else summary
                 assert text[span.start : span.end] == span.text
                 assert [w.folded for w in words(span.text)], span
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("summry:aaa", 'unknown field "summry:"; did you mean "summary:"?'),
+        ("Karabakh TITEL:(a OR b)", 'unknown field "TITEL:"; did you mean "title:"?'),
+    ],
+)
+def test_a_misspelt_field_scope_is_an_error_not_a_phrase(query: str, message: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_query(query, rule="r")
+    assert caught.value.message == message
+    assert caught.value.column == query.index(message.split('"')[1]) + 1
+
+
+def test_words_ending_in_a_colon_are_still_words() -> None:
+    matcher = compile_rules([RuleDef("r", "Update: Karabakh"), RuleDef("s", "foo:bar")], {})
+    assert [hit.rule for hit in matcher.match("Update: Karabakh road", "foo bar")] == ["r", "s"]
+
+
+def test_armenian_marks_written_inside_a_word_do_not_split_it() -> None:
+    # Emphasis, exclamation and question marks sit over a vowel of the word they mark.
+    matcher = compile_rules(
+        [RuleDef("city", "Ստեփանակերտ*"), RuleDef("putin", "Պուտին*"), RuleDef("why", "ինչու")],
+        {},
+    )
+    title = "Ստեփանակե՛րտում Պուտի՞նը, ինչու՞"
+    hits = {hit.rule: [span.text for span in hit.spans] for hit in matcher.match(title, "")}
+    assert hits == {"city": ["Ստեփանակե՛րտում"], "putin": ["Պուտի՞նը"], "why": ["ինչու"]}

@@ -129,11 +129,13 @@ def html_to_text(markup: str) -> str:
 
 # --- folding ------------------------------------------------------------------------------
 
-# Invisible characters that may sit inside a word: hyphenation points, joiners, BOM, and the
-# bidirectional marks and embeddings that editors of mixed-script text leave behind.
+# Characters that may sit inside a word and are no part of it: hyphenation points, joiners,
+# BOM, the bidirectional marks and embeddings that editors of mixed-script text leave
+# behind, and Armenian's emphasis, exclamation and question marks, written over a vowel of
+# the word they mark ("Պուտի՞նը" is "Պուտինը" asked about).
 _IGNORABLE = (
     "\u00ad\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-    "\u2060\u2066\u2067\u2068\u2069\ufeff"
+    "\u2060\u2066\u2067\u2068\u2069\ufeff\u055b\u055c\u055e"
 )
 # Every whitespace character Python knows is at or below U+3000.
 _SPACES = "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace() and ch != " ")
@@ -640,10 +642,11 @@ _CODEC_CHARACTERS = (
     + "ЁёЄєІіЇїҐґЎўӘәҒғҚқҢңӨөҰұҮүҺһ"
     + _TURKIC
     + "ÇçÖöÜüÉé",
-    # Armenian, with its punctuation (և: "եվ")
+    # Armenian, with its punctuation (և: "եվ"), but the marks written inside words (՛ ՜ ՞),
+    # which are dropped: a codec maps each character to one
     _ASCII_ALNUM
     + "".join(map(chr, [*range(0x531, 0x557), 0x559, *range(0x561, 0x588)]))
-    + "՚՛՜՝՞՟։֊֏"
+    + "՚՝՟։֊֏"
     + _TURKIC
     + "ÇçÖöÜü",
 )

@@ -28,6 +28,7 @@ Words are stored folded (`watcher.text`), an exact word as "=word" and a prefix 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -186,6 +187,7 @@ class _Token:
 
 _BARE_END = re.compile(r'[\s()"]')
 _SCOPE_PREFIX = re.compile(r"(title|summary):", re.IGNORECASE)
+_LIKE_A_SCOPE = re.compile(r"([A-Za-z]{3,}):")  # "summry:" is a slip, not a phrase
 _NEAR = re.compile(r"NEAR(?:/(\d*))?")
 _TYPOGRAPHIC_QUOTES = "“”„«»‹›"
 
@@ -244,6 +246,13 @@ class _Tokenizer:
             if len(text) > scope.end():
                 self.bare(text[scope.end() :], column + scope.end(), after)
             return
+        misspelt = _LIKE_A_SCOPE.match(text)
+        if misspelt is not None:
+            close = difflib.get_close_matches(misspelt.group(1).lower(), FIELDS, n=1)
+            if close:
+                raise self.error(
+                    f'unknown field "{misspelt.group(0)}"; did you mean "{close[0]}:"?', column
+                )
         if text.startswith("@"):
             if len(text) == 1:
                 raise self.error('expected an actor name after "@"', column)
