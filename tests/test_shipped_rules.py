@@ -264,6 +264,20 @@ MUST_HIT: list[tuple[str, str, str, str]] = [
         "",
     ),
     ("tripartite-declaration", "en", "Three years since the November 10 statement", ""),
+    ("tripartite-declaration", "en", "What the November 10, 2020 statement says", ""),
+    ("tripartite-declaration", "en", "Yerevan recalls the statement of November 10, 2020", ""),
+    (
+        "tripartite-declaration",
+        "az",
+        "10 noyabr 2020-ci il tarixli üçtərəfli bəyanatın icrası",
+        "",
+    ),
+    (
+        "tripartite-declaration",
+        "hy",
+        "2020 թ. նոյեմբերի 9-ի եռակողմ հայտարարության կետերը",
+        "",
+    ),
     (
         "tripartite-declaration",
         "ru",
@@ -352,6 +366,7 @@ MUST_HIT: list[tuple[str, str, str, str]] = [
     ),
     ("aliyev-putin", "ru", "Путин провел переговоры с Алиевым в Кремле", ""),
     ("aliyev-putin", "ru", "Алиев и Путин встретились в Душанбе", ""),
+    ("aliyev-putin", "ru", "Путин и Алиев поговорили по телефону", ""),
     ("aliyev-putin", "az", "İlham Əliyev Vladimir Putinlə görüşüb", ""),
     (
         "aliyev-putin",
@@ -408,6 +423,12 @@ MUST_NOT_HIT: list[tuple[str, str, str, str]] = [
         "",
     ),
     ("tripartite-declaration", "en", "In a statement on November 10, the ministry said", ""),
+    (
+        "tripartite-declaration",
+        "en",
+        "In its statement of 10 November 2023 the ministry reported shelling",
+        "",
+    ),
     # The town of Lachin without a road; "yola salmaq" is "to see off".
     ("lachin-corridor", "az", "Laçına növbəti köç karvanı yola salınıb", ""),
     ("lachin-corridor", "ru", "В Лачине открылась новая школа", ""),
