@@ -37,6 +37,14 @@ def atom_entry(n: int, title: str, link: str, summary: str = "") -> str:
 
 
 OLD_APA = atom_entry(1, "Russian peacekeepers visit Khankendi", "https://apa.example/1")
+LEAVE = atom_entry(2, "Russian peacekeepers leave", "https://apa.example/2")  # news to alert
+
+
+def serve_apa(server: FeedServer, *entries: str, delay_s: float = 0) -> None:
+    """Serve these Atom entries as the apa feed (its answers `delay_s` late)."""
+    server.serve("/apa.xml", atom(*entries), content_type="application/atom+xml", delay_s=delay_s)
+
+
 # Feed text is XML-escaped; what the subscriber must see is the decoded title, verbatim.
 MARKUP_TITLE_XML = "Russian peacekeepers &lt;b&gt;leave&lt;/b&gt; &amp; 5 &lt; 6 &quot;now&quot;"
 MARKUP_TITLE = 'Russian peacekeepers <b>leave</b> & 5 < 6 "now"'
@@ -82,7 +90,7 @@ chats = [{GROUP}]
 async def feeds() -> AsyncIterator[FeedServer]:
     async with FeedServer() as server:
         server.serve("/turan.xml", SEED_FEED)
-        server.serve("/apa.xml", atom(OLD_APA), content_type="application/atom+xml")
+        serve_apa(server, OLD_APA)
         yield server
 
 
@@ -122,22 +130,14 @@ async def test_alert_lifecycle_across_restarts(
 
     # A new entry whose title carries markup, '<', '&' and quotes: exactly one message to
     # the rule's chat, accepted by the HTML parser, showing the title as written.
-    feeds.serve(
-        "/apa.xml",
-        atom(atom_entry(2, MARKUP_TITLE_XML, "https://apa.example/2"), OLD_APA),
-        content_type="application/atom+xml",
-    )
+    serve_apa(feeds, atom_entry(2, MARKUP_TITLE_XML, "https://apa.example/2"), OLD_APA)
     (message,) = await telegram.wait_for_messages(1, timeout=15)
     assert message.chat_id == GROUP and message.parse_mode == "HTML"
     assert message.visible_text.startswith(MARKUP_TITLE)
     assert "#peacekeepers" in message.visible_text and "apa" in message.visible_text
 
     # The same link under a new guid (and a trivially different spelling): nothing.
-    feeds.serve(
-        "/apa.xml",
-        atom(atom_entry(3, "Peacekeepers leave (updated)", "http://www.apa.example/2/")),
-        content_type="application/atom+xml",
-    )
+    serve_apa(feeds, atom_entry(3, "Peacekeepers leave (updated)", "http://www.apa.example/2/"))
     await wait_for_polls(feeds, "/apa.xml", 2)
     assert len(telegram.sent) == 1
 
@@ -176,11 +176,7 @@ async def test_alert_queued_before_a_kill_is_delivered_after_restart(
     telegram.start_downtime(502, methods=["sendMessage"])
     first.start()
     await first.wait_for_log("poll feed=apa status=200")
-    feeds.serve(
-        "/apa.xml",
-        atom(atom_entry(2, "Russian peacekeepers leave", "https://apa.example/2"), OLD_APA),
-        content_type="application/atom+xml",
-    )
+    serve_apa(feeds, LEAVE, OLD_APA)
     await first.wait_for_log("alerts=1")
     await telegram.wait_for_calls("sendMessage", 1, timeout=10)  # tried, and failed
     first.kill()  # SIGKILL: no chance to clean up
@@ -203,11 +199,7 @@ async def test_without_a_token_alerts_print_to_the_console(
         daemon.start()
         await daemon.wait_for_log("alerts_to=console")
         await daemon.wait_for_log("poll feed=apa status=200")
-        feeds.serve(
-            "/apa.xml",
-            atom(atom_entry(2, MARKUP_TITLE_XML, "https://apa.example/2"), OLD_APA),
-            content_type="application/atom+xml",
-        )
+        serve_apa(feeds, atom_entry(2, MARKUP_TITLE_XML, "https://apa.example/2"), OLD_APA)
         await daemon.wait_for_log(f"{MARKUP_TITLE} <https://apa.example/2>")
         assert "#peacekeepers" in daemon.stdout
         code, _ = await daemon.stop()
@@ -224,10 +216,10 @@ async def test_a_stop_lets_a_running_poll_finish_and_record_its_alert(
     first.start()
     await first.wait_for_log("poll feed=apa status=200")
     # The next poll of apa finds a new entry, but its answer takes 2 s: SIGTERM meanwhile.
-    feeds.serve(
-        "/apa.xml",
-        atom(atom_entry(2, "Russian peacekeepers leave", "https://apa.example/2"), OLD_APA),
-        content_type="application/atom+xml",
+    serve_apa(
+        feeds,
+        LEAVE,
+        OLD_APA,
         delay_s=2,
     )
     await wait_for_polls(feeds, "/apa.xml", 1)
@@ -237,11 +229,7 @@ async def test_a_stop_lets_a_running_poll_finish_and_record_its_alert(
     assert "cancelled" not in first.output
 
     # Whether or not the message went out before the exit, it goes out once.
-    feeds.serve(
-        "/apa.xml",
-        atom(atom_entry(2, "Russian peacekeepers leave", "https://apa.example/2"), OLD_APA),
-        content_type="application/atom+xml",
-    )
+    serve_apa(feeds, LEAVE, OLD_APA)
     second.start()
     (message,) = await telegram.wait_for_messages(1, timeout=20)
     assert message.visible_text.startswith("Russian peacekeepers leave")
@@ -262,7 +250,7 @@ async def test_a_stop_cancels_a_poll_that_hangs_after_the_grace(
     try:
         daemon.start()
         await daemon.wait_for_log("poll feed=apa status=200")
-        feeds.serve("/apa.xml", atom(OLD_APA), delay_s=60)
+        serve_apa(feeds, OLD_APA, delay_s=60)
         await wait_for_polls(feeds, "/apa.xml", 1)
         # Generous bound: only a daemon that waits for the hung poll takes a minute.
         code, seconds = await daemon.stop(signal.SIGTERM, timeout=30)
