@@ -15,7 +15,7 @@ from watcher.model import Alert, Entry, FeedDef, FeedSuccess, RuleDef
 from watcher.pipeline import poll_feed
 from watcher.store import Store, StoryEdit, migrate, optimize, prune
 from watcher.store.schema import MIGRATIONS
-from watcher.store.sqlite import due_outbox_sql
+from watcher.store.sqlite import OUTBOX_COUNTS_SQL, due_outbox_sql
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DAY = 86400
@@ -403,3 +403,21 @@ async def test_the_delivery_query_looks_only_at_pending_rows_after_the_daily_upk
         ]
         assert not any(step.startswith("SCAN") for step in plan), plan
         assert len(await store.due_outbox(NOW)) == 3
+
+
+async def test_counting_the_outbox_reads_indexes_not_the_rows(tmp_path: Path) -> None:
+    # The watchdog's STATUS line and every /metrics scrape count it: a month of rows with
+    # their texts took a GROUP BY 0.4 s for 600,000.
+    async with await Store.open(tmp_path / "w.db") as store:
+        plan = [
+            row[3] for row in await store._fetchall(f"EXPLAIN QUERY PLAN {OUTBOX_COUNTS_SQL}", ())
+        ]
+        scans = [step for step in plan if step.startswith("SCAN outbox")]
+        assert len(scans) == 3 and all(" USING " in step for step in scans), plan
+        await store.sync_feeds(FEEDS, ago(2))
+        ids = await parse(store, "apa", [entry(n) for n in range(5)], ago(2))
+        async with store.write() as tx:
+            await tx.enqueue([Alert(i, 100, "x") for i in ids], ago(2))
+        await store.mark_sent(ids[0], 1, ago(1))
+        await store.mark_dead(ids[1], "blocked")
+        assert await store.outbox_counts() == {"pending": 3, "sent": 1, "dead": 1}

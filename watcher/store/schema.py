@@ -370,6 +370,18 @@ def _v17_waiting_held_alerts(db: sqlite3.Connection) -> None:
     )
 
 
+def _v18_given_up_outbox(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- Counting the outbox by status (the watchdog's STATUS line, every /metrics scrape)
+        -- goes by the few pending and given-up rows' own indexes, and the whole table's
+        -- smallest index for the rest, not through a month of rows and their texts.
+        CREATE INDEX outbox_dead ON outbox(id) WHERE status = 'dead';
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -388,6 +400,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v15_story_times,
     _v16_respelled_links,
     _v17_waiting_held_alerts,
+    _v18_given_up_outbox,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -458,8 +458,13 @@ class Store(SubscriberQueries, StoryQueries):
         return _dt(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def outbox_counts(self) -> dict[str, int]:
-        rows = await self._fetchall("SELECT status, count(*) FROM outbox GROUP BY status", ())
-        return {str(status): int(count) for status, count in rows}
+        """Rows by status (statuses with none left out). Indexed counts: the pending and
+        given-up rows are few, the sent ones are the rest (a month of them: a GROUP BY
+        read every text, 0.4 s for 600,000 rows)."""
+        rows = await self._fetchall(OUTBOX_COUNTS_SQL, ())
+        pending, dead, total = (int(value) for value in rows[0])
+        counts = {"pending": pending, "sent": total - pending - dead, "dead": dead}
+        return {status: count for status, count in counts.items() if count}
 
     async def mark_sent(self, item_id: int, message_id: int | None, now: datetime) -> None:
         async with self.write() as tx:
@@ -533,6 +538,11 @@ class Store(SubscriberQueries, StoryQueries):
         """A read of what is committed (see `__init__`)."""
         # One trip to the connection's thread, not three (execute, fetch, close).
         return list(await self._reader.execute_fetchall(sql, params))
+
+
+OUTBOX_COUNTS_SQL = """SELECT (SELECT count(*) FROM outbox WHERE status = 'pending'),
+                              (SELECT count(*) FROM outbox WHERE status = 'dead'),
+                              (SELECT count(*) FROM outbox)"""
 
 
 def due_outbox_sql(conditions: str = "") -> str:
