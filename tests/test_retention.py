@@ -142,6 +142,21 @@ async def test_a_link_listed_by_another_feed_keeps_the_entry(store: Store) -> No
     assert await guids(store) == ["g2", "g8"]
 
 
+async def test_a_feed_not_parsed_for_two_retention_periods_holds_nothing_back(
+    store: Store,
+) -> None:
+    # One feed failing (or unchanged) for good kept every linked entry of every feed for
+    # good: growth without end. Two retention periods on, it holds nothing back.
+    shared = "https://apa.az/news/shared"
+    await parse(store, "trend", [entry(7, link=shared)], ago(170))  # trend's last parse
+    await parse(store, "apa", [entry(1, link="https://apa.az/news/1")], ago(150))
+    await parse(store, "apa", [entry(2)], ago(120))  # apa no longer lists 1
+    held = await prune(store, NOW, **KEEP)
+    assert (held.held_back, held.waiting_on) == (1, "trend")  # 170 days: within 2 x 90
+    later = await prune(store, NOW + timedelta(days=30), **KEEP)  # 200 days: past them
+    assert later.waiting_on is None and "g1" not in await guids(store)
+
+
 async def test_settled_outbox_rows_go_after_their_retention_pending_ones_never(
     store: Store,
 ) -> None:

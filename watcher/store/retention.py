@@ -10,9 +10,13 @@ entry is deleted only when all of these hold:
   nothing;
 - if it has a link, every configured feed has parsed a document since it was last seen: the
   link key is global, so any feed listing the same article keeps it alive. The database does
-  not remember which feeds list which links, so a feed not parsed for a long time (its body
+  not remember which feeds list which links, so a feed not parsed for a while (its body
   unchanged, or failing) holds back the pruning of linked entries seen after its last parse;
-  `PruneReport.waiting_on` names it;
+  `PruneReport.waiting_on` names it. Not for ever: a feed last parsed two retention periods
+  ago or more (unchanged, or failing, all that time) holds nothing back, or one such feed
+  would keep every linked entry of every feed for good. What it still lists is that old,
+  and comes back dated before the horizon (the pipeline alerts nothing published before
+  it); an undated item it shares with another feed could alert again;
 - no outbox row and no held alert refers to it (delivered outbox rows and held alerts a
   digest carried go first, once past their own retention; an entry outlives the rows about
   it, never the other way round).
@@ -71,8 +75,11 @@ async def prune(
     released, released_batches = await _prune_released(store, outbox_horizon, batch_rows)
     outbox_deleted += released
     outbox_batches += released_batches
-    entries_deleted, entry_batches = await _prune_entries(store, entry_horizon, batch_rows)
-    held_back, waiting_on = await _held_back(store, entry_horizon)
+    listing_since = now - timedelta(seconds=2 * keep_entries_s)
+    entries_deleted, entry_batches = await _prune_entries(
+        store, entry_horizon, listing_since, batch_rows
+    )
+    held_back, waiting_on = await _held_back(store, entry_horizon, listing_since)
     await optimize(store)
     report = PruneReport(
         outbox_deleted=outbox_deleted,
@@ -150,7 +157,9 @@ async def _prune_released(store: Store, horizon: datetime, batch_rows: int) -> t
         await asyncio.sleep(0)
 
 
-async def _prune_entries(store: Store, horizon: datetime, batch_rows: int) -> tuple[int, int]:
+async def _prune_entries(
+    store: Store, horizon: datetime, listing_since: datetime, batch_rows: int
+) -> tuple[int, int]:
     deleted = batches = 0
     # Keyset pagination over (last_seen_at, id): entries kept for a reference are not
     # scanned again by the next batch.
@@ -170,7 +179,13 @@ async def _prune_entries(store: Store, horizon: datetime, batch_rows: int) -> tu
                         LEFT JOIN oldest_parse o
                    WHERE e.last_seen_at < ? AND (e.last_seen_at, e.id) > (?, ?)
                    ORDER BY e.last_seen_at, e.id LIMIT ?""",
-                (horizon.timestamp(), horizon.timestamp(), *after, batch_rows),
+                (
+                    listing_since.timestamp(),
+                    horizon.timestamp(),
+                    horizon.timestamp(),
+                    *after,
+                    batch_rows,
+                ),
             ) as cursor:
                 rows = list(await cursor.fetchall())
             doomed = [row[0] for row in rows if row[2]]
@@ -186,11 +201,13 @@ async def _prune_entries(store: Store, horizon: datetime, batch_rows: int) -> tu
         await asyncio.sleep(0)
 
 
-# The configured, enabled feeds that were ever fetched: any of them may list any link. One
-# fetched before `last_parsed_at` existed and not parsed since counts as parsed at the
-# beginning of time: what it lists is unknown.
+# The configured, enabled feeds that were ever fetched, and parsed since a time (its one
+# parameter: two retention periods ago): any of them may list any link. One fetched before
+# `last_parsed_at` existed and not parsed since counts as parsed at the beginning of time,
+# what it lists unknown, while it fetches successfully.
 _LISTING_FEEDS = """FROM feeds WHERE active = 1 AND disabled_at IS NULL
-    AND (last_parsed_at IS NOT NULL OR last_success_at IS NOT NULL)"""
+    AND (last_parsed_at IS NOT NULL OR last_success_at IS NOT NULL)
+    AND coalesce(last_parsed_at, last_success_at) >= ?"""
 _OLDEST_PARSE = f"SELECT min(coalesce(last_parsed_at, -1)) AS at {_LISTING_FEEDS}"
 
 # Entry `e` of feed `f` is not listed by its own feed and nothing refers to it.
@@ -200,20 +217,23 @@ _UNLISTED_UNREFERENCED = """(f.active = 0 OR f.disabled_at IS NOT NULL
     AND NOT EXISTS (SELECT 1 FROM held_alerts WHERE entry_id = e.id)"""
 
 
-async def _held_back(store: Store, horizon: datetime) -> tuple[int, str | None]:
+async def _held_back(
+    store: Store, horizon: datetime, listing_since: datetime
+) -> tuple[int, str | None]:
     """How many entries only the link rule keeps, and the feed that holds them back."""
     rows = await store._fetchall(  # reads, like the store's own: no transaction needed
         f"""WITH oldest_parse AS ({_OLDEST_PARSE})
             SELECT count(*) FROM entries e JOIN feeds f ON f.id = e.feed_id, oldest_parse o
             WHERE e.last_seen_at < ? AND e.link_key IS NOT NULL AND e.last_seen_at >= o.at
               AND {_UNLISTED_UNREFERENCED}""",
-        (horizon.timestamp(),),
+        (listing_since.timestamp(), horizon.timestamp()),
     )
     held_back = int(rows[0][0])
     if not held_back:
         return 0, None
     rows = await store._fetchall(
-        f"SELECT name {_LISTING_FEEDS} ORDER BY coalesce(last_parsed_at, -1), name LIMIT 1", ()
+        f"SELECT name {_LISTING_FEEDS} ORDER BY coalesce(last_parsed_at, -1), name LIMIT 1",
+        (listing_since.timestamp(),),
     )
     return held_back, str(rows[0][0])
 
