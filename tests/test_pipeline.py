@@ -192,6 +192,29 @@ async def test_410_gone_disables_the_feed_until_its_url_changes(parts: Parts) ->
     assert [s.name for s in await context.store.due_feeds(clock.now)] == ["news"]
 
 
+async def test_a_feed_given_a_new_url_is_primed_by_its_first_document(parts: Parts) -> None:
+    # The new URL's backlog is history, as a new feed's is: not a flood of alerts.
+    server, context, clock = parts
+    feed = await setup_feed(context, server, rss(item(1, "Russian peacekeepers in Karabakh")))
+    assert (await poll_feed(feed, await state_of(context, feed), context)).primed
+    backlog = rss(*(item(n, f"Russian peacekeepers in Karabakh, day {n}") for n in range(2, 7)))
+    moved = FeedDef("news", server.serve("/v2.xml", backlog), 300)
+    await context.store.sync_feeds([moved], clock.now)
+    clock.now += timedelta(minutes=10)
+    report = await poll_feed(moved, await state_of(context, moved), context)
+    assert (report.new, report.primed, report.alerts) == (5, True, 0)
+    server.serve(
+        "/v2.xml",
+        backlog.replace(
+            "<channel><title>t</title>",
+            "<channel><title>t</title>" + item(9, "Russian peacekeepers leave Karabakh"),
+        ),
+    )
+    clock.now += timedelta(minutes=10)
+    after = await poll_feed(moved, await state_of(context, moved), context)
+    assert (after.new, after.primed, after.alerts) == (1, False, 2)
+
+
 async def test_failing_is_reported_once_and_recovery_once(parts: Parts) -> None:
     server, context, clock = parts
     context.failing_after = 3

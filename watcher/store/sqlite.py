@@ -304,9 +304,11 @@ class Store(SubscriberQueries, StoryQueries):
 
     async def sync_feeds(self, feeds: Sequence[FeedDef], now: datetime) -> None:
         """Make the feeds table agree with the config: add new feeds (due now), follow URL
-        changes, check a feed whose User-Agent changed at once, bring forward the next check
-        of a healthy feed whose interval got shorter, and deactivate feeds no longer
-        configured (their history is kept, so a feed that comes back does not re-alert)."""
+        changes (a new URL is checked at once, and its first document primes the feed as a
+        new feed's does), check a feed whose User-Agent changed at once, bring forward the
+        next check of a healthy feed whose interval got shorter, and deactivate feeds no
+        longer configured (their history is kept, so a feed that comes back does not
+        re-alert)."""
         async with self.write() as tx:
             await tx.db.execute("UPDATE feeds SET active = 0")
             for feed in feeds:
@@ -331,6 +333,10 @@ class Store(SubscriberQueries, StoryQueries):
                                            THEN disabled_at END,
                         disabled_reason = CASE WHEN config_url = excluded.config_url
                                                THEN disabled_reason END,
+                        -- Its first document is history, as a new feed's is: its backlog
+                        -- is no news (the old URL's items are known by guid and link).
+                        last_success_at = CASE WHEN config_url = excluded.config_url
+                                               THEN last_success_at END,
                         next_check_at = CASE
                             WHEN config_url IS NOT excluded.config_url
                                  OR user_agent IS NOT excluded.user_agent
