@@ -727,17 +727,22 @@ def test_rule_names_are_unique_ignoring_case(tmp_path: Path) -> None:
     )
 
 
-def test_a_feed_url_listed_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "second",
+    ["https://apa.az/rss", "http://www.apa.az/rss/", "https://apa.az/rss?utm_source=rss"],
+)
+def test_a_feed_url_listed_twice(tmp_path: Path, second: str) -> None:
+    # Spelt differently, one feed twice: whichever polled first would own each item.
     main = write(
         tmp_path,
         "w.toml",
-        """
+        f"""
         [[feeds]]
         name = "a"
         url = "https://apa.az/rss"
         [[feeds]]
         name = "b"
-        url = "https://apa.az/rss"
+        url = "{second}"
         """,
     )
     error = config_error(main)
@@ -1348,3 +1353,20 @@ def test_an_actors_name_is_checked_where_it_is_written_even_before_a_rule_uses_i
     error = config_error(main)
     assert (error.file, error.key, error.line) == (main, "actors.khalfali.names[1]", 2)
     assert error.message == '"Ха*": a wildcard needs at least 3 letters before "*"'
+
+
+def test_a_bad_feed_url_is_quoted_without_its_credentials(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        "w.toml",
+        """
+        [[feeds]]
+        name = "paid"
+        url = "ftp://bob:Hunter2secret@paid.example/rss?api_key=K3Y_abcdef"
+        """,
+    )
+    error = config_error(main)
+    assert "Hunter2secret" not in str(error) and "K3Y_abcdef" not in str(error)
+    assert error.message == (
+        'expected an http:// or https:// URL, got "ftp://***@paid.example/rss?api_key=***"'
+    )

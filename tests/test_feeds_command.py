@@ -320,3 +320,14 @@ def test_a_document_that_is_not_opml_is_reported(
     assert main(["feeds", "import", "--config", str(config), str(page)]) == 1
     assert "root element is <html>" in capsys.readouterr().err
     assert snapshot(config.parent) == files
+
+
+def test_a_symlinked_feeds_file_is_written_where_it_points(config: Path) -> None:
+    real = config.parent / "checkout" / "feeds.toml"
+    real.parent.mkdir()
+    (config.parent / "feeds.toml").rename(real)
+    (config.parent / "feeds.toml").symlink_to(real)
+    assert main(["feeds", "import", "--config", str(config), str(DIRECTORY)]) == 0
+    assert (config.parent / "feeds.toml").is_symlink()
+    assert len(load_config(config).feeds) == 36
+    assert "apa-en" in real.read_text("utf-8")

@@ -28,8 +28,10 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from watcher.errors import ConfigError, RuleError
+from watcher.identity import canonical_url
 from watcher.logs import LOG_FORMATS, LogFormat, log_format
 from watcher.model import FeedDef, RuleDef
+from watcher.redaction import display_url
 from watcher.rules import Matcher, compile_rules, phrase_words
 from watcher.text import words
 
@@ -558,10 +560,13 @@ def _api_base_url(table: dict[str, Any], at: _At) -> str:
     parts = urlsplit(url)
     if parts.query or parts.fragment:
         raise at.error(
-            f"expected the Bot API server's root URL without ?query or #fragment, got {_show(url)}"
+            "expected the Bot API server's root URL without ?query or #fragment, got "
+            f"{_show(display_url(url))}"
         )
     if parts.path.endswith("/bot"):
-        raise at.error(f'give the server root without "/bot" (Watcher adds it), got {_show(url)}')
+        raise at.error(
+            f'give the server root without "/bot" (Watcher adds it), got {_show(display_url(url))}'
+        )
     return url
 
 
@@ -697,10 +702,13 @@ def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
         if "url" not in table:
             raise url_at.error("missing: every feed needs a name and a url")
         url = _url(table["url"], url_at)
-        if url in urls:
-            first_name, first = urls[url]
+        # Spelt differently, one feed twice: whichever polled first would own each item,
+        # and a rule filtering on the other's name would miss it.
+        key = canonical_url(url)
+        if key in urls:
+            first_name, first = urls[key]
             raise url_at.error(f"same URL as {first.shown} {_show(first_name)}, at {first.where()}")
-        urls[url] = (name, at)
+        urls[key] = (name, at)
         auto, interval = polling.auto_interval, polling.interval
         if "interval" in table:
             auto, interval = _interval(table["interval"], at.key("interval"))
@@ -1060,7 +1068,7 @@ def is_language_code(code: str) -> bool:
 def _url(value: object, at: _At) -> str:
     url = _text(value, at)
     if not is_feed_url(url):
-        raise at.error(f"expected an http:// or https:// URL, got {_show(url)}")
+        raise at.error(f"expected an http:// or https:// URL, got {_show(display_url(url))}")
     return url
 
 

@@ -365,6 +365,7 @@ def replace_file_in_error(
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` in one rename: a reader (the daemon's reload) sees the
     old file or the new one, never half of it. Keeps the file's permission bits."""
+    path = Path(os.path.realpath(path))  # a symlinked config: write where it points
     mode = path.stat().st_mode & 0o7777 if path.exists() else None
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
