@@ -3,6 +3,7 @@ the admins once, and leaves the daemon running the last good config."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -96,3 +97,33 @@ async def test_an_internal_error_while_loading_is_a_failed_reload(
     monkeypatch.undo()
     assert await daemon.reload(store, delivery) is True
     assert sorted(daemon._feeds) == ["a", "b"]
+
+
+async def test_a_save_made_while_a_reload_runs_is_applied_next(
+    parts: tuple[Daemon, Store, Delivery, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The operator saves twice; the second save lands while the first one's reload still
+    # compiles rules and records feeds. Stamps taken after that reload took it for seen.
+    daemon, store, delivery, config = parts
+    second = EDITED + '[[feeds]]\nname = "c"\nurl = "https://c.example/rss"\n'
+    loads = 0
+
+    def load_then_save_again(path: Path) -> object:
+        nonlocal loads
+        settings = load_config(path)
+        loads += 1
+        if loads == 1:
+            config.write_text(second, encoding="utf-8")
+        return settings
+
+    monkeypatch.setattr("watcher.app.load_config", load_then_save_again)
+    watching = asyncio.create_task(daemon._watch_config(store, delivery))
+    try:
+        config.write_text(EDITED, encoding="utf-8")
+        async with asyncio.timeout(15):
+            while sorted(daemon._feeds) != ["a", "b", "c"]:  # noqa: ASYNC110 (polls state)
+                await asyncio.sleep(0.05)
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(watching, 5)
+    assert loads == 2

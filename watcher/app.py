@@ -108,6 +108,8 @@ class Daemon:
         self.last_tick_monotonic: float | None = None
         self.metrics = Metrics()
         self._retention = settings.retention  # changes apply after a restart
+        # As close to the load as the daemon gets: an edit made while it starts is a reload.
+        self._initial_stamps = FileStamps(settings.files)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -464,7 +466,7 @@ class Daemon:
     async def _watch_config(self, store: Store, delivery: Delivery) -> None:
         """Reload when a config file changes or on SIGHUP. Stamps are taken before loading,
         so an edit made while a reload runs is seen on the next round."""
-        stamps = FileStamps(self.settings.files)
+        stamps = self._initial_stamps
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._reload_requested.wait(), CONFIG_CHECK_SECONDS)
@@ -477,8 +479,8 @@ class Daemon:
                 self._notifier.reloading()
                 applied = await self.reload(store, delivery)
                 self.metrics.observe_reload(applied=applied)
-                if applied:
-                    stamps = FileStamps(self.settings.files)  # the new set of included files
+                if applied:  # the new set of files, as they were before this load
+                    stamps = stamps.for_files(self.settings.files)
                 else:  # watch too the files the failed edit brought in: the fix goes there
                     stamps = stamps.including(self._last_reload_files)
                 self._notifier.reloaded(await self._status_line(store))

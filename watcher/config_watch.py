@@ -26,6 +26,15 @@ class FileStamps:
     def __init__(self, paths: Iterable[Path]) -> None:
         self._stamps = {path: _stamp(path) for path in paths}
 
+    def for_files(self, paths: Iterable[Path]) -> FileStamps:
+        """The stamps of `paths`: as they were in this snapshot where it has them (an edit
+        made since is still to be seen), as they are now for the others."""
+        stamps = FileStamps(())
+        stamps._stamps = {
+            path: self._stamps[path] if path in self._stamps else _stamp(path) for path in paths
+        }
+        return stamps
+
     def including(self, paths: Iterable[Path]) -> FileStamps:
         """These stamps, and those of `paths` not among them as they are now."""
         stamps = FileStamps(())
