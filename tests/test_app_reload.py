@@ -127,3 +127,46 @@ async def test_a_save_made_while_a_reload_runs_is_applied_next(
         daemon.request_stop()
         await asyncio.wait_for(watching, 5)
     assert loads == 2
+
+
+async def test_a_feed_given_a_new_url_is_not_polled_at_the_old_one_while_the_reload_records_it(
+    parts: tuple[Daemon, Store, Delivery, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reload stops the poll of the old URL, then records the new one; the tick, running
+    # meanwhile, still has the old row and the old feed, and started it again (its 410
+    # or backoff then landed on the new URL).
+    daemon, store, delivery, config = parts
+    polled: list[str] = []
+
+    async def slow_poll(feed: object, state: object, context: object) -> None:
+        polled.append(getattr(feed, "url", "?"))
+        await asyncio.sleep(3600)  # a slow server: the poll stays in flight
+
+    monkeypatch.setattr("watcher.app.poll_feed", slow_poll)
+
+    async def ticking() -> None:
+        while True:
+            await daemon._tick(store, None, delivery)  # type: ignore[arg-type]
+            await asyncio.sleep(0.05)
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        async with asyncio.timeout(5):
+            while not polled:  # noqa: ASYNC110 (polls state)
+                await asyncio.sleep(0.01)
+        config.write_text(GOOD.replace("a.example", "new.example"), encoding="utf-8")
+        # Another process holds the write lock for a while: recording the new feeds waits.
+        holder = sqlite3.connect(store.path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        reloading = asyncio.create_task(daemon.reload(store, delivery))
+        await asyncio.sleep(0.5)  # ticks run while the reload waits for the lock
+        holder.execute("COMMIT")
+        holder.close()
+        assert await reloading is True
+        await asyncio.sleep(0.2)
+    finally:
+        ticker.cancel()
+        for task in [ticker, *daemon._in_flight.values()]:
+            task.cancel()
+        await asyncio.gather(ticker, *daemon._in_flight.values(), return_exceptions=True)
+    assert polled == ["https://a.example/rss", "https://new.example/rss"]

@@ -103,6 +103,7 @@ class Daemon:
         # this bound only keeps the number of waiting tasks modest.
         self._max_polls = settings.polling.concurrency * 4
         self._in_flight_ids: dict[str, int] = {}
+        self._moving: set[str] = set()  # feeds a reload is giving another URL or User-Agent
         self._notifier = SystemdNotifier(environ)
         self._ticked = asyncio.Event()
         self.last_tick_monotonic: float | None = None
@@ -370,7 +371,7 @@ class Daemon:
         started = 0
         for state in due:
             feed = self._feeds.get(state.name)
-            if feed is None or state.name in self._in_flight:
+            if feed is None or state.name in self._in_flight or state.name in self._moving:
                 continue
             task = asyncio.create_task(self._poll(feed, state, context, delivery))
             self._in_flight[state.name] = task
@@ -508,18 +509,20 @@ class Daemon:
         try:
             # A poll of a URL (or with a User-Agent) no longer configured would write its
             # outcome over the fresh state sync_feeds gives the new one: stop it first.
-            moved = [
-                task
-                for name, task in self._in_flight.items()
-                if (before := self._feeds.get(name)) is not None
-                and (after := feeds.get(name)) is not None
+            # Nor may the tick start a new one while the new state is being recorded.
+            self._moving = {
+                name
+                for name, before in self._feeds.items()
+                if (after := feeds.get(name)) is not None
                 and (before.url, before.user_agent) != (after.url, after.user_agent)
-            ]
+            }
+            moved = [task for name, task in self._in_flight.items() if name in self._moving]
             for task in moved:
                 task.cancel()
             await asyncio.gather(*moved, return_exceptions=True)
             await store.sync_feeds(new.feeds, utc_now())
         except Exception:
+            self._moving = set()
             log.exception(
                 "config reload failed: could not record the feeds; still running "
                 "the last good config"
@@ -531,6 +534,7 @@ class Daemon:
         self._last_reload_error = None
         self._ruleset = ruleset
         self._feeds = feeds
+        self._moving = set()
         self.settings = new
         self._register_url_secrets(new.feeds)
         added = sorted(set(self._feeds) - {feed.name for feed in old.feeds})
