@@ -170,3 +170,34 @@ async def test_a_feed_given_a_new_url_is_not_polled_at_the_old_one_while_the_rel
             task.cancel()
         await asyncio.gather(ticker, *daemon._in_flight.values(), return_exceptions=True)
     assert polled == ["https://a.example/rss", "https://new.example/rss"]
+
+
+async def test_the_admins_hear_when_a_failed_edit_is_fixed(
+    parts: tuple[Daemon, Store, Delivery, Path],
+) -> None:
+    daemon, store, delivery, config = parts
+    config.write_text(GOOD.replace('query = "alpha"', 'query = "(alpha"'), encoding="utf-8")
+    assert await daemon.reload(store, delivery) is False
+    config.write_text(EDITED, encoding="utf-8")
+    assert await daemon.reload(store, delivery) is True
+    failed, fixed = await notices(store)
+    assert "Config reload failed" in failed
+    assert "Config reloaded: the error reported before is fixed." in fixed
+
+
+async def test_followers_keep_a_rule_renamed_in_case_and_the_admins_hear_of_one_removed(
+    parts: tuple[Daemon, Store, Delivery, Path],
+) -> None:
+    daemon, store, delivery, config = parts
+    await store.follow(7, "r", utc_now())
+    config.write_text(GOOD.replace('name = "r"', 'name = "R"'), encoding="utf-8")
+    assert await daemon.reload(store, delivery) is True
+    assert [s.chat_id for s in (await store.subscribers_of(["R"]))["R"]] == [7]
+    assert await notices(store) == []
+
+    config.write_text(GOOD.replace('name = "r"', 'name = "renamed"'), encoding="utf-8")
+    assert await daemon.reload(store, delivery) is True
+    (notice,) = await notices(store)
+    assert "Chats follow rules no longer in the config: R (1 chats)" in notice
+    assert await daemon.reload(store, delivery) is True  # the same: not told again
+    assert len(await notices(store)) == 1

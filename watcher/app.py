@@ -91,6 +91,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._last_reload_error: str | None = None
+        self._orphaned_rules: set[str] = set()  # followed rules not configured, as last told
         self._last_reload_files: tuple[Path, ...] = ()  # the files a failed reload read
         # Fixed at start like the rest of [polling] (a reload warns): the polls, /metrics
         # and the status line must agree on when a feed is failing.
@@ -133,6 +134,7 @@ class Daemon:
         store = await Store.open(self.settings.storage.path)
         try:
             await store.sync_feeds(self.settings.feeds, utc_now())
+            await self._check_followed_rules(store)
             async with Fetcher(
                 timeout_s=self.settings.polling.timeout,
                 max_body_bytes=self.settings.polling.max_body_bytes,
@@ -531,11 +533,14 @@ class Daemon:
                 delivery, "the database refused the new feeds; the log has the details"
             )
             return False
+        if self._last_reload_error is not None:
+            await delivery.notify_admins("Config reloaded: the error reported before is fixed.")
         self._last_reload_error = None
         self._ruleset = ruleset
         self._feeds = feeds
         self._moving = set()
         self.settings = new
+        await self._check_followed_rules(store, delivery)
         self._register_url_secrets(new.feeds)
         added = sorted(set(self._feeds) - {feed.name for feed in old.feeds})
         removed = sorted({feed.name for feed in old.feeds} - set(self._feeds))
@@ -562,6 +567,30 @@ class Daemon:
         if needs_restart:
             log.warning("changes to [%s] take effect after a restart", "], [".join(needs_restart))
         return True
+
+    async def _check_followed_rules(self, store: Store, delivery: Delivery | None = None) -> None:
+        """Subscriptions follow a rule renamed in case only; followers of a rule no longer
+        configured (removed, or renamed) get nothing from it, which the log says, and a
+        reload tells the admins (once for the same rules)."""
+        names = [rule.name for rule in self.settings.rules]
+        try:
+            for old, new in (await store.follow_renamed_rules(names)).items():
+                log.info("subscriptions moved from rule=%s to rule=%s", old, new)
+            orphans = await store.followed_elsewhere(names)
+        except Exception:
+            log.exception("could not check the rules chats follow")
+            return
+        if orphans and orphans.keys() != self._orphaned_rules:
+            listing = ", ".join(
+                f"{name} ({count} chats)" for name, count in sorted(orphans.items())
+            )
+            log.warning("rules chats follow are not in the config: %s", listing)
+            if delivery is not None:
+                await delivery.notify_admins(
+                    f"Chats follow rules no longer in the config: {listing}. They get nothing "
+                    "from them: put the rules back under the same names, or leave it so."
+                )
+        self._orphaned_rules = set(orphans)
 
     async def _tell_admins_once(self, delivery: Delivery, error: str) -> None:
         """Tell the admins a reload failed, once per distinct error."""

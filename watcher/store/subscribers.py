@@ -83,6 +83,36 @@ class SubscriberQueries:
                     found.setdefault(rule, []).append(subscriber)
         return found
 
+    async def follow_renamed_rules(self, names: Collection[str]) -> dict[str, str]:
+        """Carry subscriptions over to rules renamed in case only ("Lachin" to "lachin"):
+        names are unique ignoring case, and followers must not silently lose a rule to a
+        capital letter. Returns old name → new name of what moved."""
+        current = {name.casefold(): name for name in names}
+        rows = await self._fetchall("SELECT DISTINCT rule FROM subscriptions", ())
+        moved = {
+            str(row[0]): current[str(row[0]).casefold()]
+            for row in rows
+            if str(row[0]) not in names and str(row[0]).casefold() in current
+        }
+        if moved:
+            async with self.write() as tx:
+                for old, new in moved.items():
+                    await tx.db.execute(
+                        "UPDATE OR IGNORE subscriptions SET rule = ? WHERE rule = ?", (new, old)
+                    )
+                    await tx.db.execute("DELETE FROM subscriptions WHERE rule = ?", (old,))
+        return moved
+
+    async def followed_elsewhere(self, names: Collection[str]) -> dict[str, int]:
+        """Rules chats follow that are not among `names` (removed or renamed in the
+        config), with how many active chats follow each."""
+        rows = await self._fetchall(
+            """SELECT rule, count(*) FROM subscriptions
+               JOIN subscribers USING (chat_id) WHERE active = 1 GROUP BY rule""",
+            (),
+        )
+        return {str(rule): int(count) for rule, count in rows if rule not in names}
+
     async def follow(self, chat_id: int, rule: str, now: datetime) -> bool:
         """Returns whether the chat did not follow the rule before."""
         async with self.write() as tx:
