@@ -201,3 +201,18 @@ async def test_followers_keep_a_rule_renamed_in_case_and_the_admins_hear_of_one_
     assert "Chats follow rules no longer in the config: R (1 chats)" in notice
     assert await daemon.reload(store, delivery) is True  # the same: not told again
     assert len(await notices(store)) == 1
+
+
+async def test_admins_and_who_may_subscribe_apply_at_once(
+    parts: tuple[Daemon, Store, Delivery, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon, store, delivery, config = parts
+    edited = GOOD.replace("admins = [42]", 'admins = [43]\nsubscribers = "allowlist"\nallow = [7]')
+    config.write_text(edited, encoding="utf-8")
+    assert await daemon.reload(store, delivery) is True
+    assert not [r for r in caplog.records if "after a restart" in r.getMessage()]
+    assert daemon._ruleset.may_subscribe == frozenset({7, 43})
+    config.write_text(edited.replace('query = "alpha"', 'query = "(alpha"'), encoding="utf-8")
+    assert await daemon.reload(store, delivery) is False
+    rows = await store._fetchall("SELECT chat_id FROM outbox", ())
+    assert [row[0] for row in rows] == [43]  # the notice goes to the admin now configured

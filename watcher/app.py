@@ -20,7 +20,13 @@ from zoneinfo import ZoneInfo
 
 from watcher import __version__
 from watcher.bot_backend import StoreBackend
-from watcher.config import PollingSettings, Settings, compiled_rules, load_config
+from watcher.config import (
+    PollingSettings,
+    Settings,
+    TelegramSettings,
+    compiled_rules,
+    load_config,
+)
 from watcher.config_watch import FileStamps
 from watcher.delivery import Delivery, Limits
 from watcher.digests import send_due_digests
@@ -110,6 +116,8 @@ class Daemon:
         self.last_tick_monotonic: float | None = None
         self.metrics = Metrics()
         self._retention = settings.retention  # changes apply after a restart
+        # [telegram] timezone applies after a restart, to alerts, digests and the bot alike.
+        self._timezone = ZoneInfo(settings.telegram.timezone)
         # As close to the load as the daemon gets: an edit made while it starts is a reload.
         self._initial_stamps = FileStamps(settings.files)
 
@@ -189,7 +197,7 @@ class Daemon:
             console=sender is None,
             clock=utc_now,
             failing_after=self._failing_after,
-            timezone=ZoneInfo(self.settings.telegram.timezone),
+            timezone=self._timezone,
             min_interval_s=self.settings.polling.min_interval,
             max_interval_s=self.settings.polling.max_interval,
             metrics=self.metrics,
@@ -205,8 +213,7 @@ class Daemon:
 
         async def minutely() -> None:
             try:
-                zone = ZoneInfo(self.settings.telegram.timezone)
-                if await send_due_digests(store, utc_now(), zone):
+                if await send_due_digests(store, utc_now(), self._timezone):
                     delivery.wake()
             except Exception:
                 log.exception("digest round failed")
@@ -540,6 +547,7 @@ class Daemon:
         self._feeds = feeds
         self._moving = set()
         self.settings = new
+        delivery.set_admins(new.telegram.admins)
         await self._check_followed_rules(store, delivery)
         self._register_url_secrets(new.feeds)
         added = sorted(set(self._feeds) - {feed.name for feed in old.feeds})
@@ -555,7 +563,7 @@ class Daemon:
             section
             for section, before, after in (
                 ("storage", old.storage, new.storage),
-                ("telegram", old.telegram, new.telegram),
+                ("telegram", _fixed_telegram(old), _fixed_telegram(new)),
                 ("polling", _fixed_polling(old), _fixed_polling(new)),
                 ("logging", old.logging, new.logging),
                 ("retention", old.retention, new.retention),
@@ -604,6 +612,12 @@ class Daemon:
     def _on_signal(self, signum: int) -> None:
         log.info("signal %s received: stopping", signal.Signals(signum).name)
         self._stop.set()
+
+
+def _fixed_telegram(settings: Settings) -> TelegramSettings:
+    """[telegram] as far as a reload does not apply it: who the admins are and who may
+    subscribe apply at once (the bot, the pipeline and the notices read them live)."""
+    return replace(settings.telegram, admins=(), subscribers="open", allow=())
 
 
 def _fixed_polling(settings: Settings) -> PollingSettings:

@@ -24,13 +24,15 @@ class StoreBackend:
         wake_delivery: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
-        self._settings = settings
+        self._settings = settings  # read at each use: admins, subscribers and allow apply live
+        # Fixed at start, as the alerts' and the digests' (a restart applies a new one).
+        self._timezone = ZoneInfo(settings().telegram.timezone)
         self._clock = clock
         self._wake_delivery = wake_delivery
 
     @property
     def timezone(self) -> tzinfo:
-        return ZoneInfo(self._settings().telegram.timezone)
+        return self._timezone
 
     def now(self) -> datetime:
         return self._clock()

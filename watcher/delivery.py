@@ -490,6 +490,10 @@ class Delivery:
         if self._metrics is not None:
             self._metrics.observe_send(outcome, retry_after_s=retry_after_s)
 
+    def set_admins(self, admins: Sequence[int]) -> None:
+        """The chats notices go to from now on (a reload changed `[telegram] admins`)."""
+        self._admins = tuple(admins)
+
     async def notify_admins(self, text: str, *, about_chat: int | None = None) -> None:
         """Queue a notice about Watcher itself to every admin (none without Telegram).
         Never to the chat it is about: a notice that cannot be delivered must not beget
