@@ -502,7 +502,9 @@ class Daemon:
         good config, log the error and tell the admins. Returns whether it applied."""
         self._last_reload_files = ()
         try:
-            new = await asyncio.to_thread(load_config, self.settings.path)
+            new = await asyncio.to_thread(
+                functools.partial(load_config, self.settings.path, previous=self.settings)
+            )
             ruleset = build_ruleset(new)
         except ConfigError as exc:
             self._last_reload_files = exc.files

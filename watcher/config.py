@@ -191,12 +191,14 @@ def compiled_rules(settings: Settings) -> Matcher:
     return compile_rules(settings.rules, settings.actors)
 
 
-def load_config(path: Path | str) -> Settings:
-    """Read, merge and validate the config at `path` and the files it includes."""
+def load_config(path: Path | str, *, previous: Settings | None = None) -> Settings:
+    """Read, merge and validate the config at `path` and the files it includes. With the
+    `previous` settings of a reload, rules and actors left as they were keep their compiled
+    matcher: compiling thousands of rules is most of a big config's load."""
     main = Path(os.path.normpath(Path(path).absolute()))
     loader = _SourceLoader()
     try:
-        return _build(main, loader.load(main))
+        return _build(main, loader.load(main), previous)
     except ConfigError as exc:
         # A file an invalid edit brought in is one the operator will fix next: the daemon
         # watches it too.
@@ -411,7 +413,7 @@ _ACTOR_NAME = re.compile(r"[A-Za-z0-9_]+")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*")
 
 
-def _build(main: Path, sources: list[_Source]) -> Settings:
+def _build(main: Path, sources: list[_Source], previous: Settings | None = None) -> Settings:
     merged_counts = {"feeds": 0, "rules": 0}
     for source in sources:
         top = _At(source, (), "")
@@ -447,7 +449,15 @@ def _build(main: Path, sources: list[_Source]) -> Settings:
     feeds = _feeds(sources, polling)
     actors = _actors(sources)
     rules, rule_places = _rules(sources, {feed.name for feed in feeds})
-    matcher = _compile(rules, rule_places, actors)
+    if (
+        previous is not None
+        and previous.matcher is not None
+        and tuple(rules) == previous.rules
+        and actors == dict(previous.actors)
+    ):
+        matcher = previous.matcher
+    else:
+        matcher = _compile(rules, rule_places, actors)
     return Settings(
         path=main,
         files=tuple(source.path for source in sources),
