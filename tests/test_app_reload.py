@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from watcher.app import Daemon, utc_now
 from watcher.config import load_config
 from watcher.delivery import Delivery
+from watcher.model import FeedSuccess
 from watcher.store import Store
 from watcher.telegram.send import TelegramSender
 
@@ -232,3 +234,28 @@ async def test_a_reload_that_leaves_the_rules_alone_keeps_their_compiled_matcher
     assert await daemon.reload(store, delivery) is True
     assert daemon._ruleset.matcher is not before
     assert [hit.rule for hit in daemon._ruleset.matcher.match("beta", "")] == ["r"]
+
+
+async def test_a_wall_clock_stepped_back_moves_the_schedules_back(
+    parts: tuple[Daemon, Store, Delivery, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NTP or a restored VM sets the clock an hour back: schedules kept in wall time would
+    # poll and send nothing for that hour.
+    daemon, store, delivery, _ = parts
+    start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    (feed,) = await store.feeds()
+    await store.feed_unchanged(
+        feed.id, FeedSuccess(start, 304, None, None, None, start + timedelta(minutes=10))
+    )
+    readings = iter([start, start + timedelta(seconds=1), start - timedelta(hours=1)])
+    monkeypatch.setattr("watcher.app.utc_now", lambda: next(readings))
+    for _ in range(3):  # three ticks: the third reads the clock an hour back
+        await daemon._follow_the_clock(store, delivery)
+    (feed,) = await store.feeds()
+    assert feed.next_check_at == start + timedelta(minutes=10) - timedelta(hours=1, seconds=1)
+    # A clock that only runs slow or fast by a little is no step.
+    readings = iter([start, start - timedelta(seconds=2)])
+    await daemon._follow_the_clock(store, delivery)
+    await daemon._follow_the_clock(store, delivery)
+    (again,) = await store.feeds()
+    assert again.next_check_at == feed.next_check_at

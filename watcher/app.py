@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 _POLLS_STARTED_PER_TURN = 16  # then the tick lets the loop run: see _tick
+# A tick that reads the wall clock this far behind the last one's: the clock stepped back.
+CLOCK_STEP_TOLERANCE = timedelta(seconds=5)
 CONFIG_CHECK_SECONDS = 1.0  # edits to config files apply within a couple of seconds
 # SIGTERM to exit must stay well under systemd's default 90 s and our promised 10 s.
 POLL_GRACE_S = 5.0
@@ -111,6 +113,7 @@ class Daemon:
         self._max_polls = settings.polling.concurrency * 4
         self._in_flight_ids: dict[str, int] = {}
         self._moving: set[str] = set()  # feeds a reload is giving another URL or User-Agent
+        self._last_tick_at: datetime | None = None  # the wall clock at the last tick
         self._notifier = SystemdNotifier(environ)
         self._ticked = asyncio.Event()
         self.last_tick_monotonic: float | None = None
@@ -207,6 +210,7 @@ class Daemon:
         )
 
         async def tick() -> None:
+            await self._follow_the_clock(store, delivery)
             await self._tick(store, context, delivery)
             self.last_tick_monotonic = time.monotonic()
             self._ticked.set()
@@ -393,6 +397,24 @@ class Daemon:
                 await asyncio.sleep(0)
                 if self._stop.is_set():
                     return
+
+    async def _follow_the_clock(self, store: Store, delivery: Delivery) -> None:
+        """Ticks come every second by the monotonic clock; the wall clock read at one that
+        is well behind the last one's stepped back, and the schedules, kept in wall time,
+        move back with it."""
+        now = utc_now()
+        last, self._last_tick_at = self._last_tick_at, now
+        if last is None or now >= last - CLOCK_STEP_TOLERANCE:
+            return
+        step = last - now
+        log.warning(
+            "clock stepped back %.0fs: moving the schedules back as much", step.total_seconds()
+        )
+        try:
+            await store.clock_stepped_back(step)
+        except Exception:
+            log.exception("could not move the schedules back")
+        delivery.clock_stepped_back(step)
 
     def _forget_poll(self, name: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(name, None)

@@ -490,6 +490,14 @@ class Delivery:
         if self._metrics is not None:
             self._metrics.observe_send(outcome, retry_after_s=retry_after_s)
 
+    def clock_stepped_back(self, step: timedelta) -> None:
+        """The wall clock went back `step`: holds Telegram asked for end as much earlier
+        (the store moves the rows' own times back)."""
+        self._held_until = {chat: until - step for chat, until in self._held_until.items()}
+        if self._paused_until is not None:
+            self._paused_until -= step
+        self.wake()
+
     def set_admins(self, admins: Sequence[int]) -> None:
         """The chats notices go to from now on (a reload changed `[telegram] admins`)."""
         self._admins = tuple(admins)

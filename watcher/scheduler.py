@@ -1,15 +1,21 @@
-"""APScheduler wiring. The schedule itself lives in SQLite (each feed's next_check_at); the
-scheduler only runs a short tick that asks the store which feeds are due, so a restart
-resumes exactly where the last run stopped."""
+"""The daemon's clockwork. The schedule itself lives in SQLite (each feed's next_check_at);
+a short tick asks the store which feeds are due, so a restart resumes exactly where the
+last run stopped. The tick runs on the event loop's monotonic clock: an interval job of
+APScheduler counts in wall time, and a clock stepped back (NTP, a restored VM) stopped it
+for as long as the step. APScheduler keeps what is meant by the wall clock: the minute job
+(digests) and the daily upkeep."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-TICK_JOB_ID = "tick"
+log = logging.getLogger(__name__)
+
 MINUTE_JOB_ID = "minute"
 DAILY_JOB_ID = "daily"
 # Upkeep (retention, PRAGMA optimize) runs when news is usually quiet in the region.
@@ -28,6 +34,9 @@ class Ticker:
         minutely: Callable[[], Awaitable[None]] | None = None,
         daily: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._tick = tick
+        self._every_s = every_s
+        self._ticking: asyncio.Task[None] | None = None
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         if daily is not None:
             hour, minute = DAILY_AT_UTC
@@ -51,16 +60,6 @@ class Ticker:
                 max_instances=1,
                 misfire_grace_time=50,  # a late minute still runs, a skipped one once
             )
-        self._scheduler.add_job(
-            tick,
-            "interval",
-            seconds=every_s,
-            id=TICK_JOB_ID,
-            next_run_time=datetime.now(UTC),  # first tick at once, not after one interval
-            coalesce=True,  # a late tick runs once, not once per missed interval
-            max_instances=1,
-            misfire_grace_time=60,
-        )
 
     def next_daily_run(self) -> datetime | None:
         """When the daily upkeep runs next (None without one, or before `start()`)."""
@@ -68,11 +67,26 @@ class Ticker:
         return getattr(job, "next_run_time", None) if job is not None else None
 
     def start(self) -> None:
-        """Needs a running event loop."""
+        """Needs a running event loop. The first tick comes at once."""
         self._scheduler.start()
+        self._ticking = asyncio.get_running_loop().create_task(self._ticks(), name="tick")
+
+    async def _ticks(self) -> None:
+        """One tick at a time, each `every_s` after the last began: one that ran long is
+        followed at once, never by a burst of the ones it missed."""
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            try:
+                await self._tick()
+            except Exception:
+                log.exception("tick failed")
+            await asyncio.sleep(max(0.0, self._every_s - (loop.time() - began)))
 
     def stop(self) -> None:
-        # shutdown(wait=True) would not wait for coroutine jobs anyway: the caller drains
-        # its own in-flight polls.
+        # The caller drains its own in-flight polls; a tick only reads and starts them.
+        if self._ticking is not None:
+            self._ticking.cancel()
+            self._ticking = None
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -362,6 +362,22 @@ class Store(SubscriberQueries, StoryQueries):
                         _ts(now),
                     ),
                 )
+
+    async def clock_stepped_back(self, step: timedelta) -> None:
+        """The wall clock went back `step` (NTP, a restored VM): the next check of every
+        feed and the next try of every pending row move back as much, or nothing would be
+        polled or sent for that long."""
+        seconds = step.total_seconds()
+        async with self.write() as tx:
+            await tx.db.execute(
+                "UPDATE feeds SET next_check_at = next_check_at - ? "
+                "WHERE next_check_at IS NOT NULL",
+                (seconds,),
+            )
+            await tx.db.execute(
+                "UPDATE outbox SET next_attempt_at = next_attempt_at - ? WHERE status = 'pending'",
+                (seconds,),
+            )
 
     async def due_feeds(
         self, now: datetime, limit: int = 1000, *, exclude: Collection[int] = ()
