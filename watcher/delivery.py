@@ -339,7 +339,9 @@ class Delivery:
                 await self._store.mark_sent(item.id, message_id, now)
                 del self._unrecorded[item.id]
                 self._observe("sent_plain_text" if plain_text else "sent")
-                log.info("sent outbox=%d chat=%d message_id=%d", item.id, item.chat_id, message_id)
+                # One line a message is too many at INFO (2,000 subscribers: tens of thousands
+                # a day); watcher_telegram_sends_total counts them.
+                log.debug("sent outbox=%d chat=%d message_id=%d", item.id, item.chat_id, message_id)
                 return True
             case RetryLater() | Rejected() | Migrated():
                 await self._not_delivered(item, outcome, now)
@@ -405,7 +407,7 @@ class Delivery:
             case Edited(unchanged=unchanged, plain_text=plain_text):
                 await self._store.mark_sent(item.id, message_id, now)
                 self._observe("edited")
-                log.info(
+                log.debug(
                     "edited outbox=%d chat=%d message_id=%d%s%s",
                     item.id,
                     item.chat_id,
