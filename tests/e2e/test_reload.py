@@ -144,7 +144,9 @@ async def test_edits_apply_live_and_bad_edits_are_refused(
             polls_before = len(feeds.hits("/turan.xml"))
             await wait_for_polls(feeds, "/apa.xml", 3)
             assert len(feeds.hits("/turan.xml")) == polls_before
-            assert len([m for m in telegram.sent if m.chat_id == ADMIN]) == 1
+            failed, fixed = [m.visible_text for m in telegram.sent if m.chat_id == ADMIN]
+            assert "Config reload failed" in failed
+            assert "Config reloaded: the error reported before is fixed." in fixed
 
             code, _ = await daemon.stop()
             assert code == 0
