@@ -253,9 +253,47 @@ async def test_a_wall_clock_stepped_back_moves_the_schedules_back(
         await daemon._follow_the_clock(store, delivery)
     (feed,) = await store.feeds()
     assert feed.next_check_at == start + timedelta(minutes=10) - timedelta(hours=1, seconds=1)
+    # A poll under way at the step writes its schedule in the old time afterwards: the
+    # next tick moves it back too.
+    old_time = start + timedelta(seconds=2)
+    await store.feed_unchanged(
+        feed.id, FeedSuccess(old_time, 304, None, None, None, old_time + timedelta(minutes=10))
+    )
+    readings = iter([start - timedelta(hours=1) + timedelta(seconds=3)])
+    await daemon._follow_the_clock(store, delivery)
+    (healed,) = await store.feeds()
+    assert healed.next_check_at == old_time + timedelta(minutes=10) - timedelta(hours=1, seconds=1)
     # A clock that only runs slow or fast by a little is no step.
     readings = iter([start, start - timedelta(seconds=2)])
     await daemon._follow_the_clock(store, delivery)
     await daemon._follow_the_clock(store, delivery)
     (again,) = await store.feeds()
-    assert again.next_check_at == feed.next_check_at
+    assert again.next_check_at == healed.next_check_at
+
+
+async def test_a_clock_step_the_database_refused_to_follow_is_followed_at_the_next_tick(
+    parts: tuple[Daemon, Store, Delivery, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon, store, delivery, _ = parts
+    start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    (feed,) = await store.feeds()
+    await store.feed_unchanged(
+        feed.id, FeedSuccess(start, 304, None, None, None, start + timedelta(minutes=10))
+    )
+    back = start - timedelta(hours=1)
+    readings = iter([start, back, back + timedelta(seconds=1)])
+    monkeypatch.setattr("watcher.app.utc_now", lambda: next(readings))
+    with sqlite3.connect(store.path) as db:  # the database is busy: the first try fails
+        db.execute(
+            "CREATE TRIGGER busy BEFORE UPDATE OF next_check_at ON feeds "
+            "BEGIN SELECT RAISE(ABORT, 'database is locked'); END"
+        )
+    await daemon._follow_the_clock(store, delivery)
+    await daemon._follow_the_clock(store, delivery)  # the step: refused
+    with sqlite3.connect(store.path) as db:
+        db.execute("DROP TRIGGER busy")
+    await daemon._follow_the_clock(store, delivery)  # still a step from the last good tick
+    (moved,) = await store.feeds()
+    assert moved.next_check_at == start + timedelta(minutes=10) - (
+        start - (back + timedelta(seconds=1))
+    )

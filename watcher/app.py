@@ -12,7 +12,7 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +55,9 @@ TICK_SECONDS = 1.0
 _POLLS_STARTED_PER_TURN = 16  # then the tick lets the loop run: see _tick
 # A tick that reads the wall clock this far behind the last one's: the clock stepped back.
 CLOCK_STEP_TOLERANCE = timedelta(seconds=5)
+# How long after a clock step a poll begun before it may still write: a fetch's timeout and
+# a parse's deadline, with room to spare.
+CLOCK_STEP_HEALING_S = 300.0
 CONFIG_CHECK_SECONDS = 1.0  # edits to config files apply within a couple of seconds
 # SIGTERM to exit must stay well under systemd's default 90 s and our promised 10 s.
 POLL_GRACE_S = 5.0
@@ -114,6 +117,9 @@ class Daemon:
         self._in_flight_ids: dict[str, int] = {}
         self._moving: set[str] = set()  # feeds a reload is giving another URL or User-Agent
         self._last_tick_at: datetime | None = None  # the wall clock at the last tick
+        self._on_clock_step: Callable[[], None] | None = None  # the ticker's cron jobs
+        # A clock step, and until when (monotonic) polls under way at it may still write.
+        self._step_to_heal: tuple[timedelta, float] | None = None
         self._notifier = SystemdNotifier(environ)
         self._ticked = asyncio.Event()
         self.last_tick_monotonic: float | None = None
@@ -226,6 +232,7 @@ class Daemon:
             await self._upkeep(store)
 
         ticker = Ticker(tick, every_s=TICK_SECONDS, minutely=minutely, daily=daily)
+        self._on_clock_step = ticker.clock_stepped
         lag = LoopLagMonitor(on_lag=self.metrics.observe_loop_lag)
         lag.start()
         http = self._health_server(store, lag)
@@ -404,6 +411,14 @@ class Daemon:
         move back with it."""
         now = utc_now()
         last, self._last_tick_at = self._last_tick_at, now
+        if self._step_to_heal is not None:  # polls under way at a step write after it
+            step, until = self._step_to_heal
+            try:
+                await store.late_checks_stepped_back(step, now + CLOCK_STEP_TOLERANCE)
+            except Exception:
+                log.exception("could not move back a schedule written after a clock step")
+            if time.monotonic() > until:
+                self._step_to_heal = None
         if last is None or now >= last - CLOCK_STEP_TOLERANCE:
             return
         step = last - now
@@ -413,8 +428,13 @@ class Daemon:
         try:
             await store.clock_stepped_back(step)
         except Exception:
-            log.exception("could not move the schedules back")
+            log.exception("could not move the schedules back; trying again at the next tick")
+            self._last_tick_at = last
+            return
         delivery.clock_stepped_back(step)
+        self._step_to_heal = (step, time.monotonic() + CLOCK_STEP_HEALING_S)
+        if self._on_clock_step is not None:
+            self._on_clock_step()
 
     def _forget_poll(self, name: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(name, None)
@@ -564,16 +584,17 @@ class Daemon:
                 delivery, "the database refused the new feeds; the log has the details"
             )
             return False
-        if self._last_reload_error is not None:
-            await delivery.notify_admins("Config reloaded: the error reported before is fixed.")
+        fixed = self._last_reload_error is not None
         self._last_reload_error = None
         self._ruleset = ruleset
         self._feeds = feeds
         self._moving = set()
         self.settings = new
-        delivery.set_admins(new.telegram.admins)
-        await self._check_followed_rules(store, delivery)
         self._register_url_secrets(new.feeds)
+        delivery.set_admins(new.telegram.admins)
+        if fixed:
+            await delivery.notify_admins("Config reloaded: the error reported before is fixed.")
+        await self._check_followed_rules(store, delivery)
         added = sorted(set(self._feeds) - {feed.name for feed in old.feeds})
         removed = sorted({feed.name for feed in old.feeds} - set(self._feeds))
         log.info(
@@ -604,7 +625,7 @@ class Daemon:
         """Subscriptions follow a rule renamed in case only; followers of a rule no longer
         configured (removed, or renamed) get nothing from it, which the log says, and a
         reload tells the admins (once for the same rules)."""
-        names = [rule.name for rule in self.settings.rules]
+        names = {rule.name for rule in self.settings.rules}
         try:
             for old, new in (await store.follow_renamed_rules(names)).items():
                 log.info("subscriptions moved from rule=%s to rule=%s", old, new)

@@ -66,6 +66,14 @@ class Ticker:
         job = self._scheduler.get_job(DAILY_JOB_ID)
         return getattr(job, "next_run_time", None) if job is not None else None
 
+    def clock_stepped(self) -> None:
+        """The wall clock stepped (back): the minute and daily jobs wait in wall time, so
+        each is due again at its next time from now, not from before the step."""
+        now = datetime.now(UTC)
+        for job in self._scheduler.get_jobs():
+            job.modify(next_run_time=job.trigger.get_next_fire_time(None, now))
+        self._scheduler.wakeup()
+
     def start(self) -> None:
         """Needs a running event loop. The first tick comes at once."""
         self._scheduler.start()

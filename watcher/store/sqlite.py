@@ -369,15 +369,31 @@ class Store(SubscriberQueries, StoryQueries):
         polled or sent for that long."""
         seconds = step.total_seconds()
         async with self.write() as tx:
+            # The last check moves too: a poll that read the clock before the step and
+            # writes after this is then the one row checked "in the future" (see
+            # `late_checks_stepped_back`).
             await tx.db.execute(
-                "UPDATE feeds SET next_check_at = next_check_at - ? "
-                "WHERE next_check_at IS NOT NULL",
-                (seconds,),
+                "UPDATE feeds SET next_check_at = next_check_at - ?, "
+                "last_checked_at = last_checked_at - ? WHERE next_check_at IS NOT NULL",
+                (seconds, seconds),
             )
             await tx.db.execute(
                 "UPDATE outbox SET next_attempt_at = next_attempt_at - ? WHERE status = 'pending'",
                 (seconds,),
             )
+
+    async def late_checks_stepped_back(self, step: timedelta, now: datetime) -> int:
+        """After `clock_stepped_back`: a poll under way at the step wrote its schedule in
+        the old time; move back the rows checked after `now` (they cannot have been).
+        Returns how many."""
+        seconds = step.total_seconds()
+        async with self.write() as tx:
+            cursor = await tx.db.execute(
+                "UPDATE feeds SET next_check_at = next_check_at - ?, "
+                "last_checked_at = last_checked_at - ? WHERE last_checked_at > ?",
+                (seconds, seconds, _ts(now)),
+            )
+            return max(cursor.rowcount, 0)
 
     async def due_feeds(
         self, now: datetime, limit: int = 1000, *, exclude: Collection[int] = ()
