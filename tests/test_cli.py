@@ -109,3 +109,18 @@ def test_log_level_is_taken_in_any_case(level: str) -> None:
 
     args = _parser().parse_args(["run", "--config", "watcher.toml", "--log-level", level])
     assert args.log_level == level.upper()
+
+
+def test_check_prints_what_loads_but_looks_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "w.toml"
+    config.write_text(
+        '[[feeds]]\nname = "a"\nurl = "https://apa.az/rss"\n'
+        '[[feeds]]\nname = "b"\nurl = "http://www.apa.az/rss/"\n',
+        encoding="utf-8",
+    )
+    assert main(["check", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("config OK: 2 feeds")
+    assert "watcher: warning: " in captured.err and "one feed twice?" in captured.err

@@ -727,22 +727,17 @@ def test_rule_names_are_unique_ignoring_case(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "second",
-    ["https://apa.az/rss", "http://www.apa.az/rss/", "https://apa.az/rss?utm_source=rss"],
-)
-def test_a_feed_url_listed_twice(tmp_path: Path, second: str) -> None:
-    # Spelt differently, one feed twice: whichever polled first would own each item.
+def test_a_feed_url_listed_twice(tmp_path: Path) -> None:
     main = write(
         tmp_path,
         "w.toml",
-        f"""
+        """
         [[feeds]]
         name = "a"
         url = "https://apa.az/rss"
         [[feeds]]
         name = "b"
-        url = "{second}"
+        url = "https://apa.az/rss"
         """,
     )
     error = config_error(main)
@@ -1370,3 +1365,40 @@ def test_a_bad_feed_url_is_quoted_without_its_credentials(tmp_path: Path) -> Non
     assert error.message == (
         'expected an http:// or https:// URL, got "ftp://***@paid.example/rss?api_key=***"'
     )
+
+
+@pytest.mark.parametrize(
+    ("second", "warned"),
+    [
+        ("http://www.apa.az/rss/", True),
+        ("https://apa.az/rss?utm_source=rss", True),
+        ("https://other:pw@apa.az/rss", False),  # another account: another feed
+    ],
+)
+def test_a_feed_url_spelt_another_way_is_a_warning(
+    tmp_path: Path, second: str, warned: bool
+) -> None:
+    # Likely one feed twice (whichever polls first owns each item), but a config that
+    # loaded before must still load.
+    main = write(
+        tmp_path,
+        "w.toml",
+        f"""
+        [[feeds]]
+        name = "a"
+        url = "https://apa.az/rss"
+        [[feeds]]
+        name = "b"
+        url = "{second}"
+        """,
+    )
+    settings = load_config(main)
+    assert [feed.name for feed in settings.feeds] == ["a", "b"]
+    if warned:
+        (warning,) = settings.warnings
+        assert warning == (
+            f'{main}:6: feeds[1].url: looks like the URL of feeds[0] "a" ({main}:1) '
+            "spelt another way: one feed twice?"
+        )
+    else:
+        assert settings.warnings == ()

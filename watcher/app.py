@@ -146,6 +146,8 @@ class Daemon:
         if token and self._log_formatter is not None:
             self._log_formatter.add_secret(token)
         self._register_url_secrets(self.settings.feeds)
+        for warning in self.settings.warnings:
+            log.warning("config: %s", warning)
         self._install_signal_handlers()
 
         store = await Store.open(self.settings.storage.path)
@@ -591,6 +593,8 @@ class Daemon:
         self._moving = set()
         self.settings = new
         self._register_url_secrets(new.feeds)
+        for warning in new.warnings:
+            log.warning("config: %s", warning)
         delivery.set_admins(new.telegram.admins)
         if fixed:
             await delivery.notify_admins("Config reloaded: the error reported before is fixed.")

@@ -153,6 +153,8 @@ def _check(path: Path, fetch: bool) -> int:
         f"config OK: {len(settings.feeds)} feeds, {len(settings.rules)} rules, "
         f"{len(settings.actors)} actors ({files})"
     )
+    for warning in settings.warnings:
+        print(f"watcher: warning: {warning}", file=sys.stderr)
     if not fetch:
         return EXIT_OK
     from watcher.check_command import ProgressBar, check_feeds, to_table

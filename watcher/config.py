@@ -156,6 +156,8 @@ class Settings:
     # The rules compiled while validating them: compiling 1,000 rules with Russian forms
     # takes about a second, so nothing compiles them a second time.
     matcher: Matcher | None = field(default=None, compare=False, repr=False)
+    # What loads but looks wrong (`watcher check` prints it, the daemon logs it).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 # --------------------------------------------------------------------------- durations
@@ -446,7 +448,8 @@ def _build(main: Path, sources: list[_Source], previous: Settings | None = None)
             f"[retention] outbox ({retention.outbox}s) must be at least [stories] window "
             f"({stories.window}s): later reports of a story edit the message the outbox keeps"
         )
-    feeds = _feeds(sources, polling)
+    warnings: list[str] = []
+    feeds = _feeds(sources, polling, warnings)
     actors = _actors(sources)
     rules, rule_places = _rules(sources, {feed.name for feed in feeds})
     if (
@@ -472,6 +475,7 @@ def _build(main: Path, sources: list[_Source], previous: Settings | None = None)
         http=http,
         stories=stories,
         matcher=matcher,
+        warnings=tuple(warnings),
     )
 
 
@@ -701,10 +705,11 @@ def _listen_address(value: object, at: _At) -> tuple[str, int]:
     return (found["v6"] or found["host"], port)
 
 
-def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
+def _feeds(sources: list[_Source], polling: PollingSettings, warnings: list[str]) -> list[FeedDef]:
     feeds: list[FeedDef] = []
     names: dict[str, tuple[str, _At]] = {}
     urls: dict[str, tuple[str, _At]] = {}
+    spellings: dict[tuple[str, str], tuple[str, _At]] = {}
     for table, at in _merged_array(sources, "feeds", "[[feeds]]"):
         _check_keys(table, at, _FEED_KEYS, "in a [[feeds]] entry")
         name = _name(table, at, names, "feed")
@@ -712,13 +717,21 @@ def _feeds(sources: list[_Source], polling: PollingSettings) -> list[FeedDef]:
         if "url" not in table:
             raise url_at.error("missing: every feed needs a name and a url")
         url = _url(table["url"], url_at)
-        # Spelt differently, one feed twice: whichever polled first would own each item,
-        # and a rule filtering on the other's name would miss it.
-        key = canonical_url(url)
-        if key in urls:
-            first_name, first = urls[key]
+        if url in urls:
+            first_name, first = urls[url]
             raise url_at.error(f"same URL as {first.shown} {_show(first_name)}, at {first.where()}")
-        urls[key] = (name, at)
+        urls[url] = (name, at)
+        # Spelt differently, likely one feed twice: whichever polls first owns each item,
+        # and a rule filtering on the other's name misses it. A warning, not an error: a
+        # config that loaded before must still load (and two accounts may share a URL).
+        spelling = (urlsplit(url).netloc.rpartition("@")[0], canonical_url(url))
+        if spelling in spellings:
+            first_name, first = spellings[spelling]
+            warnings.append(
+                f"{url_at.where()}: {url_at.shown}: looks like the URL of {first.shown} "
+                f"{_show(first_name)} ({first.where()}) spelt another way: one feed twice?"
+            )
+        spellings[spelling] = (name, at)
         auto, interval = polling.auto_interval, polling.interval
         if "interval" in table:
             auto, interval = _interval(table["interval"], at.key("interval"))
