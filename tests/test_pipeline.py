@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -192,27 +193,39 @@ async def test_410_gone_disables_the_feed_until_its_url_changes(parts: Parts) ->
     assert [s.name for s in await context.store.due_feeds(clock.now)] == ["news"]
 
 
-async def test_a_feed_given_a_new_url_is_primed_by_its_first_document(parts: Parts) -> None:
-    # The new URL's backlog is history, as a new feed's is: not a flood of alerts.
+def dated(n: int, title: str, at: datetime) -> str:
+    """An item with a publication date."""
+    return item(n, title).replace("</item>", f"<pubDate>{format_datetime(at)}</pubDate></item>")
+
+
+async def test_a_feed_given_a_new_url_alerts_only_what_is_newer_than_the_old_urls_last_news(
+    parts: Parts,
+) -> None:
+    # The new URL's backlog is history, not a flood of alerts; but what was published
+    # since the old URL last answered (it broke: the reason for the edit) is news.
     server, context, clock = parts
     feed = await setup_feed(context, server, rss(item(1, "Russian peacekeepers in Karabakh")))
     assert (await poll_feed(feed, await state_of(context, feed), context)).primed
-    backlog = rss(*(item(n, f"Russian peacekeepers in Karabakh, day {n}") for n in range(2, 7)))
-    moved = FeedDef("news", server.serve("/v2.xml", backlog), 300)
+    last_news = clock.now
+    clock.now += timedelta(days=2)  # the old URL failed meanwhile
+    backlog = [
+        dated(n, f"Russian peacekeepers in Karabakh, day {n}", last_news - timedelta(days=n))
+        for n in range(2, 6)
+    ]
+    since = dated(9, "Russian peacekeepers leave Karabakh", last_news + timedelta(days=1))
+    undated = item(10, "Russian peacekeepers: an undated item")
+    moved = FeedDef("news", server.serve("/v2.xml", rss(since, undated, *backlog)), 300)
     await context.store.sync_feeds([moved], clock.now)
-    clock.now += timedelta(minutes=10)
     report = await poll_feed(moved, await state_of(context, moved), context)
-    assert (report.new, report.primed, report.alerts) == (5, True, 0)
-    server.serve(
-        "/v2.xml",
-        backlog.replace(
-            "<channel><title>t</title>",
-            "<channel><title>t</title>" + item(9, "Russian peacekeepers leave Karabakh"),
-        ),
+    assert (report.new, report.primed, report.alerts) == (6, False, 2)  # item 9, two chats
+    assert all(
+        "leave Karabakh" in alert.text for alert in await context.store.due_outbox(clock.now)
     )
+    # From then on the feed is as any other: its next new item alerts.
+    server.serve("/v2.xml", rss(item(11, "Karabakh road reopens"), since, undated, *backlog))
     clock.now += timedelta(minutes=10)
     after = await poll_feed(moved, await state_of(context, moved), context)
-    assert (after.new, after.primed, after.alerts) == (1, False, 2)
+    assert (after.new, after.alerts) == (1, 2)
 
 
 async def test_failing_is_reported_once_and_recovery_once(parts: Parts) -> None:

@@ -185,6 +185,7 @@ class FeedState:
     failing_since: datetime | None = None  # set once the operator was told it is failing
     config_url: str | None = None  # as configured; `url` differs after a permanent redirect
     ttl_s: int | None = None  # the feed's last RSS <ttl>, kept for the 304s that follow
+    moved_at: datetime | None = None  # the config gave it another URL, not yet fetched
 
 
 @dataclass(frozen=True, slots=True)

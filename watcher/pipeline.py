@@ -191,6 +191,15 @@ def published_within(items: Sequence[_Item], retention_s: int | None, now: datet
     ]
 
 
+def published_since(new_entries: Sequence[NewEntry], since: datetime) -> list[NewEntry]:
+    """PURE: the entries dated after `since` (undated ones cannot be told from history)."""
+    return [
+        new
+        for new in new_entries
+        if new.entry.published is not None and new.entry.published > since
+    ]
+
+
 def _chronological(new_entries: Sequence[NewEntry]) -> list[NewEntry]:
     """By publication time; undated entries keep their place relative to reversed
     document order (the usual newest-first listing turned around)."""
@@ -318,6 +327,10 @@ async def _poll(
             report.primed = True  # a newly added feed: its backlog is history, not news
         else:
             recent = published_within(new_entries, ctx.retention_s, now)
+            if state.moved_at is not None:
+                # The first document at a URL the config just gave the feed: its backlog
+                # is history; what is dated since the old URL's last success is news.
+                recent = published_since(recent, state.last_success_at)
             matched = match_new_entries(recent, feed, rules)
             hit_rules = [hit.rule for item in matched for hit in item.hits]
             report.hits = len(hit_rules)

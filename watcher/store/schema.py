@@ -382,6 +382,18 @@ def _v18_given_up_outbox(db: sqlite3.Connection) -> None:
     )
 
 
+def _v19_moved_feeds(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- When the config gave a feed another URL, until the new URL's first success: its
+        -- first document's backlog is no news, but what was published since the old URL's
+        -- last success is.
+        ALTER TABLE feeds ADD COLUMN moved_at REAL;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -401,6 +413,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v16_respelled_links,
     _v17_waiting_held_alerts,
     _v18_given_up_outbox,
+    _v19_moved_feeds,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

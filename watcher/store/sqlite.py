@@ -304,8 +304,9 @@ class Store(SubscriberQueries, StoryQueries):
 
     async def sync_feeds(self, feeds: Sequence[FeedDef], now: datetime) -> None:
         """Make the feeds table agree with the config: add new feeds (due now), follow URL
-        changes (a new URL is checked at once, and its first document primes the feed as a
-        new feed's does), check a feed whose User-Agent changed at once, bring forward the
+        changes (a new URL is checked at once; its first document alerts only what was
+        published since the old URL's last success), check a feed whose User-Agent changed
+        at once, bring forward the
         next check of a healthy feed whose interval got shorter, and deactivate feeds no
         longer configured (their history is kept, so a feed that comes back does not
         re-alert)."""
@@ -333,10 +334,11 @@ class Store(SubscriberQueries, StoryQueries):
                                            THEN disabled_at END,
                         disabled_reason = CASE WHEN config_url = excluded.config_url
                                                THEN disabled_reason END,
-                        -- Its first document is history, as a new feed's is: its backlog
-                        -- is no news (the old URL's items are known by guid and link).
-                        last_success_at = CASE WHEN config_url = excluded.config_url
-                                               THEN last_success_at END,
+                        -- Its first document's backlog is no news (the old URL's items
+                        -- are known by guid and link anyway); what the new URL published
+                        -- since the old one's last success is.
+                        moved_at = CASE WHEN config_url IS NOT excluded.config_url
+                                        THEN excluded.created_at ELSE moved_at END,
                         next_check_at = CASE
                             WHEN config_url IS NOT excluded.config_url
                                  OR user_agent IS NOT excluded.user_agent
@@ -616,7 +618,7 @@ def _chat_filter(
 
 _FEED_COLUMNS = """id, name, url, etag, last_modified, body_hash, next_check_at,
     consecutive_errors, last_status, last_error, last_success_at, last_checked_at,
-    disabled_reason, failing_since, config_url, ttl_s"""
+    disabled_reason, failing_since, config_url, ttl_s, moved_at"""
 
 
 def _feed_state(row: sqlite3.Row) -> FeedState:
@@ -637,12 +639,14 @@ def _feed_state(row: sqlite3.Row) -> FeedState:
         failing_since=_dt(row[13]),
         config_url=row[14],
         ttl_s=row[15],
+        moved_at=_dt(row[16]),
     )
 
 
 FEED_SUCCEEDED_SQL = """UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?,
     next_check_at = ?, consecutive_errors = 0, last_status = ?, last_error = NULL,
-    failing_since = NULL, last_checked_at = ?, last_success_at = ?, ttl_s = ? WHERE id = ?"""
+    failing_since = NULL, last_checked_at = ?, last_success_at = ?, ttl_s = ?, moved_at = NULL
+    WHERE id = ?"""
 
 
 def feed_succeeded_params(feed_id: int, success: FeedSuccess) -> tuple[Any, ...]:
