@@ -297,3 +297,27 @@ async def test_a_clock_step_the_database_refused_to_follow_is_followed_at_the_ne
     assert moved.next_check_at == start + timedelta(minutes=10) - (
         start - (back + timedelta(seconds=1))
     )
+
+
+async def test_a_second_clock_step_while_the_first_heals_moves_rows_once(
+    parts: tuple[Daemon, Store, Delivery, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon, store, delivery, _ = parts
+    start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    back = start - timedelta(hours=1)
+    readings = iter([start, back])
+    monkeypatch.setattr("watcher.app.utc_now", lambda: next(readings))
+    await daemon._follow_the_clock(store, delivery)
+    await daemon._follow_the_clock(store, delivery)  # an hour back: healing for a while
+    (feed,) = await store.feeds()
+    checked = back + timedelta(seconds=20)  # a poll of the new time: an honest row
+    await store.feed_unchanged(
+        feed.id, FeedSuccess(checked, 304, None, None, None, checked + timedelta(minutes=10))
+    )
+    # A minute later the clock goes back again, by a minute: the row moves by that only.
+    readings = iter([back + timedelta(seconds=21), back + timedelta(seconds=22 - 60)])
+    await daemon._follow_the_clock(store, delivery)
+    await daemon._follow_the_clock(store, delivery)
+    (after,) = await store.feeds()
+    assert after.next_check_at == checked + timedelta(minutes=10) - timedelta(seconds=59)
+    assert after.last_success_at == checked - timedelta(seconds=59)  # moved with the clock

@@ -1373,6 +1373,8 @@ def test_a_bad_feed_url_is_quoted_without_its_credentials(tmp_path: Path) -> Non
         ("http://www.apa.az/rss/", True),
         ("https://apa.az/rss?utm_source=rss", True),
         ("https://other:pw@apa.az/rss", False),  # another account: another feed
+        ("https://apa.az/rss/amp", False),  # another path
+        ("https://apa.az:8443/rss", False),  # another port
     ],
 )
 def test_a_feed_url_spelt_another_way_is_a_warning(

@@ -214,15 +214,19 @@ async def test_a_feed_given_a_new_url_alerts_only_what_is_newer_than_the_old_url
     ]
     since = dated(9, "Russian peacekeepers leave Karabakh", last_news + timedelta(days=1))
     undated = item(10, "Russian peacekeepers: an undated item")
-    moved = FeedDef("news", server.serve("/v2.xml", rss(since, undated, *backlog)), 300)
+    # The old URL's item, worded the new URL's way: updated, but no news either.
+    reworded = item(1, "Russian peacekeepers in Karabakh", "Karabakh: the full story")
+    moved = FeedDef("news", server.serve("/v2.xml", rss(since, undated, reworded, *backlog)), 300)
     await context.store.sync_feeds([moved], clock.now)
     report = await poll_feed(moved, await state_of(context, moved), context)
-    assert (report.new, report.primed, report.alerts) == (6, False, 2)  # item 9, two chats
+    assert (report.new, report.updated, report.alerts) == (6, 1, 2)  # item 9, two chats
     assert all(
         "leave Karabakh" in alert.text for alert in await context.store.due_outbox(clock.now)
     )
     # From then on the feed is as any other: its next new item alerts.
-    server.serve("/v2.xml", rss(item(11, "Karabakh road reopens"), since, undated, *backlog))
+    server.serve(
+        "/v2.xml", rss(item(11, "Karabakh road reopens"), since, undated, reworded, *backlog)
+    )
     clock.now += timedelta(minutes=10)
     after = await poll_feed(moved, await state_of(context, moved), context)
     assert (after.new, after.alerts) == (1, 2)

@@ -413,15 +413,15 @@ class Daemon:
         move back with it."""
         now = utc_now()
         last, self._last_tick_at = self._last_tick_at, now
-        if self._step_to_heal is not None:  # polls under way at a step write after it
-            step, until = self._step_to_heal
-            try:
-                await store.late_checks_stepped_back(step, now + CLOCK_STEP_TOLERANCE)
-            except Exception:
-                log.exception("could not move back a schedule written after a clock step")
-            if time.monotonic() > until:
-                self._step_to_heal = None
         if last is None or now >= last - CLOCK_STEP_TOLERANCE:
+            if self._step_to_heal is not None:  # polls under way at a step write after it
+                step, until = self._step_to_heal
+                try:
+                    await store.late_checks_stepped_back(step, now + CLOCK_STEP_TOLERANCE)
+                except Exception:
+                    log.exception("could not move back a schedule written after a clock step")
+                if time.monotonic() > until:
+                    self._step_to_heal = None
             return
         step = last - now
         log.warning(

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from watcher.errors import ConfigError, RuleError
-from watcher.identity import canonical_url
+from watcher.identity import is_tracking_parameter
 from watcher.logs import LOG_FORMATS, LogFormat, log_format
 from watcher.model import FeedDef, RuleDef
 from watcher.redaction import display_url
@@ -709,7 +709,7 @@ def _feeds(sources: list[_Source], polling: PollingSettings, warnings: list[str]
     feeds: list[FeedDef] = []
     names: dict[str, tuple[str, _At]] = {}
     urls: dict[str, tuple[str, _At]] = {}
-    spellings: dict[tuple[str, str], tuple[str, _At]] = {}
+    spellings: dict[tuple[str, ...], tuple[str, _At]] = {}
     for table, at in _merged_array(sources, "feeds", "[[feeds]]"):
         _check_keys(table, at, _FEED_KEYS, "in a [[feeds]] entry")
         name = _name(table, at, names, "feed")
@@ -724,7 +724,7 @@ def _feeds(sources: list[_Source], polling: PollingSettings, warnings: list[str]
         # Spelt differently, likely one feed twice: whichever polls first owns each item,
         # and a rule filtering on the other's name misses it. A warning, not an error: a
         # config that loaded before must still load (and two accounts may share a URL).
-        spelling = (urlsplit(url).netloc.rpartition("@")[0], canonical_url(url))
+        spelling = _feed_url_key(url)
         if spelling in spellings:
             first_name, first = spellings[spelling]
             warnings.append(
@@ -1093,6 +1093,21 @@ def _url(value: object, at: _At) -> str:
     if not is_feed_url(url):
         raise at.error(f"expected an http:// or https:// URL, got {_show(display_url(url))}")
     return url
+
+
+def _feed_url_key(url: str) -> tuple[str, ...]:
+    """What two spellings of one feed's URL share: the scheme (http or https), host case,
+    `www.`, a trailing slash and tracking parameters aside. Not `canonical_url`, which is
+    for articles (it folds AMP paths and drops who is signed in)."""
+    parts = urlsplit(url.strip())
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    hostport = hostport.lower().removeprefix("www.")
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not is_tracking_parameter(key)
+    ]
+    return (userinfo, hostport, parts.path.rstrip("/"), urlencode(sorted(query)))
 
 
 def _language(value: object, at: _At) -> str:

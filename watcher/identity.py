@@ -175,6 +175,11 @@ def _kept_query(query: str) -> str:
     )
 
 
+def is_tracking_parameter(key: str) -> bool:
+    """Whether a query parameter only tracks the reader (`utm_source`, `fbclid`, ...)."""
+    return _tracking(key.lower())
+
+
 def _tracking(key: str) -> bool:
     return key in _TRACKING_PARAMS or key.startswith(_TRACKING_PREFIXES)
 

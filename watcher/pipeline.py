@@ -336,8 +336,10 @@ async def _poll(
             report.hits = len(hit_rules)
             if matched:
                 await _queue(matched, feed, rules, ctx, tx, now, report)
+            # A moved feed's first document words old items its own way: not news.
+            updated = recorded.updated if state.moved_at is None else []
             rematched = match_updated_entries(
-                published_within(recorded.updated, ctx.retention_s, now),
+                published_within(updated, ctx.retention_s, now),
                 feed,
                 rules,
                 realert=ctx.realert_on_update,

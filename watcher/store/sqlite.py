@@ -375,9 +375,8 @@ class Store(SubscriberQueries, StoryQueries):
             # writes after this is then the one row checked "in the future" (see
             # `late_checks_stepped_back`).
             await tx.db.execute(
-                "UPDATE feeds SET next_check_at = next_check_at - ?, "
-                "last_checked_at = last_checked_at - ? WHERE next_check_at IS NOT NULL",
-                (seconds, seconds),
+                f"UPDATE feeds SET {_STEPPED_TIMES} WHERE next_check_at IS NOT NULL",
+                (seconds,) * 4,
             )
             await tx.db.execute(
                 "UPDATE outbox SET next_attempt_at = next_attempt_at - ? WHERE status = 'pending'",
@@ -391,9 +390,8 @@ class Store(SubscriberQueries, StoryQueries):
         seconds = step.total_seconds()
         async with self.write() as tx:
             cursor = await tx.db.execute(
-                "UPDATE feeds SET next_check_at = next_check_at - ?, "
-                "last_checked_at = last_checked_at - ? WHERE last_checked_at > ?",
-                (seconds, seconds, _ts(now)),
+                f"UPDATE feeds SET {_STEPPED_TIMES} WHERE last_checked_at > ?",
+                (*(seconds,) * 4, _ts(now)),
             )
             return max(cursor.rowcount, 0)
 
@@ -615,6 +613,11 @@ def _chat_filter(
         params.extend(exclude_chats)
     return conditions, params
 
+
+# What a wall clock stepped back moves back in a feed's row: its schedule, and the times a
+# poll wrote in the clock's old reading (compared with publishers' dates and with now).
+_STEPPED_TIMES = """next_check_at = next_check_at - ?, last_checked_at = last_checked_at - ?,
+    last_success_at = last_success_at - ?, failing_since = failing_since - ?"""
 
 _FEED_COLUMNS = """id, name, url, etag, last_modified, body_hash, next_check_at,
     consecutive_errors, last_status, last_error, last_success_at, last_checked_at,
