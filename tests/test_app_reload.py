@@ -236,6 +236,14 @@ async def test_a_reload_that_leaves_the_rules_alone_keeps_their_compiled_matcher
     assert [hit.rule for hit in daemon._ruleset.matcher.match("beta", "")] == ["r"]
 
 
+async def checked_at(store: Store, at: datetime) -> None:
+    """The one feed polled at `at` (a 304), its next check ten minutes on."""
+    (feed,) = await store.feeds()
+    await store.feed_unchanged(
+        feed.id, FeedSuccess(at, 304, None, None, None, at + timedelta(minutes=10))
+    )
+
+
 async def test_a_wall_clock_stepped_back_moves_the_schedules_back(
     parts: tuple[Daemon, Store, Delivery, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,10 +251,7 @@ async def test_a_wall_clock_stepped_back_moves_the_schedules_back(
     # poll and send nothing for that hour.
     daemon, store, delivery, _ = parts
     start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    (feed,) = await store.feeds()
-    await store.feed_unchanged(
-        feed.id, FeedSuccess(start, 304, None, None, None, start + timedelta(minutes=10))
-    )
+    await checked_at(store, start)
     readings = iter([start, start + timedelta(seconds=1), start - timedelta(hours=1)])
     monkeypatch.setattr("watcher.app.utc_now", lambda: next(readings))
     for _ in range(3):  # three ticks: the third reads the clock an hour back
@@ -256,9 +261,7 @@ async def test_a_wall_clock_stepped_back_moves_the_schedules_back(
     # A poll under way at the step writes its schedule in the old time afterwards: the
     # next tick moves it back too.
     old_time = start + timedelta(seconds=2)
-    await store.feed_unchanged(
-        feed.id, FeedSuccess(old_time, 304, None, None, None, old_time + timedelta(minutes=10))
-    )
+    await checked_at(store, old_time)
     readings = iter([start - timedelta(hours=1) + timedelta(seconds=3)])
     await daemon._follow_the_clock(store, delivery)
     (healed,) = await store.feeds()
@@ -276,10 +279,7 @@ async def test_a_clock_step_the_database_refused_to_follow_is_followed_at_the_ne
 ) -> None:
     daemon, store, delivery, _ = parts
     start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    (feed,) = await store.feeds()
-    await store.feed_unchanged(
-        feed.id, FeedSuccess(start, 304, None, None, None, start + timedelta(minutes=10))
-    )
+    await checked_at(store, start)
     back = start - timedelta(hours=1)
     readings = iter([start, back, back + timedelta(seconds=1)])
     monkeypatch.setattr("watcher.app.utc_now", lambda: next(readings))
@@ -309,11 +309,8 @@ async def test_a_second_clock_step_while_the_first_heals_moves_rows_once(
     monkeypatch.setattr("watcher.app.utc_now", lambda: next(readings))
     await daemon._follow_the_clock(store, delivery)
     await daemon._follow_the_clock(store, delivery)  # an hour back: healing for a while
-    (feed,) = await store.feeds()
     checked = back + timedelta(seconds=20)  # a poll of the new time: an honest row
-    await store.feed_unchanged(
-        feed.id, FeedSuccess(checked, 304, None, None, None, checked + timedelta(minutes=10))
-    )
+    await checked_at(store, checked)
     # A minute later the clock goes back again, by a minute: the row moves by that only.
     readings = iter([back + timedelta(seconds=21), back + timedelta(seconds=22 - 60)])
     await daemon._follow_the_clock(store, delivery)
