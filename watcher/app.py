@@ -12,7 +12,7 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,21 +133,23 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def _register_url_secrets(self, feeds: Iterable[FeedDef]) -> None:
-        """The credentials feed URLs carry, for the log formatter to scrub wherever they
-        turn up (a library's message, a traceback): what shows a URL masks them already."""
+    def _take_in(self, settings: Settings) -> None:
+        """What a loaded config asks at start and at each reload: the log formatter learns
+        the credentials its feed URLs carry, to scrub them wherever they turn up (a
+        library's message, a traceback; what shows a URL masks them already), and what
+        loads but looks wrong is logged."""
         if self._log_formatter is not None:
-            for feed in feeds:
+            for feed in settings.feeds:
                 for secret in url_secrets(feed.url):
                     self._log_formatter.add_secret(secret)
+        for warning in settings.warnings:
+            log.warning("config: %s", warning)
 
     async def run(self) -> int:
         token = self.settings.telegram.read_token(self._environ)
         if token and self._log_formatter is not None:
             self._log_formatter.add_secret(token)
-        self._register_url_secrets(self.settings.feeds)
-        for warning in self.settings.warnings:
-            log.warning("config: %s", warning)
+        self._take_in(self.settings)
         self._install_signal_handlers()
 
         store = await Store.open(self.settings.storage.path)
@@ -413,17 +415,27 @@ class Daemon:
         move back with it."""
         now = utc_now()
         last, self._last_tick_at = self._last_tick_at, now
-        if last is None or now >= last - CLOCK_STEP_TOLERANCE:
-            if self._step_to_heal is not None:  # polls under way at a step write after it
-                step, until = self._step_to_heal
-                try:
-                    await store.late_checks_stepped_back(step, now + CLOCK_STEP_TOLERANCE)
-                except Exception:
-                    log.exception("could not move back a schedule written after a clock step")
-                if time.monotonic() > until:
-                    self._step_to_heal = None
-            return
-        step = last - now
+        if last is not None and now < last - CLOCK_STEP_TOLERANCE:
+            await self._clock_stepped_back(store, delivery, last - now, last)
+        elif self._step_to_heal is not None:
+            await self._heal_clock_step(store, now)
+
+    async def _heal_clock_step(self, store: Store, now: datetime) -> None:
+        """Polls under way at a clock step write their schedules after it, in the old time."""
+        assert self._step_to_heal is not None
+        step, until = self._step_to_heal
+        try:
+            await store.late_checks_stepped_back(step, now + CLOCK_STEP_TOLERANCE)
+        except Exception:
+            log.exception("could not move back a schedule written after a clock step")
+        if time.monotonic() > until:
+            self._step_to_heal = None
+
+    async def _clock_stepped_back(
+        self, store: Store, delivery: Delivery, step: timedelta, last: datetime
+    ) -> None:
+        """Move every schedule back `step`; if the database refuses, the next tick tries
+        again, still measuring from `last`, the last tick's wall clock."""
         log.warning(
             "clock stepped back %.0fs: moving the schedules back as much", step.total_seconds()
         )
@@ -592,9 +604,7 @@ class Daemon:
         self._feeds = feeds
         self._moving = set()
         self.settings = new
-        self._register_url_secrets(new.feeds)
-        for warning in new.warnings:
-            log.warning("config: %s", warning)
+        self._take_in(new)
         delivery.set_admins(new.telegram.admins)
         if fixed:
             await delivery.notify_admins("Config reloaded: the error reported before is fixed.")
