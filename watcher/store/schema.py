@@ -331,16 +331,28 @@ def _v15_story_times(db: sqlite3.Connection) -> None:
     )
 
 
+def _linked_entries(
+    db: sqlite3.Connection, batch: int = 10_000
+) -> Iterator[tuple[int, int, str, str, str | None]]:
+    """(id, feed id, link, guid key, link key) of every entry with a link, read a batch at
+    a time by id: a database of months holds hundreds of thousands."""
+    after = 0
+    while rows := db.execute(
+        """SELECT id, feed_id, link, guid_key, link_key FROM entries
+           WHERE link IS NOT NULL AND id > ? ORDER BY id LIMIT ?""",
+        (after, batch),
+    ).fetchall():
+        yield from rows
+        after = rows[-1][0]
+
+
 def _v16_respelled_links(db: sqlite3.Connection) -> None:
     """Link keys, and the guid keys of entries known by their link, over canonical links
     whose path and host are spelt one way (Unicode or percent-encoded, punycode or not):
     one article spelt two ways by two feeds was two entries. A key is replaced only where
     it is the one the old spelling gives, and kept where another entry holds the new one
     already (both spellings then find one of the two entries, as before)."""
-    rows = db.execute(
-        "SELECT id, feed_id, link, guid_key, link_key FROM entries WHERE link IS NOT NULL"
-    ).fetchall()
-    for entry_id, feed_id, link, guid_key, old_link_key in rows:
+    for entry_id, feed_id, link, guid_key, old_link_key in _linked_entries(db):
         if plainly_spelt(link):  # most links, and a canonical form no spelling changes
             continue
         old = spelled_url(link)
