@@ -214,7 +214,8 @@ def _content_type(declared: str | None, body: bytes) -> tuple[str, str | None]:
         # UTF-16/32 needs no XML declaration (a BOM, or "<" in it, tells), but without one
         # feedparser reads the body as UTF-8 (and loses it). With a BOM, a codec that
         # reads it ("utf-16"); without, the byte order the first "<" showed.
-        bom = body.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff"))
+        # (UTF-32-LE's BOM begins with UTF-16-LE's.)
+        bom = body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE))
         return f"{media_type}; charset={wide[:6] if bom else wide}", None
     claimed = charset
     if claimed is None:

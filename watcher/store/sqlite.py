@@ -306,10 +306,9 @@ class Store(SubscriberQueries, StoryQueries):
         """Make the feeds table agree with the config: add new feeds (due now), follow URL
         changes (a new URL is checked at once; its first document alerts only what was
         published since the old URL's last success), check a feed whose User-Agent changed
-        at once, bring forward the
-        next check of a healthy feed whose interval got shorter, and deactivate feeds no
-        longer configured (their history is kept, so a feed that comes back does not
-        re-alert)."""
+        at once, bring forward the next check of a healthy feed whose interval got shorter,
+        and deactivate feeds no longer configured (their history is kept, so a feed that
+        comes back does not re-alert)."""
         async with self.write() as tx:
             await tx.db.execute("UPDATE feeds SET active = 0")
             for feed in feeds:
