@@ -9,6 +9,7 @@ from tests.fakes.telegram_api import telegram_length
 from watcher.digests import digest_due, send_digest, send_due_digests
 from watcher.model import Entry, FeedDef, Subscriber
 from watcher.store import Store
+from watcher.store.subscribers import OLDEST_HELD_SQL
 from watcher.telegram.format import MESSAGE_LIMIT, DigestLine, render_digest
 
 BAKU = ZoneInfo("Asia/Baku")  # UTC+4
@@ -168,9 +169,5 @@ async def test_a_release_that_lost_part_of_its_alerts_to_another_queues_nothing(
 async def test_the_minute_job_reads_only_the_alerts_still_waiting(tmp_path: Path) -> None:
     # It runs every minute beside a month of released alerts: by their own index.
     async with await Store.open(tmp_path / "w.db") as store:
-        plan = await store._fetchall(
-            "EXPLAIN QUERY PLAN SELECT chat_id, min(created_at) FROM held_alerts "
-            "WHERE released_at IS NULL GROUP BY chat_id",
-            (),
-        )
+        plan = await store._fetchall(f"EXPLAIN QUERY PLAN {OLDEST_HELD_SQL}", ())
         assert [row[3] for row in plan] == ["SCAN held_alerts USING INDEX held_alerts_waiting"]

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from watcher.store.sqlite import WriteTransaction
 
 
+# The minute job's question, answered by the held_alerts_waiting index (schema v17).
+OLDEST_HELD_SQL = """SELECT chat_id, min(created_at) FROM held_alerts
+    WHERE released_at IS NULL GROUP BY chat_id"""
+
+
 @dataclass(frozen=True, slots=True)
 class HeldAlert:
     chat_id: int
@@ -228,11 +233,7 @@ class SubscriberQueries:
 
     async def oldest_held_alerts(self) -> dict[int, datetime]:
         """When each chat with alerts held had its oldest one held."""
-        rows = await self._fetchall(
-            """SELECT chat_id, min(created_at) FROM held_alerts WHERE released_at IS NULL
-               GROUP BY chat_id""",
-            (),
-        )
+        rows = await self._fetchall(OLDEST_HELD_SQL, ())
         return {int(chat_id): datetime.fromtimestamp(oldest, UTC) for chat_id, oldest in rows}
 
     async def release_held(
