@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --disable-pip-version-check -q pip==$(PIP_VERSION)
 
 # The stamps make a second `make` instant and a changed pin reinstall.
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py constraints.txt watcher/rules/_native.c
 	$(PIP_INSTALL) -e .
 	touch $@
 

@@ -43,6 +43,7 @@ import ahocorasick
 
 from watcher.errors import RuleError
 from watcher.model import Hit, RuleDef, Span
+from watcher.rules.native import NativeEngine, build_engine, wanted
 from watcher.rules.russian import inflections
 from watcher.rules.syntax import (
     FIELDS,
@@ -471,7 +472,16 @@ class _Selection:
 class Matcher:
     """All rules, compiled once. `match` is pure and safe to call from any thread."""
 
-    __slots__ = ("_automaton", "_names", "_phrases", "_rules", "_selection")
+    __slots__ = (
+        "_automaton",
+        "_feed_ids",
+        "_language_ids",
+        "_names",
+        "_native",
+        "_phrases",
+        "_rules",
+        "_selection",
+    )
 
     def __init__(
         self,
@@ -480,12 +490,24 @@ class Matcher:
         selection: _Selection,
         phrases: tuple[_Verifiable, ...],
         automaton: Any,
+        native: tuple[NativeEngine, dict[str, int], dict[str, int]] | None = None,
     ) -> None:
         self._names = names  # in configuration order
         self._rules = rules  # by the position of its spare bit, in the order of hits
         self._selection = selection
         self._phrases = phrases  # by pattern id (only those keys ask to verify matter)
         self._automaton = automaton  # None if no rule has a term
+        # The C engine (watcher.rules.native), with the ids of feeds and languages it takes
+        self._native: NativeEngine | None = None
+        self._feed_ids: dict[str, int] = {}
+        self._language_ids: dict[str, int] = {}
+        if native is not None:
+            self._native, self._feed_ids, self._language_ids = native
+
+    @property
+    def native(self) -> bool:
+        """Whether the C engine matches entries (the Python engine those it cannot)."""
+        return self._native is not None
 
     @property
     def rule_names(self) -> tuple[str, ...]:
@@ -509,6 +531,15 @@ class Matcher:
         automaton = self._automaton
         if automaton is None:
             return []
+        if self._native is not None:
+            answer = self._native.match(
+                title,
+                summary,
+                -1 if feed is None else self._feed_ids.get(feed, -1),
+                self._language_ids.get(_language_code(language) or "", -1),
+            )
+            if answer is not None:
+                return answer
         line = scan_line(title, summary)
         scanned = list(automaton.iter(line.line))
         if not scanned:
@@ -566,6 +597,7 @@ class Matcher:
 @dataclass(slots=True)
 class _CompiledRule:
     rule: _Rule
+    expr: _Expr  # the whole query: true exactly where the rule holds, filters aside
     clauses: list[frozenset[int]]  # event sets; filters are added as bits
     forbidden: frozenset[int]  # events that must not occur
     feeds: frozenset[str] | None
@@ -691,6 +723,7 @@ class _Compiler:
             languages = frozenset(c for c in map(_language_code, rule.languages) if c)
         return _CompiledRule(
             _Rule(rule.name, frozenset(positive), tuple(rest)),
+            expr,
             list(dict.fromkeys(clauses)),
             frozenset(forbidden),
             frozenset(rule.feeds) if rule.feeds else None,
@@ -788,7 +821,9 @@ class _Compiler:
             return message + f"; did you mean @{close[0]}?"
         return message
 
-    def matcher(self, names: tuple[str, ...], compiled: list[_CompiledRule]) -> Matcher:
+    def matcher(
+        self, names: tuple[str, ...], compiled: list[_CompiledRule], native: bool
+    ) -> Matcher:
         # Hits are reported by priority, then in configuration order (sorted() is stable),
         # which is the order of the rules' bits.
         ordered = sorted(compiled, key=lambda item: -item.priority)
@@ -829,9 +864,19 @@ class _Compiler:
             languages,
             any(item.feeds is not None or item.languages is not None for item in compiled),
         )
-        return Matcher(
-            names, rules, selection, self.verifiable(event_bits), self.automaton(event_bits)
-        )
+        automaton = self.automaton(event_bits)
+        engine = None
+        if native and automaton is not None:
+            engine = build_engine(
+                self.patterns,
+                self.field_events(),
+                len(self.events),
+                ordered,
+                # one clause per rule, the rarest: where the rule holds, one of its events
+                # occurred, so the rules worth evaluating are found from the events
+                [min(item.clauses, key=self.cost) for item in ordered],
+            )
+        return Matcher(names, rules, selection, self.verifiable(event_bits), automaton, engine)
 
     def field_events(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         """Per pattern id, per field: the events an occurrence there is."""
@@ -920,9 +965,16 @@ def _spec(word: str) -> _WordSpec:
     return inflections(word), ""
 
 
-def compile_rules(rules: Sequence[RuleDef], actors: Mapping[str, Sequence[str]]) -> Matcher:
+def compile_rules(
+    rules: Sequence[RuleDef],
+    actors: Mapping[str, Sequence[str]],
+    *,
+    native: bool | None = None,
+) -> Matcher:
     """Compile every rule once. Raises RuleError for a bad query, an unknown actor or a
-    duplicate rule name."""
+    duplicate rule name. `native`: whether entries are matched by the C engine where it
+    can (default: where it was built and WATCHER_MATCHER is not "python"); the answers are
+    the same."""
     compiler = _Compiler(actors)
     compiled: list[_CompiledRule] = []
     seen: set[str] = set()
@@ -931,4 +983,6 @@ def compile_rules(rules: Sequence[RuleDef], actors: Mapping[str, Sequence[str]])
             raise RuleError("duplicate rule name", rule=rule.name)
         seen.add(rule.name)
         compiled.append(compiler.rule(rule))
-    return compiler.matcher(tuple(rule.name for rule in rules), compiled)
+    return compiler.matcher(
+        tuple(rule.name for rule in rules), compiled, wanted() if native is None else native
+    )

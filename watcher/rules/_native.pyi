@@ -1,0 +1,19 @@
+# The C part of the rule matcher (watcher/rules/_native.c); built by setup.py where a C
+# compiler is present. Tables come from watcher.rules.native.build_engine.
+from typing import Any
+
+from watcher.model import Hit
+
+TABLES: int
+
+class Engine:
+    def __init__(
+        self,
+        tables: tuple[bytes, ...],
+        names: tuple[str, ...],
+        fields: tuple[str, ...],
+        span: Any,
+        hit: Any,
+    ) -> None: ...
+    def match(self, title: str, summary: str, feed: int, language: int, /) -> list[Hit] | None: ...
+    def builds_directly(self) -> bool: ...

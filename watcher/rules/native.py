@@ -1,0 +1,313 @@
+"""Tables for the C matcher (`watcher/rules/_native.c`), built from what the Python matcher
+compiled. PURE.
+
+The C engine reads an entry once: it folds each character through a table, splits words,
+walks each word through a trie of every folded form and prefix the rules name, finds the
+phrases that start at each word, and evaluates the rules one of whose events occurred with
+the Python matcher's own expression trees. It answers what `Matcher.match` answers (a test
+holds the two engines equal over generated rules and entries); an entry with a character
+that cannot be folded alone (see `character_tables`) is left to the Python engine.
+
+Not built, or not wanted (`WATCHER_MATCHER=python` in the environment): the Python engine
+matches everything.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
+
+from watcher.model import Hit, Span
+from watcher.rules.syntax import FIELDS
+from watcher.text import _IGNORABLE, _fold_word, _is_mark, _is_word_char
+
+if TYPE_CHECKING:
+    from watcher.rules.matcher import _CompiledRule, _Expr
+
+_native: ModuleType | None
+try:
+    from watcher.rules import _native
+except ImportError:  # built without a C compiler: the Python engine does the work
+    _native = None
+
+__all__ = ["NativeEngine", "available", "build_engine", "character_tables", "wanted"]
+
+# char_table values (as in _native.c); a word character's value is offset << 3 | length
+COMPLEX = -1
+SEPARATOR = -2
+IGNORABLE = -3
+_MAX_FOLDED = 7  # characters a letter may fold to in the table (U+FDFA folds to 18)
+
+# expression node kinds and rule filters (as in _native.c)
+_ATOM, _NOT, _ALL, _ANY, _NEAR = range(5)
+_FILTER_FEEDS, _FILTER_LANGUAGES = 1, 2
+
+_HANGUL = (range(0x1100, 0x1200), range(0x3130, 0x3190), range(0xA960, 0xA980),
+           range(0xAC00, 0xD7B0), range(0xD7B0, 0xD800))  # fmt: skip
+
+
+class NativeEngine(Protocol):
+    def match(self, title: str, summary: str, feed: int, language: int, /) -> list[Hit] | None:
+        """The hits, or None where the Python engine must match the entry."""
+
+
+def available() -> bool:
+    """Whether the C engine was built."""
+    return _native is not None
+
+
+def wanted() -> bool:
+    """Whether to use it: built, and not turned off by WATCHER_MATCHER=python."""
+    return available() and os.environ.get("WATCHER_MATCHER", "").strip().lower() != "python"
+
+
+# --- characters ---------------------------------------------------------------------------
+
+
+def _composition_seconds() -> frozenset[int]:
+    """Characters that canonical composition may join to the character before them."""
+    seconds: set[int] = set()
+    for code in range(0x10000):
+        decomposition = unicodedata.decomposition(chr(code))
+        if decomposition and not decomposition.startswith("<"):
+            parts = decomposition.split()
+            if len(parts) == 2:
+                seconds.add(int(parts[1], 16))
+    return frozenset(seconds)
+
+
+def _joins(ch: str, seconds: frozenset[int]) -> bool:
+    """Whether NFKC may join this character to a neighbour: a combining mark, a character
+    of non-zero combining class or a composition second."""
+    return _is_mark(ch) or unicodedata.combining(ch) != 0 or ord(ch) in seconds
+
+
+def _folds_alone(ch: str, folded: str, seconds: frozenset[int]) -> bool:
+    """Whether `ch` folds to `folded` next to any other such character: NFKC decomposes it
+    to a starter first (its own marks then recompose with its own base, as alone) and
+    nothing of what it folds to can join a neighbour, so the folds of a run of such
+    characters are the fold of the run."""
+    decomposed = unicodedata.normalize("NFKD", ch)
+    return not (
+        _joins(ch, seconds)
+        or (decomposed and _joins(decomposed[0], seconds))
+        or any(_joins(part, seconds) or not _is_word_char(part) for part in folded)
+        or any(ord(ch) in block for block in _HANGUL)
+    )
+
+
+@cache
+def character_tables() -> tuple[bytes, bytes]:
+    """(char_table, fold_pool): per BMP character, what the C engine does with it.
+
+    A word character that folds alone, the same whatever stands next to it, maps to its
+    folded form (`fold`, as `words` folds a word); ignorables (soft hyphen, zero-width and
+    bidi marks) and separators are marked so. Every other word character is COMPLEX and
+    sends its entry to the Python engine: combining marks, Hangul, characters NFKC may
+    compose with a neighbour, and the few that fold to more than seven. Built once per
+    process (~0.3 s)."""
+    seconds = _composition_seconds()
+    ignorable = frozenset(map(ord, _IGNORABLE))
+    table = array("i", [SEPARATOR]) * 0x10000
+    pool = array("I")
+    images: dict[str, int] = {}
+    for code in range(0x10000):
+        ch = chr(code)
+        if code in ignorable:
+            table[code] = IGNORABLE
+            continue
+        if 0xD800 <= code < 0xE000 or not _is_word_char(ch):
+            continue
+        folded = _fold_word(ch)
+        if len(folded) > _MAX_FOLDED or not _folds_alone(ch, folded, seconds):
+            table[code] = COMPLEX
+            continue
+        offset = images.get(folded)
+        if offset is None:
+            offset = images[folded] = len(pool)
+            pool.extend(map(ord, folded))
+        table[code] = offset << 3 | len(folded)
+    return table.tobytes(), pool.tobytes()
+
+
+# --- rules --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Trie:
+    parents: array[int]  # per node but the root: its parent
+    chars: array[int]  # and the code point leading to it
+    children: dict[tuple[int, int], int]
+    forms: array[int]  # per node: the form id it spells, or -1
+    prefixes: array[int]  # per node: the prefix id it spells, or -1
+
+    @classmethod
+    def empty(cls) -> _Trie:
+        return cls(array("i"), array("i"), {}, array("i", [-1]), array("i", [-1]))
+
+    def node(self, word: str) -> int:
+        node = 0
+        for ch in word:
+            key = (node, ord(ch))
+            child = self.children.get(key)
+            if child is None:
+                child = self.children[key] = len(self.forms)
+                self.parents.append(node)
+                self.chars.append(ord(ch))
+                self.forms.append(-1)
+                self.prefixes.append(-1)
+            node = child
+        return node
+
+
+def _csr(groups: Sequence[Iterable[int]]) -> tuple[bytes, bytes]:
+    """Offsets (one more than groups) and the pool of a list of int groups."""
+    starts = array("i", [0])
+    pool = array("i")
+    for group in groups:
+        pool.extend(group)
+        starts.append(len(pool))
+    return starts.tobytes(), pool.tobytes()
+
+
+class _Expressions:
+    """Expression nodes, each before its children (the C engine checks that order)."""
+
+    def __init__(self) -> None:
+        self.kind = array("i")
+        self.a = array("i")
+        self.b = array("i")
+        self.c = array("i")
+        self.pool = array("i")
+
+    def add(self, expr: _Expr) -> int:
+        from watcher.rules.matcher import _All, _Any, _Atom, _Near, _Not
+
+        index = len(self.kind)
+        self.kind.append(0)
+        self.a.append(0)
+        self.b.append(0)
+        self.c.append(0)
+        if isinstance(expr, _Atom):
+            events = sorted(expr.events)
+            self.kind[index], self.a[index], self.b[index] = _ATOM, len(self.pool), len(events)
+            self.pool.extend(events)
+        elif isinstance(expr, _Not):
+            self.kind[index], self.a[index] = _NOT, self.add(expr.child)
+        elif isinstance(expr, _All | _Any):
+            children = [self.add(child) for child in expr.children]
+            kind = _ALL if isinstance(expr, _All) else _ANY
+            self.kind[index], self.a[index], self.b[index] = kind, len(self.pool), len(children)
+            self.pool.extend(children)
+        else:
+            assert isinstance(expr, _Near)
+            left, right = self.add(expr.left), self.add(expr.right)
+            self.kind[index], self.a[index], self.b[index] = _NEAR, left, right
+            self.c[index] = expr.distance
+        return index
+
+
+def _ids(values: Iterable[str]) -> dict[str, int]:
+    return {value: index for index, value in enumerate(sorted(set(values)))}
+
+
+def build_engine(
+    phrases: Sequence[tuple[tuple[frozenset[str], str], ...]],
+    phrase_events: Sequence[tuple[Sequence[int], Sequence[int]]],
+    events: int,
+    rules: Sequence[_CompiledRule],
+    candidate_clauses: Sequence[frozenset[int]],
+) -> tuple[NativeEngine, dict[str, int], dict[str, int]]:
+    """The C engine for compiled phrases (per phrase id: its words, each its forms and
+    prefix as `_WordSpec`), the events of each phrase per field, and rules in hit order,
+    each with one clause an event of which occurs wherever it holds. Also the feed ids and
+    language ids its `match` takes (-1 for any other)."""
+    assert _native is not None
+    form_ids: dict[str, int] = {}
+    prefix_ids: dict[str, int] = {}
+    for words in phrases:
+        for forms, prefix in words:
+            if prefix:
+                prefix_ids.setdefault(prefix, len(prefix_ids))
+            else:
+                for form in sorted(forms):
+                    form_ids.setdefault(form, len(form_ids))
+    trie = _Trie.empty()
+    for form, form_id in form_ids.items():
+        trie.forms[trie.node(form)] = form_id
+    for prefix, prefix_id in prefix_ids.items():
+        trie.prefixes[trie.node(prefix)] = prefix_id
+
+    by_form: list[list[int]] = [[] for _ in form_ids]
+    by_prefix: list[list[int]] = [[] for _ in prefix_ids]
+    phrase_words: list[int] = []  # per phrase: its number of words
+    word_prefix = array("i")
+    word_forms: list[list[int]] = []
+    for pid, words in enumerate(phrases):
+        forms, prefix = words[0]
+        if prefix:
+            by_prefix[prefix_ids[prefix]].append(pid)
+        else:
+            for form in forms:
+                by_form[form_ids[form]].append(pid)
+        phrase_words.append(len(words))
+        for forms, prefix in words:
+            word_prefix.append(prefix_ids[prefix] if prefix else -1)
+            word_forms.append([] if prefix else sorted(form_ids[form] for form in forms))
+    phrase_words_start = array("i", [0])
+    for count in phrase_words:
+        phrase_words_start.append(phrase_words_start[-1] + count)
+
+    feed_ids = _ids(feed for rule in rules for feed in rule.feeds or ())
+    language_ids = _ids(code for rule in rules for code in rule.languages or ())
+    event_rules: list[list[int]] = [[] for _ in range(events)]
+    expressions = _Expressions()
+    roots = array("i")
+    filters = array("i")
+    rule_feeds: list[list[int]] = []
+    rule_languages: list[list[int]] = []
+    for index, (rule, clause) in enumerate(zip(rules, candidate_clauses, strict=True)):
+        for event in clause:
+            event_rules[event].append(index)
+        roots.append(expressions.add(rule.expr))
+        filters.append(
+            (_FILTER_FEEDS if rule.feeds is not None else 0)
+            | (_FILTER_LANGUAGES if rule.languages is not None else 0)
+        )
+        rule_feeds.append(sorted(feed_ids[feed] for feed in rule.feeds or ()))
+        rule_languages.append(sorted(language_ids[code] for code in rule.languages or ()))
+
+    char_table, fold_pool = character_tables()
+    tables = (
+        char_table,
+        fold_pool,
+        trie.parents.tobytes(),
+        trie.chars.tobytes(),
+        trie.forms.tobytes(),
+        trie.prefixes.tobytes(),
+        *_csr(by_form),
+        *_csr(by_prefix),
+        phrase_words_start.tobytes(),
+        word_prefix.tobytes(),
+        *_csr(word_forms),
+        *_csr([events_in_field for both in phrase_events for events_in_field in both]),
+        *_csr(event_rules),
+        expressions.kind.tobytes(),
+        expressions.a.tobytes(),
+        expressions.b.tobytes(),
+        expressions.c.tobytes(),
+        expressions.pool.tobytes(),
+        roots.tobytes(),
+        filters.tobytes(),
+        *_csr(rule_feeds),
+        *_csr(rule_languages),
+    )
+    assert len(tables) == _native.TABLES
+    engine = _native.Engine(tables, tuple(rule.rule.name for rule in rules), FIELDS, Span, Hit)
+    return engine, feed_ids, language_ids
