@@ -18,7 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* char_table entries: a folded word character is (offset << 3 | length) into fold_pool */
+/* char_table entries: a word character is (offset << 3 | length) of what it folds to in
+ * fold_pool, or (code point << 3 | 1) if it folds to one character */
 #define CH_COMPLEX (-1)   /* cannot be folded alone: the entry goes to the Python engine */
 #define CH_SEPARATOR (-2) /* ends a word */
 #define CH_IGNORABLE (-3) /* inside a word, nothing; elsewhere, a separator */
@@ -175,15 +176,6 @@ static void scan_free(Scan *s) {
     vec_free(&s->collected);
 }
 
-/* The word being read: its folded characters walked through the trie as they come. */
-typedef struct {
-    Py_ssize_t start, end;   /* -1: outside a word */
-    int32_t node;            /* in the trie, or -1 once the word left it */
-    uint32_t previous;       /* the last folded character */
-    Py_ssize_t folded;       /* how many characters it folded to */
-    Py_ssize_t prefixes;     /* where its prefixes start in Scan.prefixes */
-} Reading;
-
 static int add_prefix(Scan *s, int32_t prefix) {
     int32_t *p = vec_push(&s->prefixes);
     if (p == NULL)
@@ -192,37 +184,12 @@ static int add_prefix(Scan *s, int32_t prefix) {
     return 0;
 }
 
-static int start_word(Scan *s, Reading *r, Py_ssize_t start) {
-    r->start = start;
-    r->node = 0;
-    r->previous = 0;
-    r->folded = 0;
-    r->prefixes = s->prefixes.size;
-    int32_t prefix = s->e->node_prefix.data[0];
-    return prefix >= 0 ? add_prefix(s, prefix) : 0;
-}
-
-/* One folded character of the word being read. */
-static inline int fold_into(Scan *s, Reading *r, uint32_t cp) {
-    /* Armenian: "եւ" is "եվ" (as watcher.text.fold) */
-    if (cp == 0x582 && r->previous == 0x565)
-        cp = 0x57E;
-    r->previous = cp;
-    r->folded++;
-    if (r->node < 0)
-        return 0;
-    r->node = trie_child(s->e, r->node, cp);
-    if (r->node < 0)
-        return 0;
-    int32_t prefix = s->e->node_prefix.data[r->node];
-    return prefix >= 0 ? add_prefix(s, prefix) : 0;
-}
-
-static int end_word(Scan *s, Reading *r, int field) {
-    Py_ssize_t start = r->start;
-    r->start = -1;
-    if (r->folded == 0) { /* folds to nothing: no word */
-        s->prefixes.size = r->prefixes;
+/* Keep the word that ended: text[start:end], `folded` characters long, its walk in the
+ * trie ended at `node` (-1: it left the trie), its prefixes from `prefixes` on. */
+static int end_word(Scan *s, int field, Py_ssize_t start, Py_ssize_t end, Py_ssize_t folded,
+                    int32_t node, Py_ssize_t prefixes) {
+    if (folded == 0) { /* folds to nothing: no word */
+        s->prefixes.size = prefixes;
         return 0;
     }
     Word *word = vec_push(&s->words);
@@ -230,43 +197,71 @@ static int end_word(Scan *s, Reading *r, int field) {
         return -1;
     word->field = field;
     word->start = start;
-    word->end = r->end;
-    word->form = r->node >= 0 ? s->e->node_form.data[r->node] : -1;
-    word->prefixes = r->prefixes;
-    word->prefix_count = s->prefixes.size - r->prefixes;
+    word->end = end;
+    word->form = node >= 0 ? s->e->node_form.data[node] : -1;
+    word->prefixes = prefixes;
+    word->prefix_count = s->prefixes.size - prefixes;
     return 0;
 }
 
-/* Split one field into folded words, for one string kind (inlined per kind). Returns 1 if
- * a character cannot be folded alone, -1 on error, 0 otherwise. */
+/* Split one field into folded words, walking each word's folded characters through the
+ * trie as they come, for one string kind (inlined per kind). The state of the word being
+ * read lives in locals, so that it stays in registers. Returns 1 if a character cannot be
+ * folded alone, -1 on error, 0 otherwise. */
 static inline __attribute__((always_inline)) int split_kind(Scan *s, const void *data,
                                                              int kind, Py_ssize_t length,
                                                              int field) {
-    const uint16_t *block_of = s->e->block_of;
-    const int32_t *blocks = s->e->blocks;
-    const uint32_t *pool = s->e->fold_pool;
-    Reading r = {.start = -1};
+    const Engine *e = s->e;
+    const uint16_t *block_of = e->block_of;
+    const int32_t *blocks = e->blocks;
+    const uint32_t *pool = e->fold_pool;
+    const int32_t *node_prefix = e->node_prefix.data;
+    Py_ssize_t start = -1, end = 0; /* of the word being read: start -1 outside words */
+    Py_ssize_t folded = 0, prefixes = 0;
+    int32_t node = 0;
+    uint32_t previous = 0;
     for (Py_ssize_t i = 0; i < length; i++) {
         Py_UCS4 ch = PyUnicode_READ(kind, data, i);
         if (kind == PyUnicode_4BYTE_KIND && ch > 0xFFFF)
             return 1;
         int32_t cls = blocks[(Py_ssize_t)block_of[ch >> 8] << 8 | (ch & 255)];
         if (cls >= 0) {
-            if (r.start < 0 && start_word(s, &r, i) < 0)
-                return -1;
-            const uint32_t *image = pool + (cls >> 3);
-            for (int32_t k = 0; k < (cls & 7); k++)
-                if (fold_into(s, &r, image[k]) < 0)
+            if (start < 0) {
+                start = i;
+                node = 0;
+                previous = 0;
+                folded = 0;
+                prefixes = s->prefixes.size;
+                if (node_prefix[0] >= 0 && add_prefix(s, node_prefix[0]) < 0)
                     return -1;
-            r.end = i + 1;
+            }
+            int32_t size = cls & 7;
+            uint32_t one = (uint32_t)cls >> 3; /* a character folding to one is inline */
+            const uint32_t *image = size == 1 ? &one : pool + (cls >> 3);
+            for (int32_t k = 0; k < size; k++) {
+                uint32_t cp = image[k];
+                /* Armenian: "եւ" is "եվ" (as watcher.text.fold) */
+                if (cp == 0x582 && previous == 0x565)
+                    cp = 0x57E;
+                previous = cp;
+                if (node >= 0) {
+                    node = trie_child(e, node, cp);
+                    if (node >= 0 && node_prefix[node] >= 0 &&
+                        add_prefix(s, node_prefix[node]) < 0)
+                        return -1;
+                }
+            }
+            folded += size;
+            end = i + 1;
         } else if (cls == CH_SEPARATOR) {
-            if (r.start >= 0 && end_word(s, &r, field) < 0)
+            if (start >= 0 && end_word(s, field, start, end, folded, node, prefixes) < 0)
                 return -1;
+            start = -1;
         } else if (cls == CH_COMPLEX) {
             return 1;
         } /* an ignorable: a word goes on past it only if a word character follows */
     }
-    if (r.start >= 0 && end_word(s, &r, field) < 0)
+    if (start >= 0 && end_word(s, field, start, end, folded, node, prefixes) < 0)
         return -1;
     return 0;
 }
@@ -1005,7 +1000,9 @@ static int check_tables(Engine *self, PyObject *tables) {
         return bad("the character table must have 65536 entries");
     for (Py_ssize_t i = 0; i < 0x10000; i++) {
         int32_t cls = self->char_table.data[i];
-        if (cls < CH_IGNORABLE || (cls >= 0 && (cls >> 3) + (cls & 7) > self->fold_pool_size))
+        if (cls < CH_IGNORABLE ||
+            (cls >= 0 && ((cls & 7) == 1 ? (cls >> 3) > 0x10FFFF
+                                         : (cls >> 3) + (cls & 7) > self->fold_pool_size)))
             return bad("character table entry out of range");
     }
     for (Py_ssize_t i = 0; i < self->fold_pool_size; i++)

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from watcher.model import Hit, Span
 from watcher.rules.syntax import FIELDS
-from watcher.text import _IGNORABLE, _fold_word, _is_mark, _is_word_char
+from watcher.text import (
+    _AFTER_NFKC_TABLE,
+    _ARMENIAN_YEV,
+    _IGNORABLE,
+    _is_mark,
+    _is_word_char,
+    fold,
+)
 
 if TYPE_CHECKING:
     from watcher.rules.matcher import _CompiledRule, _Expr
@@ -39,6 +46,7 @@ except ImportError:  # built without a C compiler: the Python engine does the wo
 __all__ = ["NativeEngine", "available", "build_engine", "character_tables", "wanted"]
 
 # char_table values (as in _native.c); a word character's value is offset << 3 | length
+# of what it folds to in fold_pool, or code point << 3 | 1 if it folds to one character
 COMPLEX = -1
 SEPARATOR = -2
 IGNORABLE = -3
@@ -70,36 +78,43 @@ def wanted() -> bool:
 # --- characters ---------------------------------------------------------------------------
 
 
-def _composition_seconds() -> frozenset[int]:
-    """Characters that canonical composition may join to the character before them."""
-    seconds: set[int] = set()
+def _joining() -> frozenset[int]:
+    """BMP characters NFKC may join to a neighbour: combining marks, characters of non-zero
+    combining class, the second characters of canonical compositions, and Hangul (whose
+    compositions are algorithmic)."""
+    joining = {code for block in _HANGUL for code in block}
     for code in range(0x10000):
-        decomposition = unicodedata.decomposition(chr(code))
+        ch = chr(code)
+        if _is_mark(ch) or unicodedata.combining(ch):
+            joining.add(code)
+        decomposition = unicodedata.decomposition(ch)
         if decomposition and not decomposition.startswith("<"):
             parts = decomposition.split()
             if len(parts) == 2:
-                seconds.add(int(parts[1], 16))
-    return frozenset(seconds)
+                joining.add(int(parts[1], 16))
+    return frozenset(joining)
 
 
-def _joins(ch: str, seconds: frozenset[int]) -> bool:
-    """Whether NFKC may join this character to a neighbour: a combining mark, a character
-    of non-zero combining class or a composition second."""
-    return _is_mark(ch) or unicodedata.combining(ch) != 0 or ord(ch) in seconds
-
-
-def _folds_alone(ch: str, folded: str, seconds: frozenset[int]) -> bool:
+def _folds_alone(ch: str, folded: str, joining: frozenset[int]) -> bool:
     """Whether `ch` folds to `folded` next to any other such character: NFKC decomposes it
     to a starter first (its own marks then recompose with its own base, as alone) and
     nothing of what it folds to can join a neighbour, so the folds of a run of such
     characters are the fold of the run."""
-    decomposed = unicodedata.normalize("NFKD", ch)
-    return not (
-        _joins(ch, seconds)
-        or (decomposed and _joins(decomposed[0], seconds))
-        or any(_joins(part, seconds) or not _is_word_char(part) for part in folded)
-        or any(ord(ch) in block for block in _HANGUL)
+    if ord(ch) in joining or ord(unicodedata.normalize("NFKD", ch)[0]) in joining:
+        return False
+    return folded == ch or not any(
+        ord(part) in joining or not _is_word_char(part) for part in folded
     )
+
+
+def _fold_alone(ch: str, changed: frozenset[int]) -> str:
+    """`fold` of one word character (as `watcher.text.words` folds a word), quickly for the
+    many that fold to themselves: an NFKC-normal character that casefolds to itself and
+    that none of fold's tables changes."""
+    if ord(ch) not in changed and ch.casefold() == ch and unicodedata.is_normalized("NFKC", ch):
+        return ch
+    # Not _fold_word: its cache is for the words of entries.
+    return fold(ch).replace(" ", "")
 
 
 @cache
@@ -112,7 +127,9 @@ def character_tables() -> tuple[bytes, bytes]:
     sends its entry to the Python engine: combining marks, Hangul, characters NFKC may
     compose with a neighbour, and the few that fold to more than seven. Built once per
     process (~0.3 s)."""
-    seconds = _composition_seconds()
+    joining = _joining()
+    # characters `fold` may change even where NFKC and casefolding keep them
+    changed = frozenset(_AFTER_NFKC_TABLE).union(map(ord, _ARMENIAN_YEV[0]))
     ignorable = frozenset(map(ord, _IGNORABLE))
     table = array("i", [SEPARATOR]) * 0x10000
     pool = array("I")
@@ -124,9 +141,12 @@ def character_tables() -> tuple[bytes, bytes]:
             continue
         if 0xD800 <= code < 0xE000 or not _is_word_char(ch):
             continue
-        folded = _fold_word(ch)
-        if len(folded) > _MAX_FOLDED or not _folds_alone(ch, folded, seconds):
+        folded = _fold_alone(ch, changed)
+        if len(folded) > _MAX_FOLDED or not _folds_alone(ch, folded, joining):
             table[code] = COMPLEX
+            continue
+        if len(folded) == 1:
+            table[code] = ord(folded) << 3 | 1
             continue
         offset = images.get(folded)
         if offset is None:
