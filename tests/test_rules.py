@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from watcher.rules import (
     compile_rules,
     parse_query,
 )
+from watcher.rules.native import available
 from watcher.rules.russian import inflections
 from watcher.rules.syntax import FIELDS, phrase_words
 from watcher.text import html_to_text, words
@@ -40,6 +42,18 @@ ACTORS = {
     "aliyev": ["İlham Əliyev", "Ilham Aliyev", "Ильхам Алиев"],
     "mod_az": ["Ministry of Defense of Azerbaijan", "Министерство обороны Азербайджана"],
 }
+
+
+@pytest.fixture(autouse=True, scope="module", params=["c", "python"] if available() else ["python"])
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs with each engine: the C one (where it was built) and the Python
+    one; tests/test_native_matcher.py holds them equal over generated rules and entries."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "python":
+            patch.setenv("WATCHER_MATCHER", "python")
+        else:
+            patch.delenv("WATCHER_MATCHER", raising=False)
+        yield request.param
 
 
 def P(*words: str) -> Phrase:

@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -648,6 +649,10 @@ static PyObject *make(PyObject *type, PyObject *const *slots, PyObject *const *v
     return made;
 }
 
+/* Spans shared among the rules hitting one entry: the first this many (a linear search,
+ * and a huge entry's thousands of spans are rarely shared). */
+#define KNOWN_SPANS 64
+
 /* The spans of the places collected: displayed offsets, overlapping ones of a field
  * merged, in field order. Spans equal to one built for an earlier rule are shared. */
 static PyObject *spans_of(Scan *s, PyObject *const texts[2], Vec *known) {
@@ -685,7 +690,7 @@ static PyObject *spans_of(Scan *s, PyObject *const texts[2], Vec *known) {
     for (Py_ssize_t i = 0; i < merged.size; i++) {
         KnownSpan *want = (KnownSpan *)merged.data + i;
         PyObject *span = NULL;
-        for (Py_ssize_t k = 0; k < known->size; k++) {
+        for (Py_ssize_t k = 0; k < known->size && k < KNOWN_SPANS; k++) {
             KnownSpan *have = (KnownSpan *)known->data + k;
             if (have->field == want->field && have->start == want->start &&
                 have->end == want->end) {
@@ -705,18 +710,26 @@ static PyObject *spans_of(Scan *s, PyObject *const texts[2], Vec *known) {
             Py_XDECREF(text);
             Py_XDECREF(start);
             Py_XDECREF(end);
-            KnownSpan *keep = span ? vec_push(known) : NULL;
-            if (keep == NULL) {
-                Py_XDECREF(span);
+            if (span == NULL) {
                 Py_DECREF(result);
                 vec_free(&merged);
                 return NULL;
             }
-            *keep = *want;
-            keep->span = span; /* the known list owns this reference */
+            if (known->size < KNOWN_SPANS) {
+                KnownSpan *keep = vec_push(known);
+                if (keep == NULL) {
+                    Py_DECREF(span);
+                    Py_DECREF(result);
+                    vec_free(&merged);
+                    return NULL;
+                }
+                *keep = *want;
+                keep->span = Py_NewRef(span); /* the known list's own reference */
+            }
+        } else {
+            Py_INCREF(span);
         }
-        Py_INCREF(span);
-        PyTuple_SET_ITEM(result, i, span);
+        PyTuple_SET_ITEM(result, i, span); /* takes the reference */
     }
     vec_free(&merged);
     return result;
@@ -1204,6 +1217,12 @@ static PyMethodDef Engine_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef Engine_members[] = {
+    {"tables", T_OBJECT, offsetof(Engine, owned), READONLY, "the tables it was built from"},
+    {"names", T_OBJECT, offsetof(Engine, names), READONLY, "the rule names, in hit order"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject EngineType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "watcher.rules._native.Engine",
     .tp_basicsize = sizeof(Engine),
@@ -1212,6 +1231,7 @@ static PyTypeObject EngineType = {
     .tp_new = Engine_new,
     .tp_dealloc = (destructor)Engine_dealloc,
     .tp_methods = Engine_methods,
+    .tp_members = Engine_members,
 };
 
 static struct PyModuleDef module = {

@@ -7,6 +7,8 @@ from watcher.model import Hit
 TABLES: int
 
 class Engine:
+    tables: tuple[bytes, ...]
+    names: tuple[str, ...]
     def __init__(
         self,
         tables: tuple[bytes, ...],
