@@ -9,13 +9,17 @@ their inflected forms, Azerbaijani and Armenian words with case and plural endin
 
 - compile time of the 1,000 rules, cold: it includes loading pymorphy3's dictionary;
 - RSS after compiling;
-- engine: `Matcher.match(title, summary, feed=..., language=...)` over every entry;
+- engine: `Matcher.match(title, summary, feed=..., language=...)` over every entry: the C
+  engine (watcher/rules/_native.c) where it was built, as the daemon runs it, and the share
+  of entries it answered itself (the others go to the Python engine);
+- python: the same with the pure-Python engine (`compile_rules(..., native=False)`), the
+  reference the C engine is tested against, and what runs where no C compiler was;
 - naive: one case-insensitive regex per rule (an alternation of its terms, every Russian
   form spelled out, word boundaries) searched over each entry, on a sample, scaled;
-- scan: the matcher's own automaton iterated over each entry's scan line (what the engine
-  scans), built beforehand (the automaton pass alone: no folding, no boundaries, no
-  rules); the same over word lines (collapsed spaces, what the first engine scanned); and
-  scan+fold, the same over `(title + " " + summary).casefold()` (what any
+- scan: the Python engine's automaton (pyahocorasick) iterated over each entry's scan line
+  (what that engine scans), built beforehand (the automaton pass alone: no folding, no
+  boundaries, no rules); the same over word lines (collapsed spaces, what the first engine
+  scanned); and scan+fold, the same over `(title + " " + summary).casefold()` (what any
   case-insensitive automaton pays);
 - fold: building the scan lines alone, and fold+scan, the two together: what any engine
   that folds the text and scans it once pays before looking at a single rule.
@@ -27,7 +31,7 @@ of whose stories are about something else: the same rules, vocabulary and genera
 
 Rates are entries per CPU second of this process (best of a few runs): the machine is
 shared, and wall time would count other processes' turns too. Ends with one line:
-RESULT engine_eps=… naive_eps=… scan_eps=… compile_s=… rss_mb=…
+RESULT engine_eps=… naive_eps=… scan_eps=… compile_s=… rss_mb=… python_eps=…
 
     .venv/bin/python bench/match.py [--rules 1000] [--entries 10000] [--seed 3]
                                     [--mix bench|realistic]
@@ -430,6 +434,8 @@ def main() -> None:
         f"compile: {compile_s:.2f} s (cold, with the Russian dictionary), {keys} automaton "
         f"keys; RSS {rss_after:.0f} MB ({rss_after - rss_before:+.0f} MB for the matcher)"
     )
+    if not matcher.native:
+        print("engine: the C engine was not built (no C compiler?): Python engine only")
 
     hits_seen = [0, 0]
 
@@ -447,11 +453,17 @@ def main() -> None:
     engine()  # warm caches (the fast-path tables, the lazily built structures)
     runs = [timed(engine, len(entries)) for _ in range(3)]
     best = min(runs, key=lambda t: t.seconds)
+    native = matcher._native
+    answered = sum(
+        native is not None
+        and native.match(title, summary, -1, -1) is not None  # filters do not decide this
+        for title, summary, _ in entries
+    )
     print(
         f"engine: {best.eps:,.0f} entries/s ({best.seconds * 1e6 / len(entries):.1f} µs each; "
         f"{len(entries) / best.wall:,.0f}/s by the wall clock); "
         f"{hits_seen[0] / len(entries):.0%} of entries hit, {hits_seen[1] / len(entries):.2f} "
-        f"hits per entry"
+        f"hits per entry; the C engine answered {answered / len(entries):.0%} itself"
     )
     # The same, apart: entries no rule hits, and entries some rule hits (spans and all).
     with_hits = [
@@ -472,6 +484,23 @@ def main() -> None:
         print(
             f"  entries with {label}: {len(group)}, {part.seconds * 1e6 / len(group):.1f} µs each"
         )
+
+    reference = compile_rules(rules, ACTORS, native=False)
+
+    def python_engine() -> int:
+        hits = 0
+        match = reference.match
+        for (title, summary, lang), feed in zip(entries, feeds, strict=True):
+            hits += len(match(title, summary, feed=feed, language=lang))
+        return hits
+
+    assert python_engine() == hits_seen[1], "the engines disagree on the number of hits"
+    python_t = min((timed(python_engine, len(entries)) for _ in range(2)), key=lambda t: t.seconds)
+    print(
+        f"python engine: {python_t.eps:,.0f} entries/s "
+        f"({python_t.seconds * 1e6 / len(entries):.1f} µs each); the engine is "
+        f"{best.eps / python_t.eps:.1f}x faster"
+    )
 
     lines = [scan_line(title, summary).line for title, summary, _ in entries]
     word_lines = [word_line(title, summary).line for title, summary, _ in entries]
@@ -542,7 +571,8 @@ def main() -> None:
     )
     print(
         f"RESULT engine_eps={best.eps:.0f} naive_eps={naive_t.eps:.1f} "
-        f"scan_eps={scan_t.eps:.0f} compile_s={compile_s:.2f} rss_mb={rss_after:.0f}"
+        f"scan_eps={scan_t.eps:.0f} compile_s={compile_s:.2f} rss_mb={rss_after:.0f} "
+        f"python_eps={python_t.eps:.0f}"
     )
 
 
