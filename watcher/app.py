@@ -259,10 +259,11 @@ class Daemon:
             )
             await bot.start()  # never raises for Telegram's sake: retries in the background
         log.info(
-            "started version=%s feeds=%d rules=%d db=%s alerts_to=%s",
+            "started version=%s feeds=%d rules=%d matcher=%s db=%s alerts_to=%s",
             __version__,
             len(self._feeds),
             len(self.settings.rules),
+            "c" if self._ruleset.matcher.native else "python",
             self.settings.storage.path,
             "telegram" if sender is not None else "console",
         )

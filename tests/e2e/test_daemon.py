@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.daemon import DaemonProcess, wait_for_polls
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
+from watcher.rules.native import available
 
 pytestmark = pytest.mark.e2e
 
@@ -190,13 +191,17 @@ async def test_alert_queued_before_a_kill_is_delivered_after_restart(
     assert code == 0
 
 
+# The alert comes through either rule engine: the C one where it was built, and the Python
+# one the operator can choose instead.
+@pytest.mark.parametrize("engine", ["c", "python"] if available() else ["python"])
 async def test_without_a_token_alerts_print_to_the_console(
-    tmp_path: Path, feeds: FeedServer
+    tmp_path: Path, feeds: FeedServer, engine: str
 ) -> None:
     config = write_config(tmp_path, feeds, None)
-    daemon = DaemonProcess(config, {}, tmp_path)
+    daemon = DaemonProcess(config, {"WATCHER_MATCHER": engine}, tmp_path)
     try:
         daemon.start()
+        await daemon.wait_for_log(f"matcher={engine} ")
         await daemon.wait_for_log("alerts_to=console")
         await daemon.wait_for_log("poll feed=apa status=200")
         serve_apa(feeds, atom_entry(2, MARKUP_TITLE_XML, "https://apa.example/2"), OLD_APA)
