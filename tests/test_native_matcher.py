@@ -26,6 +26,7 @@ from watcher.rules.native import (
     COMPLEX,
     IGNORABLE,
     SEPARATOR,
+    TABLE_NAMES,
     available,
     character_tables,
 )
@@ -371,22 +372,30 @@ def _ints(values: list[int]) -> bytes:
 
 @NATIVE
 @pytest.mark.parametrize(
-    ("index", "corrupt"),
+    ("table", "corrupt"),
     [
-        (0, lambda b: b[:-4]),  # character table one short
-        (0, lambda b: _ints([1 << 30 | 2]) + b[4:]),  # folds to beyond the pool
-        (2, lambda b: _ints([5]) + b[4:]),  # a trie transition from a node not made yet
-        (4, lambda b: _ints([10**6]) + b[4:]),  # a form id out of range
-        (7, lambda b: _ints([10**6]) + b[4:]),  # a phrase id out of range
-        (18, lambda b: _ints([9]) + b[4:]),  # an unknown expression node kind
-        (22, lambda b: _ints([10**6]) + b[4:]),  # an event id out of range
-        (23, lambda b: _ints([-1]) + b[4:]),  # a rule root out of range
-        (17, lambda b: b + b"\x00"),  # not a whole number of int32
+        ("char_table", lambda b: b[:-4]),  # one short
+        ("char_table", lambda b: _ints([1 << 30 | 2]) + b[4:]),  # folds to beyond the pool
+        ("trie_parent", lambda b: _ints([5]) + b[4:]),  # a transition from a node not made yet
+        ("node_form", lambda b: _ints([10**6]) + b[4:]),  # a form id out of range
+        ("atoms", lambda b: _ints([10**6, 0])),  # more forms than the tables hold
+        ("single", lambda b: _ints([10**6]) + b[4:]),  # a phrase id out of range
+        ("pair_first", lambda b: _ints([-1]) + b[4:]),  # an atom out of range
+        ("pair_second", lambda b: b[:-4]),  # pairs of different lengths
+        ("node_kind", lambda b: _ints([9]) + b[4:]),  # an unknown expression node kind
+        ("node_pool", lambda b: _ints([10**6]) + b[4:]),  # an event or node out of range
+        ("rule_root", lambda b: _ints([-1]) + b[4:]),  # a rule root out of range
+        ("rule_filter", lambda b: b[:-4]),  # one filter short
+        ("event_rules", lambda b: b + b"\x00"),  # not a whole number of int32
     ],
 )
-def test_malformed_tables_are_refused(index: int, corrupt: object) -> None:
+def test_malformed_tables_are_refused(table: str, corrupt: object) -> None:
     matcher = compile_rules(
-        [RuleDef("r", '@aliyev NEAR/2 "Putin"'), RuleDef("s", "Lachin NOT corridor")],
+        [
+            RuleDef("r", '@aliyev NEAR/2 "Putin"'),
+            RuleDef("s", "Lachin NOT corridor"),
+            RuleDef("t", '"Lachin corridor"'),
+        ],
         ACTORS,
         native=True,
     )
@@ -396,6 +405,7 @@ def test_malformed_tables_are_refused(index: int, corrupt: object) -> None:
     engine_type = type(engine)
     engine_type(tuple(tables), engine.names, FIELDS, Span, Hit)  # as built: accepted
     assert callable(corrupt)
+    index = TABLE_NAMES.index(table)
     tables[index] = corrupt(tables[index])
     with pytest.raises(ValueError, match="native matcher tables"):
         engine_type(tuple(tables), engine.names, FIELDS, Span, Hit)

@@ -82,6 +82,11 @@ typedef struct {
 } TrieSlot;
 
 typedef struct {
+    uint64_t key;
+    int32_t index; /* into pair_start */
+} PairSlot;
+
+typedef struct {
     PyObject_HEAD
     PyObject *owned;  /* the tuple of table bytes objects and names (kept alive) */
     Ints char_table;  /* 65536 entries */
@@ -97,8 +102,14 @@ typedef struct {
     int32_t *blocks;
     int32_t *root_children; /* the root's children by BMP code point: most lookups */
     Ints node_form, node_prefix;
-    /* phrases by the first word that can start them */
-    Ints form_phrases_start, form_phrases, prefix_phrases_start, prefix_phrases;
+    /* Phrases by the words that can start them. A word's *atoms* are its form (its id)
+     * and its prefixes (forms + prefix id). One-word phrases by atom; longer ones by the
+     * atoms of their first two words, in a hash table (first, second) → phrase list. */
+    int32_t forms, prefixes;
+    Ints single_start, single;
+    PairSlot *pairs; /* key 0: empty; else (first << 32 | second) + 1 */
+    uint64_t pairs_mask;
+    Ints pair_start, pair_phrases;
     /* each phrase's words: a prefix id, or (if -1) a sorted set of form ids */
     Ints phrase_words_start, word_prefix, word_forms_start, word_forms;
     /* the events an occurrence of a phrase is, per field: index phrase * 2 + field */
@@ -161,11 +172,16 @@ typedef struct {
 } Place;
 
 typedef struct {
+    int32_t event;
+    Py_ssize_t begin, end; /* its occurrences in Scan.found */
+} EventRange;
+
+typedef struct {
     const Engine *e;
     Vec words;     /* Word */
     Vec prefixes;  /* int32_t */
     Vec found;     /* Occurrence, sorted by (event, field, first, last) once scanned */
-    Vec events;    /* int32_t: the distinct events that occurred, ascending */
+    Vec events;    /* EventRange: the distinct events that occurred, ascending */
     Vec collected; /* Place: where the rule being evaluated has its terms */
 } Scan;
 
@@ -308,18 +324,10 @@ static int word_fits(const Scan *s, const Word *word, int32_t spec) {
     return contains(e->word_forms.data + lo, hi - lo, word->form);
 }
 
-/* Record the events of phrase `phrase` if it occurs from word `first` on. */
-static int try_phrase(Scan *s, int32_t phrase, Py_ssize_t first) {
+/* Record the events of `phrase` occurring at words first..last. */
+static int record(Scan *s, int32_t phrase, Py_ssize_t first, Py_ssize_t last) {
     const Engine *e = s->e;
-    const Word *words = (const Word *)s->words.data;
-    int32_t lo = e->phrase_words_start.data[phrase], hi = e->phrase_words_start.data[phrase + 1];
-    Py_ssize_t last = first + (hi - lo) - 1;
-    if (last >= s->words.size || words[last].field != words[first].field)
-        return 0;
-    for (int32_t spec = lo + 1; spec < hi; spec++) /* the first word already fits */
-        if (!word_fits(s, &words[first + (spec - lo)], spec))
-            return 0;
-    int field = words[first].field;
+    int field = ((const Word *)s->words.data)[first].field;
     int32_t index = phrase * 2 + field;
     for (int32_t k = e->phrase_events_start.data[index];
          k < e->phrase_events_start.data[index + 1]; k++) {
@@ -332,6 +340,44 @@ static int try_phrase(Scan *s, int32_t phrase, Py_ssize_t first) {
         o->last = last;
     }
     return 0;
+}
+
+/* Record `phrase` if it occurs from word `first` on, its first two words known to fit. */
+static int try_phrase(Scan *s, int32_t phrase, Py_ssize_t first) {
+    const Engine *e = s->e;
+    const Word *words = (const Word *)s->words.data;
+    int32_t lo = e->phrase_words_start.data[phrase], hi = e->phrase_words_start.data[phrase + 1];
+    Py_ssize_t last = first + (hi - lo) - 1;
+    if (last >= s->words.size || words[last].field != words[first].field)
+        return 0;
+    for (int32_t spec = lo + 2; spec < hi; spec++)
+        if (!word_fits(s, &words[first + (spec - lo)], spec))
+            return 0;
+    return record(s, phrase, first, last);
+}
+
+/* The atoms of a word: its form, then its prefixes. Returns how many (at most `room`). */
+static Py_ssize_t atoms_of(const Scan *s, const Word *word, int32_t *atoms, Py_ssize_t room) {
+    Py_ssize_t count = 0;
+    if (word->form >= 0 && count < room)
+        atoms[count++] = word->form;
+    const int32_t *prefixes = (const int32_t *)s->prefixes.data + word->prefixes;
+    for (Py_ssize_t k = 0; k < word->prefix_count && count < room; k++)
+        atoms[count++] = s->e->forms + prefixes[k];
+    return count;
+}
+
+static int32_t pair_index(const Engine *e, int32_t first, int32_t second) {
+    uint64_t key = (((uint64_t)(uint32_t)first << 32) | (uint32_t)second) + 1;
+    uint64_t slot = trie_slot(key, e->pairs_mask);
+    for (;;) {
+        const PairSlot *found = &e->pairs[slot];
+        if (found->key == key)
+            return found->index;
+        if (found->key == 0)
+            return -1;
+        slot = (slot + 1) & e->pairs_mask;
+    }
 }
 
 static int occurrence_order(const void *x, const void *y) {
@@ -347,55 +393,69 @@ static int occurrence_order(const void *x, const void *y) {
     return 0;
 }
 
+/* A word has a form and the prefixes it starts with: a few (prefixes nest: "rus", "russ").
+ * Beyond this many, the rest are ignored for starting phrases (never seen: it needs that
+ * many nested prefixes of one word in the rules). */
+#define MAX_ATOMS 64
+
 static int find_phrases(Scan *s) {
     const Engine *e = s->e;
+    int32_t atoms[MAX_ATOMS], next_atoms[MAX_ATOMS];
+    Py_ssize_t count = 0, next_count = 0;
+    const Word *words = (const Word *)s->words.data;
+    if (s->words.size)
+        next_count = atoms_of(s, &words[0], next_atoms, MAX_ATOMS);
     for (Py_ssize_t i = 0; i < s->words.size; i++) {
-        const Word *word = (const Word *)s->words.data + i;
-        if (word->form >= 0) {
-            int32_t f = word->form;
-            for (int32_t k = e->form_phrases_start.data[f]; k < e->form_phrases_start.data[f + 1];
-                 k++)
-                if (try_phrase(s, e->form_phrases.data[k], i) < 0)
+        memcpy(atoms, next_atoms, (size_t)next_count * sizeof(int32_t));
+        count = next_count;
+        int paired = i + 1 < s->words.size && words[i + 1].field == words[i].field;
+        next_count = i + 1 < s->words.size ? atoms_of(s, &words[i + 1], next_atoms, MAX_ATOMS) : 0;
+        for (Py_ssize_t a = 0; a < count; a++) {
+            int32_t atom = atoms[a];
+            for (int32_t k = e->single_start.data[atom]; k < e->single_start.data[atom + 1]; k++)
+                if (record(s, e->single.data[k], i, i) < 0)
                     return -1;
-        }
-        for (Py_ssize_t p = 0; p < word->prefix_count; p++) {
-            /* re-read: try_phrase may not move words, but keep the pointer honest */
-            word = (const Word *)s->words.data + i;
-            int32_t q = ((const int32_t *)s->prefixes.data)[word->prefixes + p];
-            for (int32_t k = e->prefix_phrases_start.data[q];
-                 k < e->prefix_phrases_start.data[q + 1]; k++)
-                if (try_phrase(s, e->prefix_phrases.data[k], i) < 0)
-                    return -1;
+            if (!paired)
+                continue;
+            for (Py_ssize_t b = 0; b < next_count; b++) {
+                int32_t pair = pair_index(e, atom, next_atoms[b]);
+                if (pair < 0)
+                    continue;
+                for (int32_t k = e->pair_start.data[pair]; k < e->pair_start.data[pair + 1]; k++)
+                    if (try_phrase(s, e->pair_phrases.data[k], i) < 0)
+                        return -1;
+            }
         }
     }
     qsort(s->found.data, (size_t)s->found.size, sizeof(Occurrence), occurrence_order);
     const Occurrence *found = (const Occurrence *)s->found.data;
     for (Py_ssize_t i = 0; i < s->found.size; i++) {
-        if (i && found[i].event == found[i - 1].event)
+        if (i && found[i].event == found[i - 1].event) {
+            ((EventRange *)s->events.data)[s->events.size - 1].end = i + 1;
             continue;
-        int32_t *event = vec_push(&s->events);
+        }
+        EventRange *event = vec_push(&s->events);
         if (event == NULL)
             return -1;
-        *event = found[i].event;
+        event->event = found[i].event;
+        event->begin = i;
+        event->end = i + 1;
     }
     return 0;
 }
 
-/* The occurrences of one event: [*begin, *end) of s->found. */
-static void occurrences_of(const Scan *s, int32_t event, Py_ssize_t *begin, Py_ssize_t *end) {
-    const Occurrence *found = (const Occurrence *)s->found.data;
-    Py_ssize_t lo = 0, hi = s->found.size;
+/* The index of an event that occurred in s->events, or -1. */
+static Py_ssize_t event_at(const Scan *s, int32_t event) {
+    const EventRange *events = (const EventRange *)s->events.data;
+    Py_ssize_t lo = 0, hi = s->events.size;
     while (lo < hi) {
         Py_ssize_t mid = (lo + hi) / 2;
-        if (found[mid].event < event)
+        if (events[mid].event < event)
             lo = mid + 1;
         else
             hi = mid;
     }
-    *begin = lo;
-    while (lo < s->found.size && found[lo].event == event)
-        lo++;
-    *end = lo;
+    return lo < s->events.size && events[lo].event == event ? lo : -1;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -406,41 +466,50 @@ static int atom_holds(const Scan *s, int32_t node) {
     const Engine *e = s->e;
     const int32_t *atom = e->node_pool.data + e->node_a.data[node];
     Py_ssize_t size = e->node_b.data[node];
-    const int32_t *events = (const int32_t *)s->events.data;
+    const EventRange *events = (const EventRange *)s->events.data;
     if (size > s->events.size) {
         for (Py_ssize_t i = 0; i < s->events.size; i++)
-            if (contains(atom, size, events[i]))
+            if (contains(atom, size, events[i].event))
                 return 1;
     } else {
         for (Py_ssize_t i = 0; i < size; i++)
-            if (contains(events, s->events.size, atom[i]))
+            if (event_at(s, atom[i]) >= 0)
                 return 1;
     }
     return 0;
 }
 
-/* Where an atom's events occurred: each place once, in (field, first, last) order. */
+static int add_places(const Scan *s, const EventRange *range, Vec *out) {
+    const Occurrence *found = (const Occurrence *)s->found.data;
+    for (Py_ssize_t k = range->begin; k < range->end; k++) {
+        Place *place = vec_push(out);
+        if (place == NULL)
+            return -1;
+        place->field = found[k].field;
+        place->first = found[k].first;
+        place->last = found[k].last;
+    }
+    return 0;
+}
+
+/* Where an atom's events occurred (callers sort and deduplicate). */
 static int atom_places(const Scan *s, int32_t node, Vec *out) {
     const Engine *e = s->e;
     const int32_t *atom = e->node_pool.data + e->node_a.data[node];
     Py_ssize_t size = e->node_b.data[node];
-    const int32_t *events = (const int32_t *)s->events.data;
-    const Occurrence *found = (const Occurrence *)s->found.data;
-    for (Py_ssize_t i = 0; i < s->events.size; i++) {
-        if (!contains(atom, size, events[i]))
-            continue;
-        Py_ssize_t begin, end;
-        occurrences_of(s, events[i], &begin, &end);
-        for (Py_ssize_t k = begin; k < end; k++) {
-            Place *place = vec_push(out);
-            if (place == NULL)
+    const EventRange *events = (const EventRange *)s->events.data;
+    if (size > s->events.size) {
+        for (Py_ssize_t i = 0; i < s->events.size; i++)
+            if (contains(atom, size, events[i].event) && add_places(s, &events[i], out) < 0)
                 return -1;
-            place->field = found[k].field;
-            place->first = found[k].first;
-            place->last = found[k].last;
+    } else {
+        for (Py_ssize_t i = 0; i < size; i++) {
+            Py_ssize_t at = event_at(s, atom[i]);
+            if (at >= 0 && add_places(s, &events[at], out) < 0)
+                return -1;
         }
     }
-    return 0; /* callers sort and deduplicate */
+    return 0;
 }
 
 static int place_order(const void *x, const void *y) {
@@ -751,57 +820,55 @@ static int rule_takes(const Engine *e, int32_t rule, int32_t feed, int32_t langu
     return 1;
 }
 
-static int int_order(const void *x, const void *y) {
-    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
-    return a < b ? -1 : a > b;
-}
-
+/* The hits of the rules that one of the events that occurred can make true, each rule
+ * evaluated once, in hit order (the order of its bit in a bitmap over the rules). */
 static PyObject *hits_of(Scan *s, PyObject *const texts[2], int32_t feed, int32_t language) {
     const Engine *e = s->e;
-    Vec candidates, known;
-    vec_init(&candidates, sizeof(int32_t));
+    Vec known;
     vec_init(&known, sizeof(KnownSpan));
+    Py_ssize_t words = (e->rule_root.size + 63) / 64;
+    uint64_t *candidates = PyMem_Calloc((size_t)words + 1, sizeof(uint64_t));
+    if (candidates == NULL)
+        return PyErr_NoMemory();
     PyObject *hits = PyList_New(0);
     if (hits == NULL)
-        return NULL;
-    const int32_t *events = (const int32_t *)s->events.data;
+        goto done;
+    const EventRange *events = (const EventRange *)s->events.data;
     for (Py_ssize_t i = 0; i < s->events.size; i++) {
-        int32_t event = events[i];
+        int32_t event = events[i].event;
         for (int32_t k = e->event_rules_start.data[event];
              k < e->event_rules_start.data[event + 1]; k++) {
-            int32_t *rule = vec_push(&candidates);
-            if (rule == NULL)
-                goto fail;
-            *rule = e->event_rules.data[k];
+            int32_t rule = e->event_rules.data[k];
+            candidates[rule >> 6] |= UINT64_C(1) << (rule & 63);
         }
     }
-    qsort(candidates.data, (size_t)candidates.size, sizeof(int32_t), int_order);
-    const int32_t *rules = (const int32_t *)candidates.data;
-    for (Py_ssize_t i = 0; i < candidates.size; i++) {
-        int32_t rule = rules[i];
-        if ((i && rule == rules[i - 1]) || !rule_takes(e, rule, feed, language))
-            continue;
-        int32_t root = e->rule_root.data[rule];
-        int true_ = holds(s, root, 0);
-        if (true_ < 0)
-            goto fail;
-        if (!true_)
-            continue;
-        s->collected.size = 0;
-        if (collect(s, root, 0) < 0)
-            goto fail;
-        PyObject *spans = spans_of(s, texts, &known);
-        if (spans == NULL)
-            goto fail;
-        PyObject *args[2] = {PyTuple_GET_ITEM(e->names, rule), spans};
-        PyObject *hit = make(e->hit_type, e->hit_slots, args, 2);
-        Py_DECREF(spans);
-        if (hit == NULL)
-            goto fail;
-        int appended = PyList_Append(hits, hit);
-        Py_DECREF(hit);
-        if (appended < 0)
-            goto fail;
+    for (Py_ssize_t w = 0; w < words; w++) {
+        for (uint64_t bits = candidates[w]; bits; bits &= bits - 1) {
+            int32_t rule = (int32_t)(w * 64 + __builtin_ctzll(bits));
+            if (!rule_takes(e, rule, feed, language))
+                continue;
+            int32_t root = e->rule_root.data[rule];
+            int true_ = holds(s, root, 0);
+            if (true_ < 0)
+                goto fail;
+            if (!true_)
+                continue;
+            s->collected.size = 0;
+            if (collect(s, root, 0) < 0)
+                goto fail;
+            PyObject *spans = spans_of(s, texts, &known);
+            if (spans == NULL)
+                goto fail;
+            PyObject *args[2] = {PyTuple_GET_ITEM(e->names, rule), spans};
+            PyObject *hit = make(e->hit_type, e->hit_slots, args, 2);
+            Py_DECREF(spans);
+            if (hit == NULL)
+                goto fail;
+            int appended = PyList_Append(hits, hit);
+            Py_DECREF(hit);
+            if (appended < 0)
+                goto fail;
+        }
     }
     goto done;
 fail:
@@ -810,7 +877,7 @@ done:
     for (Py_ssize_t k = 0; k < known.size; k++)
         Py_DECREF(((KnownSpan *)known.data)[k].span);
     vec_free(&known);
-    vec_free(&candidates);
+    PyMem_Free(candidates);
     return hits;
 }
 
@@ -833,7 +900,7 @@ static PyObject *Engine_match(Engine *self, PyObject *const *args, Py_ssize_t na
     vec_init(&s.words, sizeof(Word));
     vec_init(&s.prefixes, sizeof(int32_t));
     vec_init(&s.found, sizeof(Occurrence));
-    vec_init(&s.events, sizeof(int32_t));
+    vec_init(&s.events, sizeof(EventRange));
     vec_init(&s.collected, sizeof(Place));
     PyObject *result = NULL;
     for (int field = 0; field < 2; field++) {
@@ -863,7 +930,8 @@ done:
 /* Table arguments, in order (see watcher/rules/native.py, NativeTables). */
 enum {
     T_CHAR_TABLE, T_FOLD_POOL, T_TRIE_PARENT, T_TRIE_CHAR, T_NODE_FORM, T_NODE_PREFIX,
-    T_FORM_PHRASES_START, T_FORM_PHRASES, T_PREFIX_PHRASES_START, T_PREFIX_PHRASES,
+    T_ATOMS, T_SINGLE_START, T_SINGLE, T_PAIR_FIRST, T_PAIR_SECOND, T_PAIR_START,
+    T_PAIR_PHRASES,
     T_PHRASE_WORDS_START, T_WORD_PREFIX, T_WORD_FORMS_START, T_WORD_FORMS,
     T_PHRASE_EVENTS_START, T_PHRASE_EVENTS, T_EVENT_RULES_START, T_EVENT_RULES,
     T_NODE_KIND, T_NODE_A, T_NODE_B, T_NODE_C, T_NODE_POOL,
@@ -922,6 +990,30 @@ static int build_blocks(Engine *self) {
         if (found == used)
             memcpy(self->blocks + (used++ << 8), block, 256 * sizeof(int32_t));
         self->block_of[high] = (uint16_t)found;
+    }
+    return 0;
+}
+
+static int build_pairs(Engine *self, const Ints *first, const Ints *second) {
+    uint64_t size = 1024;
+    while (size < (uint64_t)first->size * 2)
+        size *= 2;
+    self->pairs = PyMem_Calloc(size, sizeof(PairSlot));
+    if (self->pairs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->pairs_mask = size - 1;
+    for (Py_ssize_t i = 0; i < first->size; i++) {
+        uint64_t key = (((uint64_t)(uint32_t)first->data[i] << 32) | (uint32_t)second->data[i]) + 1;
+        uint64_t slot = trie_slot(key, self->pairs_mask);
+        while (self->pairs[slot].key != 0) {
+            if (self->pairs[slot].key == key)
+                return bad("a pair of atoms given twice");
+            slot = (slot + 1) & self->pairs_mask;
+        }
+        self->pairs[slot].key = key;
+        self->pairs[slot].index = (int32_t)i;
     }
     return 0;
 }
@@ -1032,21 +1124,26 @@ static int check_tables(Engine *self, PyObject *tables) {
     self->node_prefix = t[T_NODE_PREFIX];
     if (self->node_form.size != nodes || self->node_prefix.size != nodes)
         return bad("trie node arrays differ in length");
-    Py_ssize_t forms = t[T_FORM_PHRASES_START].size - 1;
-    Py_ssize_t prefixes = t[T_PREFIX_PHRASES_START].size - 1;
+    if (t[T_ATOMS].size != 2 || t[T_ATOMS].data[0] < 0 || t[T_ATOMS].data[1] < 0)
+        return bad("atoms: the number of forms and of prefixes");
+    Py_ssize_t forms = self->forms = t[T_ATOMS].data[0];
+    Py_ssize_t prefixes = self->prefixes = t[T_ATOMS].data[1];
+    Py_ssize_t pairs = t[T_PAIR_FIRST].size;
     Py_ssize_t phrases = t[T_PHRASE_WORDS_START].size - 1;
     Py_ssize_t specs = t[T_WORD_PREFIX].size;
     Py_ssize_t rules = t[T_RULE_ROOT].size;
     self->events = t[T_EVENT_RULES_START].size - 1;
-    if (forms < 0 || prefixes < 0 || phrases < 0 || self->events < 0)
+    if (phrases < 0 || self->events < 0)
         return bad("an offsets table is empty");
     if (within(&self->node_form, -1, forms, "trie form id out of range") < 0 ||
         within(&self->node_prefix, -1, prefixes, "trie prefix id out of range") < 0 ||
-        offsets(&t[T_FORM_PHRASES_START], forms, t[T_FORM_PHRASES].size, "form phrases") < 0 ||
-        within(&t[T_FORM_PHRASES], 0, phrases, "form phrase out of range") < 0 ||
-        offsets(&t[T_PREFIX_PHRASES_START], prefixes, t[T_PREFIX_PHRASES].size,
-                "prefix phrases") < 0 ||
-        within(&t[T_PREFIX_PHRASES], 0, phrases, "prefix phrase out of range") < 0 ||
+        offsets(&t[T_SINGLE_START], forms + prefixes, t[T_SINGLE].size, "single phrases") < 0 ||
+        within(&t[T_SINGLE], 0, phrases, "single phrase out of range") < 0 ||
+        (t[T_PAIR_SECOND].size != pairs && bad("pair arrays differ in length") < 0) ||
+        within(&t[T_PAIR_FIRST], 0, forms + prefixes, "pair atom out of range") < 0 ||
+        within(&t[T_PAIR_SECOND], 0, forms + prefixes, "pair atom out of range") < 0 ||
+        offsets(&t[T_PAIR_START], pairs, t[T_PAIR_PHRASES].size, "pair phrases") < 0 ||
+        within(&t[T_PAIR_PHRASES], 0, phrases, "pair phrase out of range") < 0 ||
         offsets(&t[T_PHRASE_WORDS_START], phrases, specs, "phrase words") < 0 ||
         within(&t[T_WORD_PREFIX], -1, prefixes, "word prefix out of range") < 0 ||
         offsets(&t[T_WORD_FORMS_START], specs, t[T_WORD_FORMS].size, "word forms") < 0 ||
@@ -1060,15 +1157,17 @@ static int check_tables(Engine *self, PyObject *tables) {
         offsets(&t[T_RULE_FEEDS_START], rules, t[T_RULE_FEEDS].size, "rule feeds") < 0 ||
         offsets(&t[T_RULE_LANGUAGES_START], rules, t[T_RULE_LANGUAGES].size,
                 "rule languages") < 0 ||
-        t[T_RULE_FILTER].size != rules)
+        (t[T_RULE_FILTER].size != rules && bad("one filter per rule") < 0))
         return -1;
     for (Py_ssize_t p = 0; p < phrases; p++)
         if (t[T_PHRASE_WORDS_START].data[p] == t[T_PHRASE_WORDS_START].data[p + 1])
             return bad("a phrase without words");
-    self->form_phrases_start = t[T_FORM_PHRASES_START];
-    self->form_phrases = t[T_FORM_PHRASES];
-    self->prefix_phrases_start = t[T_PREFIX_PHRASES_START];
-    self->prefix_phrases = t[T_PREFIX_PHRASES];
+    self->single_start = t[T_SINGLE_START];
+    self->single = t[T_SINGLE];
+    self->pair_start = t[T_PAIR_START];
+    self->pair_phrases = t[T_PAIR_PHRASES];
+    if (build_pairs(self, &t[T_PAIR_FIRST], &t[T_PAIR_SECOND]) < 0)
+        return -1;
     self->phrase_words_start = t[T_PHRASE_WORDS_START];
     self->word_prefix = t[T_WORD_PREFIX];
     self->word_forms_start = t[T_WORD_FORMS_START];
@@ -1190,6 +1289,7 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
 
 static void Engine_dealloc(Engine *self) {
     PyMem_Free(self->trie);
+    PyMem_Free(self->pairs);
     PyMem_Free(self->blocks);
     PyMem_Free(self->root_children);
     for (int k = 0; k < 4; k++)

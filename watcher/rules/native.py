@@ -43,7 +43,14 @@ try:
 except ImportError:  # built without a C compiler: the Python engine does the work
     _native = None
 
-__all__ = ["NativeEngine", "available", "build_engine", "character_tables", "wanted"]
+__all__ = [
+    "TABLE_NAMES",
+    "NativeEngine",
+    "available",
+    "build_engine",
+    "character_tables",
+    "wanted",
+]
 
 # char_table values (as in _native.c); a word character's value is offset << 3 | length
 # of what it folds to in fold_pool, or code point << 3 | 1 if it folds to one character
@@ -51,6 +58,17 @@ COMPLEX = -1
 SEPARATOR = -2
 IGNORABLE = -3
 _MAX_FOLDED = 7  # characters a letter may fold to in the table (U+FDFA folds to 18)
+
+# The tables Engine() takes, in order (as the T_ enum of _native.c).
+TABLE_NAMES = (
+    "char_table", "fold_pool", "trie_parent", "trie_char", "node_form", "node_prefix",
+    "atoms", "single_start", "single", "pair_first", "pair_second", "pair_start",
+    "pair_phrases", "phrase_words_start", "word_prefix", "word_forms_start", "word_forms",
+    "phrase_events_start", "phrase_events", "event_rules_start", "event_rules",
+    "node_kind", "node_a", "node_b", "node_c", "node_pool",
+    "rule_root", "rule_filter", "rule_feeds_start", "rule_feeds", "rule_languages_start",
+    "rule_languages",
+)  # fmt: skip
 
 # expression node kinds and rule filters (as in _native.c)
 _ATOM, _NOT, _ALL, _ANY, _NEAR = range(5)
@@ -186,7 +204,7 @@ class _Trie:
         return node
 
 
-def _csr(groups: Sequence[Iterable[int]]) -> tuple[bytes, bytes]:
+def _csr(groups: Iterable[Iterable[int]]) -> tuple[bytes, bytes]:
     """Offsets (one more than groups) and the pool of a list of int groups."""
     starts = array("i", [0])
     pool = array("i")
@@ -264,18 +282,26 @@ def build_engine(
     for prefix, prefix_id in prefix_ids.items():
         trie.prefixes[trie.node(prefix)] = prefix_id
 
-    by_form: list[list[int]] = [[] for _ in form_ids]
-    by_prefix: list[list[int]] = [[] for _ in prefix_ids]
+    # A word's atoms: its form's id, and (after the forms) the ids of the prefixes it starts
+    # with. A phrase word fits a word that has one of its atoms.
+    def atoms(forms: frozenset[str], prefix: str) -> list[int]:
+        if prefix:
+            return [len(form_ids) + prefix_ids[prefix]]
+        return [form_ids[form] for form in forms]
+
+    single: list[list[int]] = [[] for _ in range(len(form_ids) + len(prefix_ids))]
+    pairs: dict[tuple[int, int], list[int]] = {}
     phrase_words: list[int] = []  # per phrase: its number of words
     word_prefix = array("i")
     word_forms: list[list[int]] = []
     for pid, words in enumerate(phrases):
-        forms, prefix = words[0]
-        if prefix:
-            by_prefix[prefix_ids[prefix]].append(pid)
+        if len(words) == 1:
+            for atom in atoms(*words[0]):
+                single[atom].append(pid)
         else:
-            for form in forms:
-                by_form[form_ids[form]].append(pid)
+            for first in atoms(*words[0]):
+                for second in atoms(*words[1]):
+                    pairs.setdefault((first, second), []).append(pid)
         phrase_words.append(len(words))
         for forms, prefix in words:
             word_prefix.append(prefix_ids[prefix] if prefix else -1)
@@ -311,8 +337,11 @@ def build_engine(
         trie.chars.tobytes(),
         trie.forms.tobytes(),
         trie.prefixes.tobytes(),
-        *_csr(by_form),
-        *_csr(by_prefix),
+        array("i", [len(form_ids), len(prefix_ids)]).tobytes(),
+        *_csr(single),
+        array("i", [first for first, _ in pairs]).tobytes(),
+        array("i", [second for _, second in pairs]).tobytes(),
+        *_csr(pairs.values()),
         phrase_words_start.tobytes(),
         word_prefix.tobytes(),
         *_csr(word_forms),
@@ -328,6 +357,6 @@ def build_engine(
         *_csr(rule_feeds),
         *_csr(rule_languages),
     )
-    assert len(tables) == _native.TABLES
+    assert len(tables) == len(TABLE_NAMES) == _native.TABLES
     engine = _native.Engine(tables, tuple(rule.rule.name for rule in rules), FIELDS, Span, Hit)
     return engine, feed_ids, language_ids
