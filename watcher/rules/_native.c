@@ -134,7 +134,7 @@ static uint64_t trie_slot(uint64_t key, uint64_t mask) {
     return (key * UINT64_C(0x9E3779B97F4A7C15)) >> 20 & mask;
 }
 
-static int32_t trie_child(const Engine *e, int32_t node, uint32_t cp) {
+static inline int32_t trie_child(const Engine *e, int32_t node, uint32_t cp) {
     if (node == 0 && cp < 0x10000)
         return e->root_children[cp];
     uint64_t key = (((uint64_t)node << CP_BITS) | cp) + 1;
@@ -221,6 +221,11 @@ static int end_word(Scan *s, int field, Py_ssize_t start, Py_ssize_t end, Py_ssi
     return 0;
 }
 
+/* The class of a character (see char_table): Latin-1 text needs only the first block. */
+#define CLASS_OF(ch)                                                                          \
+    (kind == PyUnicode_1BYTE_KIND ? latin1[ch]                                               \
+                                  : blocks[(Py_ssize_t)block_of[(ch) >> 8] << 8 | ((ch) & 255)])
+
 /* Split one field into folded words, walking each word's folded characters through the
  * trie as they come, for one string kind (inlined per kind). The state of the word being
  * read lives in locals, so that it stays in registers. Returns 1 if a character cannot be
@@ -231,27 +236,28 @@ static inline __attribute__((always_inline)) int split_kind(Scan *s, const void 
     const Engine *e = s->e;
     const uint16_t *block_of = e->block_of;
     const int32_t *blocks = e->blocks;
+    const int32_t *latin1 = blocks + ((Py_ssize_t)block_of[0] << 8);
     const uint32_t *pool = e->fold_pool;
     const int32_t *node_prefix = e->node_prefix.data;
-    Py_ssize_t start = -1, end = 0; /* of the word being read: start -1 outside words */
-    Py_ssize_t folded = 0, prefixes = 0;
-    int32_t node = 0;
-    uint32_t previous = 0;
-    for (Py_ssize_t i = 0; i < length; i++) {
+    Py_ssize_t i = 0;
+    while (i < length) {
         Py_UCS4 ch = PyUnicode_READ(kind, data, i);
         if (kind == PyUnicode_4BYTE_KIND && ch > 0xFFFF)
             return 1;
-        int32_t cls = blocks[(Py_ssize_t)block_of[ch >> 8] << 8 | (ch & 255)];
-        if (cls >= 0) {
-            if (start < 0) {
-                start = i;
-                node = 0;
-                previous = 0;
-                folded = 0;
-                prefixes = s->prefixes.size;
-                if (node_prefix[0] >= 0 && add_prefix(s, node_prefix[0]) < 0)
-                    return -1;
-            }
+        int32_t cls = CLASS_OF(ch);
+        if (cls < 0) { /* outside words, separators and ignorables are nothing */
+            if (cls == CH_COMPLEX)
+                return 1;
+            i++;
+            continue;
+        }
+        /* a word: its characters, and ignorables between them */
+        Py_ssize_t start = i, end = i, folded = 0, prefixes = s->prefixes.size;
+        int32_t node = 0;
+        uint32_t previous = 0;
+        if (node_prefix[0] >= 0 && add_prefix(s, node_prefix[0]) < 0)
+            return -1;
+        for (;;) {
             int32_t size = cls & 7;
             uint32_t one = (uint32_t)cls >> 3; /* a character folding to one is inline */
             const uint32_t *image = size == 1 ? &one : pool + (cls >> 3);
@@ -269,19 +275,27 @@ static inline __attribute__((always_inline)) int split_kind(Scan *s, const void 
                 }
             }
             folded += size;
-            end = i + 1;
-        } else if (cls == CH_SEPARATOR) {
-            if (start >= 0 && end_word(s, field, start, end, folded, node, prefixes) < 0)
-                return -1;
-            start = -1;
-        } else if (cls == CH_COMPLEX) {
-            return 1;
-        } /* an ignorable: a word goes on past it only if a word character follows */
+            end = ++i;
+            do { /* the next character that is not an ignorable */
+                if (i == length)
+                    goto word_ends;
+                ch = PyUnicode_READ(kind, data, i);
+                if (kind == PyUnicode_4BYTE_KIND && ch > 0xFFFF)
+                    return 1;
+                cls = CLASS_OF(ch);
+            } while (cls == CH_IGNORABLE && ++i);
+            if (cls < 0)
+                break;
+        }
+    word_ends:
+        if (end_word(s, field, start, end, folded, node, prefixes) < 0)
+            return -1;
+        /* i is at a separator, a complex character or the end; the outer loop sees it */
     }
-    if (start >= 0 && end_word(s, field, start, end, folded, node, prefixes) < 0)
-        return -1;
     return 0;
 }
+
+#undef CLASS_OF
 
 static int split_field(Scan *s, PyObject *text, int field) {
     const void *data = PyUnicode_DATA(text);
