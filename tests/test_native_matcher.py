@@ -8,11 +8,13 @@ and malformed tables must be refused, not crash the process.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sysconfig
 import threading
 import unicodedata
 from array import array
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -320,6 +322,42 @@ def test_the_c_engine_builds_spans_and_hits_that_are_the_model_classes() -> None
             Span("summary", 4, 10, "Lachin"),
         ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedSpan:
+    field: str
+    start: int
+    end: int
+    text: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", self.text.upper())
+
+
+class _PlainSpan:
+    def __init__(self, field: str, start: int, end: int, text: str) -> None:
+        self.where = (field, start, end, text)
+
+
+@NATIVE
+@pytest.mark.parametrize("span_type", [_CheckedSpan, _PlainSpan, os.DirEntry])
+def test_a_span_class_that_is_not_a_plain_slotted_dataclass_is_called(span_type: type) -> None:
+    engine = compile_rules([RuleDef("r", "Lachin")], {}, native=True)._native
+    assert engine is not None
+    other = type(engine)(engine.tables, engine.names, FIELDS, span_type, Hit)
+    assert not other.builds_directly()
+    if span_type is os.DirEntry:  # cannot be instantiated: an error, not a crash
+        with pytest.raises(TypeError):
+            other.match("Lachin", "", -1, -1)
+        return
+    [hit] = other.match("via Lachin", "", -1, -1)  # type: ignore[misc]
+    [span] = hit.spans
+    assert type(span) is span_type
+    if isinstance(span, _CheckedSpan):
+        assert span.text == "LACHIN"  # its __post_init__ ran
+    else:
+        assert span.where == ("title", 4, 10, "Lachin")
 
 
 @NATIVE

@@ -710,7 +710,8 @@ typedef struct {
 } KnownSpan;
 
 /* An instance of `type` with its slots set to `values`: what calling a frozen dataclass
- * does, without running its __init__ in the interpreter (a third of the time of a hit).
+ * without __post_init__ does, without running its __init__ in the interpreter (a third of
+ * the time of a hit).
  * `slots` are NULL where the class is called instead. */
 static PyObject *make(PyObject *type, PyObject *const *slots, PyObject *const *values,
                       Py_ssize_t count) {
@@ -1226,14 +1227,16 @@ static int find_slots(PyObject *type, const char *const *names, PyObject **slots
     for (Py_ssize_t k = 0; k < count; k++) {
         slots[k] = NULL;
     }
-    if (!PyType_Check(type))
+    if (!PyType_Check(type) || ((PyTypeObject *)type)->tp_new == NULL)
+        return 0;
+    if (PyObject_HasAttrString(type, "__post_init__")) /* its __init__ does more */
         return 0;
     for (Py_ssize_t k = 0; k < count; k++) {
         PyObject *descr = PyObject_GetAttrString(type, names[k]);
         if (descr == NULL)
             goto refuse;
         slots[k] = descr;
-        if (Py_TYPE(descr)->tp_descr_set == NULL || PyCallable_Check(descr))
+        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) /* a __slots__ slot, nothing else */
             goto refuse;
     }
     PyObject *fast = make(type, slots, sample, count);
