@@ -26,6 +26,7 @@ from watcher.rules import Matcher, compile_rules
 from watcher.rules.matcher import _language_code
 from watcher.rules.native import (
     COMPLEX,
+    ENGINE_VERSION,
     IGNORABLE,
     SEPARATOR,
     TABLE_NAMES,
@@ -358,6 +359,34 @@ def test_a_span_class_that_is_not_a_plain_slotted_dataclass_is_called(span_type:
         assert span.text == "LACHIN"  # its __post_init__ ran
     else:
         assert span.where == ("title", 4, 10, "Lachin")
+
+
+@NATIVE
+def test_a_word_starting_more_rule_prefixes_than_the_c_engine_takes_goes_to_python() -> None:
+    rules = [RuleDef(f"p{k}", "a" * k + "*") for k in range(3, 71)]  # aaa*, aaaa*, ... a{70}*
+    python, native = _both(rules)
+    assert native._native is not None
+    assert native._native.match("a" * 80, "", -1, -1) is None
+    assert len(native.match("a" * 80, "")) == 68
+    assert native.match("a" * 80, "") == python.match("a" * 80, "")
+    assert native._native.match("a" * 40, "", -1, -1) == python.match("a" * 40, "")
+
+
+@NATIVE
+def test_a_module_built_from_other_source_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    import watcher.rules.native as native_module
+    from watcher.rules import _native
+
+    monkeypatch.setattr(_native, "VERSION", ENGINE_VERSION - 1)
+    try:
+        reloaded = importlib.reload(native_module)
+        assert not reloaded.available()
+    finally:
+        monkeypatch.undo()
+        importlib.reload(native_module)
+    assert native_module.available()
 
 
 @NATIVE

@@ -28,6 +28,10 @@
 enum { NODE_ATOM = 0, NODE_NOT = 1, NODE_ALL = 2, NODE_ANY = 3, NODE_NEAR = 4 };
 enum { FILTER_FEEDS = 1, FILTER_LANGUAGES = 2 };
 
+/* What the tables mean: watcher/rules/native.py must ask for this version, or a module
+ * built from older source (an in-place build not redone after an update) goes unused. */
+#define ENGINE_VERSION 2
+
 #define CP_BITS 21
 #define MAX_DEPTH 200
 
@@ -370,13 +374,16 @@ static int try_phrase(Scan *s, int32_t phrase, Py_ssize_t first) {
     return record(s, phrase, first, last);
 }
 
-/* The atoms of a word: its form, then its prefixes. Returns how many (at most `room`). */
+/* The atoms of a word: its form, then its prefixes. Returns how many, or -1 if more than
+ * `room`. */
 static Py_ssize_t atoms_of(const Scan *s, const Word *word, int32_t *atoms, Py_ssize_t room) {
     Py_ssize_t count = 0;
-    if (word->form >= 0 && count < room)
+    if (word->prefix_count + 1 > room)
+        return -1;
+    if (word->form >= 0)
         atoms[count++] = word->form;
     const int32_t *prefixes = (const int32_t *)s->prefixes.data + word->prefixes;
-    for (Py_ssize_t k = 0; k < word->prefix_count && count < room; k++)
+    for (Py_ssize_t k = 0; k < word->prefix_count; k++)
         atoms[count++] = s->e->forms + prefixes[k];
     return count;
 }
@@ -408,10 +415,12 @@ static int occurrence_order(const void *x, const void *y) {
 }
 
 /* A word has a form and the prefixes it starts with: a few (prefixes nest: "rus", "russ").
- * Beyond this many, the rest are ignored for starting phrases (never seen: it needs that
- * many nested prefixes of one word in the rules). */
+ * An entry with a word of more is left to the Python engine (it takes rules with that many
+ * nested prefixes of one word). */
 #define MAX_ATOMS 64
 
+/* Find the phrases that occur. Returns 1 if the Python engine must match the entry, -1 on
+ * error, 0 otherwise. */
 static int find_phrases(Scan *s) {
     const Engine *e = s->e;
     int32_t atoms[MAX_ATOMS], next_atoms[MAX_ATOMS];
@@ -419,11 +428,15 @@ static int find_phrases(Scan *s) {
     const Word *words = (const Word *)s->words.data;
     if (s->words.size)
         next_count = atoms_of(s, &words[0], next_atoms, MAX_ATOMS);
+    if (next_count < 0)
+        return 1;
     for (Py_ssize_t i = 0; i < s->words.size; i++) {
         memcpy(atoms, next_atoms, (size_t)next_count * sizeof(int32_t));
         count = next_count;
         int paired = i + 1 < s->words.size && words[i + 1].field == words[i].field;
         next_count = i + 1 < s->words.size ? atoms_of(s, &words[i + 1], next_atoms, MAX_ATOMS) : 0;
+        if (next_count < 0)
+            return 1;
         for (Py_ssize_t a = 0; a < count; a++) {
             int32_t atom = atoms[a];
             for (int32_t k = e->single_start.data[atom]; k < e->single_start.data[atom + 1]; k++)
@@ -441,7 +454,8 @@ static int find_phrases(Scan *s) {
             }
         }
     }
-    qsort(s->found.data, (size_t)s->found.size, sizeof(Occurrence), occurrence_order);
+    if (s->found.size > 1)
+        qsort(s->found.data, (size_t)s->found.size, sizeof(Occurrence), occurrence_order);
     const Occurrence *found = (const Occurrence *)s->found.data;
     for (Py_ssize_t i = 0; i < s->found.size; i++) {
         if (i && found[i].event == found[i - 1].event) {
@@ -541,6 +555,8 @@ static int place_order(const void *x, const void *y) {
 static void unique_places(Vec *v, Py_ssize_t from) {
     Place *places = (Place *)v->data + from;
     Py_ssize_t count = v->size - from, kept = 0;
+    if (count < 2)
+        return;
     qsort(places, (size_t)count, sizeof(Place), place_order);
     for (Py_ssize_t i = 0; i < count; i++)
         if (kept == 0 || place_order(&places[kept - 1], &places[i]) != 0)
@@ -927,8 +943,13 @@ static PyObject *Engine_match(Engine *self, PyObject *const *args, Py_ssize_t na
             goto done;
         }
     }
-    if (find_phrases(&s) < 0)
+    int found = find_phrases(&s);
+    if (found < 0)
         goto done;
+    if (found > 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
     if (s.events.size == 0)
         result = PyList_New(0);
     else
@@ -1365,7 +1386,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Engine", (PyObject *)&EngineType) < 0 ||
-        PyModule_AddIntConstant(m, "TABLES", T_TABLES) < 0) {
+        PyModule_AddIntConstant(m, "TABLES", T_TABLES) < 0 ||
+        PyModule_AddIntConstant(m, "VERSION", ENGINE_VERSION) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -5,6 +5,7 @@ from typing import Any
 from watcher.model import Hit
 
 TABLES: int
+VERSION: int
 
 class Engine:
     tables: tuple[bytes, ...]

@@ -37,11 +37,16 @@ from watcher.text import (
 if TYPE_CHECKING:
     from watcher.rules.matcher import _CompiledRule, _Expr
 
+# The version of the tables' meaning this module builds (ENGINE_VERSION in _native.c).
+ENGINE_VERSION = 2
+
 _native: ModuleType | None
 try:
     from watcher.rules import _native
 except ImportError:  # built without a C compiler: the Python engine does the work
     _native = None
+if _native is not None and getattr(_native, "VERSION", None) != ENGINE_VERSION:
+    _native = None  # built from other source (not rebuilt after an update): unused
 
 __all__ = [
     "TABLE_NAMES",
