@@ -30,7 +30,7 @@ enum { FILTER_FEEDS = 1, FILTER_LANGUAGES = 2 };
 
 /* What the tables mean: watcher/rules/native.py must ask for this version, or a module
  * built from older source (an in-place build not redone after an update) goes unused. */
-#define ENGINE_VERSION 2
+#define ENGINE_VERSION 3
 
 #define CP_BITS 21
 #define MAX_DEPTH 200
@@ -96,6 +96,10 @@ typedef struct {
     Ints char_table;  /* 65536 entries */
     const uint32_t *fold_pool;
     Py_ssize_t fold_pool_size;
+    /* beyond the BMP: the first code point of a range whose classes are given (no word
+     * character folds there: they are CH_COMPLEX), CH_COMPLEX elsewhere */
+    Py_UCS4 astral_first;
+    Ints astral;
     /* the trie of folded forms and prefixes: an open-addressing table (node, code point)
      * → child, and per node the form and the prefix it spells (or -1) */
     TrieSlot *trie; /* key 0: empty; else ((node << CP_BITS) | cp) + 1 */
@@ -225,10 +229,17 @@ static int end_word(Scan *s, int field, Py_ssize_t start, Py_ssize_t end, Py_ssi
     return 0;
 }
 
+static int32_t astral_class(const Engine *e, Py_UCS4 ch) {
+    if (ch < e->astral_first || ch - e->astral_first >= (Py_UCS4)e->astral.size)
+        return CH_COMPLEX;
+    return e->astral.data[ch - e->astral_first];
+}
+
 /* The class of a character (see char_table): Latin-1 text needs only the first block. */
 #define CLASS_OF(ch)                                                                          \
-    (kind == PyUnicode_1BYTE_KIND ? latin1[ch]                                               \
-                                  : blocks[(Py_ssize_t)block_of[(ch) >> 8] << 8 | ((ch) & 255)])
+    (kind == PyUnicode_1BYTE_KIND                ? latin1[ch]                                \
+     : kind == PyUnicode_4BYTE_KIND && (ch) > 0xFFFF ? astral_class(e, ch)                   \
+                                                 : blocks[(Py_ssize_t)block_of[(ch) >> 8] << 8 | ((ch) & 255)])
 
 /* Split one field into folded words, walking each word's folded characters through the
  * trie as they come, for one string kind (inlined per kind). The state of the word being
@@ -246,8 +257,6 @@ static inline __attribute__((always_inline)) int split_kind(Scan *s, const void 
     Py_ssize_t i = 0;
     while (i < length) {
         Py_UCS4 ch = PyUnicode_READ(kind, data, i);
-        if (kind == PyUnicode_4BYTE_KIND && ch > 0xFFFF)
-            return 1;
         int32_t cls = CLASS_OF(ch);
         if (cls < 0) { /* outside words, separators and ignorables are nothing */
             if (cls == CH_COMPLEX)
@@ -284,8 +293,6 @@ static inline __attribute__((always_inline)) int split_kind(Scan *s, const void 
                 if (i == length)
                     goto word_ends;
                 ch = PyUnicode_READ(kind, data, i);
-                if (kind == PyUnicode_4BYTE_KIND && ch > 0xFFFF)
-                    return 1;
                 cls = CLASS_OF(ch);
             } while (cls == CH_IGNORABLE && ++i);
             if (cls < 0)
@@ -926,6 +933,10 @@ static PyObject *Engine_match(Engine *self, PyObject *const *args, Py_ssize_t na
     long language = feed == -1 && PyErr_Occurred() ? -1 : PyLong_AsLong(args[3]);
     if (PyErr_Occurred())
         return NULL;
+    if (feed < 0 || feed > INT32_MAX) /* no feed any rule names */
+        feed = -1;
+    if (language < 0 || language > INT32_MAX)
+        language = -1;
     Scan s;
     s.e = self;
     vec_init(&s.words, sizeof(Word));
@@ -965,7 +976,7 @@ done:
 
 /* Table arguments, in order (see watcher/rules/native.py, NativeTables). */
 enum {
-    T_CHAR_TABLE, T_FOLD_POOL, T_TRIE_PARENT, T_TRIE_CHAR, T_NODE_FORM, T_NODE_PREFIX,
+    T_CHAR_TABLE, T_FOLD_POOL, T_ASTRAL, T_TRIE_PARENT, T_TRIE_CHAR, T_NODE_FORM, T_NODE_PREFIX,
     T_ATOMS, T_SINGLE_START, T_SINGLE, T_PAIR_FIRST, T_PAIR_SECOND, T_PAIR_START,
     T_PAIR_PHRASES,
     T_PHRASE_WORDS_START, T_WORD_PREFIX, T_WORD_FORMS_START, T_WORD_FORMS,
@@ -1091,10 +1102,26 @@ static int build_trie(Engine *self, const Ints *parent, const Ints *chars) {
     return 0;
 }
 
+/* Expression nodes form trees, one per rule: each node after its parent, each the child of
+ * one node or the root of one rule (a node shared by two parents would make evaluation
+ * exponential in the depth). */
 static int check_nodes(Engine *self) {
     Py_ssize_t nodes = self->node_kind.size;
     if (self->node_a.size != nodes || self->node_b.size != nodes || self->node_c.size != nodes)
         return bad("expression node arrays differ in length");
+    char *parented = PyMem_Calloc((size_t)nodes + 1, 1);
+    if (parented == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int result = -1;
+#define ADOPT(child)                                                                         \
+    do {                                                                                     \
+        if (parented[child]++) {                                                             \
+            bad("an expression node with two parents");                                      \
+            goto done;                                                                       \
+        }                                                                                    \
+    } while (0)
     for (Py_ssize_t i = 0; i < nodes; i++) {
         int32_t kind = self->node_kind.data[i], a = self->node_a.data[i];
         int32_t b = self->node_b.data[i];
@@ -1102,31 +1129,59 @@ static int check_nodes(Engine *self) {
         case NODE_ATOM:
         case NODE_ALL:
         case NODE_ANY:
-            if (a < 0 || b < 0 || (int64_t)a + b > self->node_pool.size)
-                return bad("expression node outside its pool");
+            if (a < 0 || b < 0 || (int64_t)a + b > self->node_pool.size) {
+                bad("expression node outside its pool");
+                goto done;
+            }
             for (int32_t k = 0; k < b; k++) {
                 int32_t value = self->node_pool.data[a + k];
                 if (kind == NODE_ATOM ? value < 0 || value >= self->events
-                                      : value <= i || value >= nodes)
-                    return bad("expression node refers out of range");
-                if (kind == NODE_ATOM && k && value <= self->node_pool.data[a + k - 1])
-                    return bad("atom events not ascending");
+                                      : value <= i || value >= nodes) {
+                    bad("expression node refers out of range");
+                    goto done;
+                }
+                if (kind == NODE_ATOM && k && value <= self->node_pool.data[a + k - 1]) {
+                    bad("atom events not ascending");
+                    goto done;
+                }
+                if (kind != NODE_ATOM)
+                    ADOPT(value);
             }
             break;
         case NODE_NOT:
-            if (a <= i || a >= nodes)
-                return bad("NOT refers out of range");
+            if (a <= i || a >= nodes) {
+                bad("NOT refers out of range");
+                goto done;
+            }
+            ADOPT(a);
             break;
         case NODE_NEAR:
             if (a <= i || a >= nodes || b <= i || b >= nodes || self->node_c.data[i] < 0 ||
-                self->node_kind.data[a] != NODE_ATOM || self->node_kind.data[b] != NODE_ATOM)
-                return bad("NEAR refers out of range");
+                self->node_kind.data[a] != NODE_ATOM || self->node_kind.data[b] != NODE_ATOM) {
+                bad("NEAR refers out of range");
+                goto done;
+            }
+            ADOPT(a);
+            ADOPT(b);
             break;
         default:
-            return bad("unknown expression node");
+            bad("unknown expression node");
+            goto done;
         }
     }
-    return 0;
+    for (Py_ssize_t r = 0; r < self->rule_root.size; r++) {
+        int32_t root = self->rule_root.data[r];
+        if (root < 0 || root >= nodes) {
+            bad("rule root out of range");
+            goto done;
+        }
+        ADOPT(root);
+    }
+#undef ADOPT
+    result = 0;
+done:
+    PyMem_Free(parented);
+    return result;
 }
 
 static int check_tables(Engine *self, PyObject *tables) {
@@ -1151,6 +1206,16 @@ static int check_tables(Engine *self, PyObject *tables) {
             return bad("folded character out of range");
     if (build_blocks(self) < 0)
         return -1;
+    const Ints *astral = &t[T_ASTRAL];
+    if (astral->size < 1 || astral->data[0] < 0x10000 || astral->data[0] > 0x10FFFF ||
+        (int64_t)astral->data[0] + astral->size - 1 > 0x110000)
+        return bad("the astral table must start with its first code point");
+    self->astral_first = (Py_UCS4)astral->data[0];
+    self->astral.data = astral->data + 1;
+    self->astral.size = astral->size - 1;
+    for (Py_ssize_t i = 0; i < self->astral.size; i++)
+        if (self->astral.data[i] < CH_IGNORABLE || self->astral.data[i] >= 0)
+            return bad("an astral character must be a separator, ignorable or complex");
     if (t[T_TRIE_PARENT].size != t[T_TRIE_CHAR].size)
         return bad("trie arrays differ in length");
     Py_ssize_t nodes = t[T_TRIE_PARENT].size + 1;
@@ -1224,7 +1289,6 @@ static int check_tables(Engine *self, PyObject *tables) {
     self->rule_languages_start = t[T_RULE_LANGUAGES_START];
     self->rule_languages = t[T_RULE_LANGUAGES];
     if (check_nodes(self) < 0 ||
-        within(&self->rule_root, 0, self->node_kind.size, "rule root out of range") < 0 ||
         within(&self->rule_filter, 0, 4, "rule filter out of range") < 0)
         return -1;
     /* sorted sets, as contains() needs */

@@ -43,7 +43,7 @@ import ahocorasick
 
 from watcher.errors import RuleError
 from watcher.model import Hit, RuleDef, Span
-from watcher.rules.native import NativeEngine, build_engine, wanted
+from watcher.rules.native import NativeEngine, available, build_engine, wanted
 from watcher.rules.russian import inflections
 from watcher.rules.syntax import (
     FIELDS,
@@ -866,7 +866,7 @@ class _Compiler:
         )
         automaton = self.automaton(event_bits)
         engine = None
-        if native and automaton is not None:
+        if native and automaton is not None and available():
             engine = build_engine(
                 self.patterns,
                 self.field_events(),
@@ -973,8 +973,7 @@ def compile_rules(
 ) -> Matcher:
     """Compile every rule once. Raises RuleError for a bad query, an unknown actor or a
     duplicate rule name. `native`: whether entries are matched by the C engine where it
-    can (default: where it was built and WATCHER_MATCHER is not "python"); the answers are
-    the same."""
+    was built (default: unless WATCHER_MATCHER is "python"); the answers are the same."""
     compiler = _Compiler(actors)
     compiled: list[_CompiledRule] = []
     seen: set[str] = set()

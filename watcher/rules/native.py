@@ -29,7 +29,6 @@ from watcher.text import (
     _AFTER_NFKC_TABLE,
     _ARMENIAN_YEV,
     _IGNORABLE,
-    _is_mark,
     _is_word_char,
     fold,
 )
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
     from watcher.rules.matcher import _CompiledRule, _Expr
 
 # The version of the tables' meaning this module builds (ENGINE_VERSION in _native.c).
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 
 _native: ModuleType | None
 try:
@@ -66,7 +65,7 @@ _MAX_FOLDED = 7  # characters a letter may fold to in the table (U+FDFA folds to
 
 # The tables Engine() takes, in order (as the T_ enum of _native.c).
 TABLE_NAMES = (
-    "char_table", "fold_pool", "trie_parent", "trie_char", "node_form", "node_prefix",
+    "char_table", "fold_pool", "astral", "trie_parent", "trie_char", "node_form", "node_prefix",
     "atoms", "single_start", "single", "pair_first", "pair_second", "pair_start",
     "pair_phrases", "phrase_words_start", "word_prefix", "word_forms_start", "word_forms",
     "phrase_events_start", "phrase_events", "event_rules_start", "event_rules",
@@ -102,13 +101,14 @@ def wanted() -> bool:
 
 
 def _joining() -> frozenset[int]:
-    """BMP characters NFKC may join to a neighbour: combining marks, characters of non-zero
-    combining class, the second characters of canonical compositions, and Hangul (whose
-    compositions are algorithmic)."""
+    """BMP characters NFKC may join to a neighbour: those of non-zero combining class
+    (canonical reordering moves them), the second characters of canonical compositions, and
+    Hangul (composed algorithmically). A mark of class 0 that is no second (a variation
+    selector, a spacing vowel sign) is a starter NFKC leaves where it is."""
     joining = {code for block in _HANGUL for code in block}
     for code in range(0x10000):
         ch = chr(code)
-        if _is_mark(ch) or unicodedata.combining(ch):
+        if unicodedata.combining(ch):
             joining.add(code)
         decomposition = unicodedata.decomposition(ch)
         if decomposition and not decomposition.startswith("<"):
@@ -147,9 +147,9 @@ def character_tables() -> tuple[bytes, bytes]:
     A word character that folds alone, the same whatever stands next to it, maps to its
     folded form (`fold`, as `words` folds a word); ignorables (soft hyphen, zero-width and
     bidi marks) and separators are marked so. Every other word character is COMPLEX and
-    sends its entry to the Python engine: combining marks, Hangul, characters NFKC may
-    compose with a neighbour, and the few that fold to more than seven. Built once per
-    process (~0.3 s)."""
+    sends its entry to the Python engine: combining marks NFKC may move or compose, Hangul,
+    characters that decompose to such a mark first, and the few that fold to more than
+    seven. Built once per process (~0.2 s)."""
     joining = _joining()
     # characters `fold` may change even where NFKC and casefolding keep them
     changed = frozenset(_AFTER_NFKC_TABLE).union(map(ord, _ARMENIAN_YEV[0]))
@@ -177,6 +177,21 @@ def character_tables() -> tuple[bytes, bytes]:
             pool.extend(map(ord, folded))
         table[code] = offset << 3 | len(folded)
     return table.tobytes(), pool.tobytes()
+
+
+# Emoji and pictographs: separators, like everything else in these blocks, but checked.
+_ASTRAL = range(0x1F000, 0x1FB00)
+
+
+@cache
+def astral_table() -> bytes:
+    """The first code point of `_ASTRAL`, then per character of it SEPARATOR (or COMPLEX
+    for a word character: none in Unicode 15), so that an emoji in an entry does not send it
+    to the Python engine; every other character beyond the BMP does."""
+    table = array("i", [_ASTRAL.start])
+    for code in _ASTRAL:
+        table.append(COMPLEX if _is_word_char(chr(code)) else SEPARATOR)
+    return table.tobytes()
 
 
 # --- rules --------------------------------------------------------------------------------
@@ -338,6 +353,7 @@ def build_engine(
     tables = (
         char_table,
         fold_pool,
+        astral_table(),
         trie.parents.tobytes(),
         trie.chars.tobytes(),
         trie.forms.tobytes(),
