@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 import unicodedata
 from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import accumulate, chain
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
@@ -224,13 +226,10 @@ class _Trie:
         return node
 
 
-def _csr(groups: Iterable[Iterable[int]]) -> tuple[bytes, bytes]:
+def _csr(groups: Sequence[Sequence[int]]) -> tuple[bytes, bytes]:
     """Offsets (one more than groups) and the pool of a list of int groups."""
-    starts = array("i", [0])
-    pool = array("i")
-    for group in groups:
-        pool.extend(group)
-        starts.append(len(pool))
+    starts = array("i", accumulate(map(len, groups), initial=0))
+    pool = array("i", chain.from_iterable(groups))
     return starts.tobytes(), pool.tobytes()
 
 
@@ -310,7 +309,7 @@ def build_engine(
         return [form_ids[form] for form in forms]
 
     single: list[list[int]] = [[] for _ in range(len(form_ids) + len(prefix_ids))]
-    pairs: dict[tuple[int, int], list[int]] = {}
+    pairs: defaultdict[int, list[int]] = defaultdict(list)  # by first << 32 | second
     phrase_words: list[int] = []  # per phrase: its number of words
     word_prefix = array("i")
     word_forms: list[list[int]] = []
@@ -319,9 +318,11 @@ def build_engine(
             for atom in atoms(*words[0]):
                 single[atom].append(pid)
         else:
+            seconds = atoms(*words[1])
             for first in atoms(*words[0]):
-                for second in atoms(*words[1]):
-                    pairs.setdefault((first, second), []).append(pid)
+                high = first << 32
+                for second in seconds:
+                    pairs[high | second].append(pid)
         phrase_words.append(len(words))
         for forms, prefix in words:
             word_prefix.append(prefix_ids[prefix] if prefix else -1)
@@ -360,9 +361,9 @@ def build_engine(
         trie.prefixes.tobytes(),
         array("i", [len(form_ids), len(prefix_ids)]).tobytes(),
         *_csr(single),
-        array("i", [first for first, _ in pairs]).tobytes(),
-        array("i", [second for _, second in pairs]).tobytes(),
-        *_csr(pairs.values()),
+        array("i", [key >> 32 for key in pairs]).tobytes(),
+        array("i", [key & 0xFFFFFFFF for key in pairs]).tobytes(),
+        *_csr(list(pairs.values())),
         phrase_words_start.tobytes(),
         word_prefix.tobytes(),
         *_csr(word_forms),
