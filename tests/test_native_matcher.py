@@ -56,7 +56,8 @@ VOCABULARY = [
 ]  # fmt: skip
 SEPARATORS = [" ", " ", " ", ", ", " - ", "-", "'", "’", ". ", "\n", "\xa0", " «", "» ", "\x00"]
 INSIDE_WORDS = ["\u00ad", "\u200b", "\u200d", "\u055e"]  # ignorable within a word
-ODD = ["\u0301", "\u0308", "é", "🙂", "❤️", "\U0001d400", "가", "ᄀ", "ﾡ", "\ufdfa", "\U0001d400", "ǅ", "ﬀ"]
+# Characters the C engine leaves to the Python engine, or that test its edges
+ODD = ["\u0301", "\u0308", "é", "🙂", "❤️", "\U0001d400", "가", "ᄀ", "ﾡ", "\ufdfa", "ǅ", "ﬀ"]
 
 FEEDS = ["apa", "tass", "armenpress"]
 LANGUAGES = ["en", "ru", "az", "hy", "ru-RU"]

@@ -24,6 +24,12 @@ bit exactly when all its clauses hold. So a few integer operations select the ru
 hold, whatever their number; only those that also need positions (NEAR, or terms combined
 in ways clauses cannot say) are evaluated further, and only rules that hit have their
 spans worked out, shared among rules hitting on the same terms.
+
+Two engines. Everything above is the Python engine: the reference, and the fallback. Where
+the C module was built, `Matcher.match` first asks the C engine (`watcher.rules.native`),
+which runs the same compiled phrases, events and expression trees (`_CompiledRule.expr`)
+over an entry in one pass; it hands back the entries it cannot fold character by
+character, and the Python engine matches those.
 """
 
 from __future__ import annotations
