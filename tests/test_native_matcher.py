@@ -15,11 +15,13 @@ import threading
 import unicodedata
 from array import array
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from watcher.config import compiled_rules, load_config
 from watcher.errors import RuleError
 from watcher.model import Hit, RuleDef, Span
 from watcher.rules import Matcher, compile_rules
@@ -62,6 +64,7 @@ ODD = ["\u0301", "\u0308", "é", "🙂", "❤️", "\U0001d400", "가", "ᄀ", "
 FEEDS = ["apa", "tass", "armenpress"]
 LANGUAGES = ["en", "ru", "az", "hy", "ru-RU"]
 
+ROOT = Path(__file__).resolve().parent.parent
 NATIVE = pytest.mark.skipif(not available(), reason="built without a C compiler")
 
 
@@ -83,9 +86,15 @@ def test_the_c_engine_is_built_wherever_a_c_compiler_is() -> None:
     ]
 
 
-def test_watcher_matcher_python_turns_the_c_engine_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WATCHER_MATCHER", "python")
-    assert not compile_rules([RuleDef("r", "Karabakh")], {}).native
+@pytest.mark.parametrize(
+    ("setting", "native"), [("python", False), (" Python ", False), ("c", True), ("", True)]
+)
+def test_watcher_matcher_python_turns_the_c_engine_off(
+    monkeypatch: pytest.MonkeyPatch, setting: str, native: bool
+) -> None:
+    monkeypatch.setenv("WATCHER_MATCHER", setting)
+    settings = load_config(ROOT / "config" / "watcher.toml")
+    assert compiled_rules(settings).native is (native and available())
     assert not compile_rules([RuleDef("r", "Karabakh")], {}, native=False).native
 
 

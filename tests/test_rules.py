@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import watcher.rules
 from watcher.errors import RuleError
 from watcher.model import Hit, RuleDef, Span
 from watcher.rules import (
@@ -49,10 +51,10 @@ def engine(request: pytest.FixtureRequest) -> Iterator[str]:
     """Every test here runs with each engine: the C one (where it was built) and the Python
     one; tests/test_native_matcher.py holds them equal over generated rules and entries."""
     with pytest.MonkeyPatch.context() as patch:
-        if request.param == "python":
-            patch.setenv("WATCHER_MATCHER", "python")
-        else:
-            patch.delenv("WATCHER_MATCHER", raising=False)
+        native = request.param == "c"
+        patch.setitem(
+            globals(), "compile_rules", partial(watcher.rules.compile_rules, native=native)
+        )
         yield request.param
 
 

@@ -186,11 +186,17 @@ def parse_duration(value: object) -> int:
 # --------------------------------------------------------------------------- loading
 
 
+def native_matching() -> bool:
+    """Whether rules are matched by the C engine where it was built: unless the environment
+    says WATCHER_MATCHER=python (an operator's way out, should the C engine misbehave)."""
+    return os.environ.get("WATCHER_MATCHER", "").strip().lower() != "python"
+
+
 def compiled_rules(settings: Settings) -> Matcher:
     """The settings' rules, compiled (once, when the settings were loaded)."""
     if settings.matcher is not None:
         return settings.matcher
-    return compile_rules(settings.rules, settings.actors)
+    return compile_rules(settings.rules, settings.actors, native=native_matching())
 
 
 def load_config(path: Path | str, *, previous: Settings | None = None) -> Settings:
@@ -842,7 +848,7 @@ def _compile(
 ) -> Matcher:
     """Compile every query once so a mistake is reported at load time, with its line."""
     try:
-        return compile_rules(rules, actors)
+        return compile_rules(rules, actors, native=native_matching())
     except RuleError as exc:
         index = next((i for i, rule in enumerate(rules) if rule.name == exc.rule), None)
         if index is None:  # the matcher blamed no rule we know: report it as it came

@@ -49,7 +49,7 @@ import ahocorasick
 
 from watcher.errors import RuleError
 from watcher.model import Hit, RuleDef, Span
-from watcher.rules.native import NativeEngine, available, build_engine, wanted
+from watcher.rules.native import NativeEngine, available, build_engine
 from watcher.rules.russian import inflections
 from watcher.rules.syntax import (
     FIELDS,
@@ -975,11 +975,11 @@ def compile_rules(
     rules: Sequence[RuleDef],
     actors: Mapping[str, Sequence[str]],
     *,
-    native: bool | None = None,
+    native: bool = True,
 ) -> Matcher:
     """Compile every rule once. Raises RuleError for a bad query, an unknown actor or a
     duplicate rule name. `native`: whether entries are matched by the C engine where it
-    was built (default: unless WATCHER_MATCHER is "python"); the answers are the same."""
+    was built (the default); the answers are the same."""
     compiler = _Compiler(actors)
     compiled: list[_CompiledRule] = []
     seen: set[str] = set()
@@ -988,6 +988,4 @@ def compile_rules(
             raise RuleError("duplicate rule name", rule=rule.name)
         seen.add(rule.name)
         compiled.append(compiler.rule(rule))
-    return compiler.matcher(
-        tuple(rule.name for rule in rules), compiled, wanted() if native is None else native
-    )
+    return compiler.matcher(tuple(rule.name for rule in rules), compiled, native)

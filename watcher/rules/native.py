@@ -8,13 +8,13 @@ the Python matcher's own expression trees. It answers what `Matcher.match` answe
 holds the two engines equal over generated rules and entries); an entry with a character
 that cannot be folded alone (see `character_tables`) is left to the Python engine.
 
-Not built, or not wanted (`WATCHER_MATCHER=python` in the environment): the Python engine
-matches everything.
+Not built (no C compiler), or not asked for (`compile_rules(..., native=False)`; the
+daemon's config loader does so for WATCHER_MATCHER=python): the Python engine matches
+everything.
 """
 
 from __future__ import annotations
 
-import os
 import unicodedata
 from array import array
 from collections import defaultdict
@@ -55,7 +55,6 @@ __all__ = [
     "available",
     "build_engine",
     "character_tables",
-    "wanted",
 ]
 
 # char_table values (as in _native.c); a word character's value is offset << 3 | length
@@ -92,11 +91,6 @@ class NativeEngine(Protocol):
 def available() -> bool:
     """Whether the C engine was built."""
     return _native is not None
-
-
-def wanted() -> bool:
-    """Whether to use it: built, and not turned off by WATCHER_MATCHER=python."""
-    return available() and os.environ.get("WATCHER_MATCHER", "").strip().lower() != "python"
 
 
 # --- characters ---------------------------------------------------------------------------
