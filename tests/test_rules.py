@@ -51,10 +51,9 @@ def engine(request: pytest.FixtureRequest) -> Iterator[str]:
     """Every test here runs with each engine: the C one (where it was built) and the Python
     one; tests/test_native_matcher.py holds them equal over generated rules and entries."""
     with pytest.MonkeyPatch.context() as patch:
-        native = request.param == "c"
-        patch.setitem(
-            globals(), "compile_rules", partial(watcher.rules.compile_rules, native=native)
-        )
+        compiler = partial(watcher.rules.compile_rules, native=request.param == "c")
+        assert compiler([RuleDef("r", "x")], {}).native is (request.param == "c")
+        patch.setitem(globals(), "compile_rules", compiler)
         yield request.param
 
 
