@@ -80,15 +80,16 @@ typedef struct {
     Py_ssize_t size;
 } Ints;
 
+/* An open-addressing hash table from non-zero 64-bit keys to int32 values. */
 typedef struct {
-    uint64_t key;
-    int32_t child;
-} TrieSlot;
+    uint64_t key; /* 0: empty */
+    int32_t value;
+} Slot;
 
 typedef struct {
-    uint64_t key;
-    int32_t index; /* into pair_start */
-} PairSlot;
+    Slot *slots;
+    uint64_t mask;
+} Table;
 
 typedef struct {
     PyObject_HEAD
@@ -102,8 +103,7 @@ typedef struct {
     Ints astral;
     /* the trie of folded forms and prefixes: an open-addressing table (node, code point)
      * → child, and per node the form and the prefix it spells (or -1) */
-    TrieSlot *trie; /* key 0: empty; else ((node << CP_BITS) | cp) + 1 */
-    uint64_t trie_mask;
+    Table trie; /* ((node << CP_BITS) | cp) + 1 → child node */
     /* char_table in blocks of 256, deduplicated, so that the few a text uses stay in the
      * cache: blocks[block_of[ch >> 8] * 256 + (ch & 255)] */
     uint16_t block_of[256];
@@ -115,8 +115,7 @@ typedef struct {
      * atoms of their first two words, in a hash table (first, second) → phrase list. */
     int32_t forms, prefixes;
     Ints single_start, single;
-    PairSlot *pairs; /* key 0: empty; else (first << 32 | second) + 1 */
-    uint64_t pairs_mask;
+    Table pairs; /* ((first << 32) | second) + 1 → index into pair_start */
     Ints pair_start, pair_phrases;
     /* each phrase's words: a prefix id, or (if -1) a sorted set of form ids */
     Ints phrase_words_start, word_prefix, word_forms_start, word_forms;
@@ -138,23 +137,51 @@ typedef struct {
     Py_ssize_t events;
 } Engine;
 
-static uint64_t trie_slot(uint64_t key, uint64_t mask) {
-    return (key * UINT64_C(0x9E3779B97F4A7C15)) >> 20 & mask;
+static inline uint64_t slot_of(const Table *t, uint64_t key) {
+    return (key * UINT64_C(0x9E3779B97F4A7C15)) >> 20 & t->mask;
+}
+
+/* The value of `key`, or -1. */
+static inline int32_t table_get(const Table *t, uint64_t key) {
+    for (uint64_t slot = slot_of(t, key);; slot = (slot + 1) & t->mask) {
+        if (t->slots[slot].key == key)
+            return t->slots[slot].value;
+        if (t->slots[slot].key == 0)
+            return -1;
+    }
+}
+
+/* An empty table for `count` keys, at most half full. */
+static int table_init(Table *t, Py_ssize_t count) {
+    uint64_t size = 1024;
+    while (size < (uint64_t)count * 2)
+        size *= 2;
+    t->slots = PyMem_Calloc(size, sizeof(Slot));
+    if (t->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->mask = size - 1;
+    return 0;
+}
+
+/* Add a key not there yet (-1, ValueError set, if it is: `what` is given twice). */
+static int table_put(Table *t, uint64_t key, int32_t value, const char *what) {
+    uint64_t slot = slot_of(t, key);
+    for (; t->slots[slot].key != 0; slot = (slot + 1) & t->mask)
+        if (t->slots[slot].key == key) {
+            PyErr_Format(PyExc_ValueError, "native matcher tables: %s given twice", what);
+            return -1;
+        }
+    t->slots[slot].key = key;
+    t->slots[slot].value = value;
+    return 0;
 }
 
 static inline int32_t trie_child(const Engine *e, int32_t node, uint32_t cp) {
     if (node == 0 && cp < 0x10000)
         return e->root_children[cp];
-    uint64_t key = (((uint64_t)node << CP_BITS) | cp) + 1;
-    uint64_t slot = trie_slot(key, e->trie_mask);
-    for (;;) {
-        const TrieSlot *found = &e->trie[slot];
-        if (found->key == key)
-            return found->child;
-        if (found->key == 0)
-            return -1;
-        slot = (slot + 1) & e->trie_mask;
-    }
+    return table_get(&e->trie, (((uint64_t)node << CP_BITS) | cp) + 1);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -169,15 +196,14 @@ typedef struct {
 } Word;
 
 typedef struct {
-    int32_t event;
     int32_t field;
     Py_ssize_t first, last; /* word indexes (inclusive) */
-} Occurrence;
+} Place;
 
 typedef struct {
-    int32_t field;
-    Py_ssize_t first, last;
-} Place;
+    int32_t event;
+    Place place;
+} Occurrence;
 
 typedef struct {
     int32_t event;
@@ -360,9 +386,9 @@ static int record(Scan *s, int32_t phrase, Py_ssize_t first, Py_ssize_t last) {
         if (o == NULL)
             return -1;
         o->event = e->phrase_events.data[k];
-        o->field = field;
-        o->first = first;
-        o->last = last;
+        o->place.field = field;
+        o->place.first = first;
+        o->place.last = last;
     }
     return 0;
 }
@@ -395,23 +421,12 @@ static Py_ssize_t atoms_of(const Scan *s, const Word *word, int32_t *atoms, Py_s
     return count;
 }
 
-static int32_t pair_index(const Engine *e, int32_t first, int32_t second) {
-    uint64_t key = (((uint64_t)(uint32_t)first << 32) | (uint32_t)second) + 1;
-    uint64_t slot = trie_slot(key, e->pairs_mask);
-    for (;;) {
-        const PairSlot *found = &e->pairs[slot];
-        if (found->key == key)
-            return found->index;
-        if (found->key == 0)
-            return -1;
-        slot = (slot + 1) & e->pairs_mask;
-    }
+static inline uint64_t pair_key(int32_t first, int32_t second) {
+    return (((uint64_t)(uint32_t)first << 32) | (uint32_t)second) + 1;
 }
 
-static int occurrence_order(const void *x, const void *y) {
-    const Occurrence *a = x, *b = y;
-    if (a->event != b->event)
-        return a->event < b->event ? -1 : 1;
+static int place_order(const void *x, const void *y) {
+    const Place *a = x, *b = y;
     if (a->field != b->field)
         return a->field < b->field ? -1 : 1;
     if (a->first != b->first)
@@ -419,6 +434,13 @@ static int occurrence_order(const void *x, const void *y) {
     if (a->last != b->last)
         return a->last < b->last ? -1 : 1;
     return 0;
+}
+
+static int occurrence_order(const void *x, const void *y) {
+    const Occurrence *a = x, *b = y;
+    if (a->event != b->event)
+        return a->event < b->event ? -1 : 1;
+    return place_order(&a->place, &b->place);
 }
 
 /* A word has a form and the prefixes it starts with: a few (prefixes nest: "rus", "russ").
@@ -452,7 +474,7 @@ static int find_phrases(Scan *s) {
             if (!paired)
                 continue;
             for (Py_ssize_t b = 0; b < next_count; b++) {
-                int32_t pair = pair_index(e, atom, next_atoms[b]);
+                int32_t pair = table_get(&e->pairs, pair_key(atom, next_atoms[b]));
                 if (pair < 0)
                     continue;
                 for (int32_t k = e->pair_start.data[pair]; k < e->pair_start.data[pair + 1]; k++)
@@ -497,66 +519,49 @@ static Py_ssize_t event_at(const Scan *s, int32_t event) {
  * expressions
  */
 
-static int atom_holds(const Scan *s, int32_t node) {
-    const Engine *e = s->e;
-    const int32_t *atom = e->node_pool.data + e->node_a.data[node];
-    Py_ssize_t size = e->node_b.data[node];
-    const EventRange *events = (const EventRange *)s->events.data;
-    if (size > s->events.size) {
-        for (Py_ssize_t i = 0; i < s->events.size; i++)
-            if (contains(atom, size, events[i].event))
-                return 1;
-    } else {
-        for (Py_ssize_t i = 0; i < size; i++)
-            if (event_at(s, atom[i]) >= 0)
-                return 1;
-    }
-    return 0;
-}
-
 static int add_places(const Scan *s, const EventRange *range, Vec *out) {
     const Occurrence *found = (const Occurrence *)s->found.data;
     for (Py_ssize_t k = range->begin; k < range->end; k++) {
         Place *place = vec_push(out);
         if (place == NULL)
             return -1;
-        place->field = found[k].field;
-        place->first = found[k].first;
-        place->last = found[k].last;
+        *place = found[k].place;
     }
     return 0;
 }
 
-/* Where an atom's events occurred (callers sort and deduplicate). */
-static int atom_places(const Scan *s, int32_t node, Vec *out) {
+/* The events of an atom that occurred: with `out`, their places are added to it (callers
+ * sort and deduplicate); without, the first one found is enough. Returns whether one
+ * occurred, or -1 on error. The smaller of the atom and the events that occurred is
+ * walked, the other searched. */
+static int atom_visit(const Scan *s, int32_t node, Vec *out) {
     const Engine *e = s->e;
     const int32_t *atom = e->node_pool.data + e->node_a.data[node];
     Py_ssize_t size = e->node_b.data[node];
     const EventRange *events = (const EventRange *)s->events.data;
-    if (size > s->events.size) {
-        for (Py_ssize_t i = 0; i < s->events.size; i++)
-            if (contains(atom, size, events[i].event) && add_places(s, &events[i], out) < 0)
-                return -1;
-    } else {
-        for (Py_ssize_t i = 0; i < size; i++) {
-            Py_ssize_t at = event_at(s, atom[i]);
-            if (at >= 0 && add_places(s, &events[at], out) < 0)
-                return -1;
-        }
+    int occurred = 0;
+    for (Py_ssize_t i = 0; i < (size > s->events.size ? s->events.size : size); i++) {
+        Py_ssize_t at = i;
+        if (size > s->events.size ? !contains(atom, size, events[i].event)
+                                  : (at = event_at(s, atom[i])) < 0)
+            continue;
+        if (out == NULL)
+            return 1;
+        occurred = 1;
+        if (add_places(s, &events[at], out) < 0)
+            return -1;
     }
-    return 0;
+    return occurred;
 }
 
-static int place_order(const void *x, const void *y) {
-    const Place *a = x, *b = y;
-    if (a->field != b->field)
-        return a->field < b->field ? -1 : 1;
-    if (a->first != b->first)
-        return a->first < b->first ? -1 : 1;
-    if (a->last != b->last)
-        return a->last < b->last ? -1 : 1;
-    return 0;
+static int atom_holds(const Scan *s, int32_t node) {
+    return atom_visit(s, node, NULL);
 }
+
+static int atom_places(const Scan *s, int32_t node, Vec *out) {
+    return atom_visit(s, node, out) < 0 ? -1 : 0;
+}
+
 
 /* Sort and deduplicate places [from, size) of a vector. */
 static void unique_places(Vec *v, Py_ssize_t from) {
@@ -652,13 +657,18 @@ done:
     return result;
 }
 
+static int too_deep(int depth) {
+    if (depth <= MAX_DEPTH)
+        return 0;
+    PyErr_SetString(PyExc_RecursionError, "rule expression nested too deeply");
+    return 1;
+}
+
 /* Whether an expression holds. Returns 1, 0, or -1 on error. */
 static int holds(Scan *s, int32_t node, int depth) {
     const Engine *e = s->e;
-    if (depth > MAX_DEPTH) {
-        PyErr_SetString(PyExc_RecursionError, "rule expression nested too deeply");
+    if (too_deep(depth))
         return -1;
-    }
     switch (e->node_kind.data[node]) {
     case NODE_ATOM:
         return atom_holds(s, node);
@@ -691,10 +701,8 @@ static int holds(Scan *s, int32_t node, int depth) {
  * occurrences of a NEAR). */
 static int collect(Scan *s, int32_t node, int depth) {
     const Engine *e = s->e;
-    if (depth > MAX_DEPTH) {
-        PyErr_SetString(PyExc_RecursionError, "rule expression nested too deeply");
+    if (too_deep(depth))
         return -1;
-    }
     switch (e->node_kind.data[node]) {
     case NODE_ATOM:
         return atom_places(s, node, &s->collected) < 0 ? -1 : 0;
@@ -1042,40 +1050,19 @@ static int build_blocks(Engine *self) {
 }
 
 static int build_pairs(Engine *self, const Ints *first, const Ints *second) {
-    uint64_t size = 1024;
-    while (size < (uint64_t)first->size * 2)
-        size *= 2;
-    self->pairs = PyMem_Calloc(size, sizeof(PairSlot));
-    if (self->pairs == NULL) {
-        PyErr_NoMemory();
+    if (table_init(&self->pairs, first->size) < 0)
         return -1;
-    }
-    self->pairs_mask = size - 1;
-    for (Py_ssize_t i = 0; i < first->size; i++) {
-        uint64_t key = (((uint64_t)(uint32_t)first->data[i] << 32) | (uint32_t)second->data[i]) + 1;
-        uint64_t slot = trie_slot(key, self->pairs_mask);
-        while (self->pairs[slot].key != 0) {
-            if (self->pairs[slot].key == key)
-                return bad("a pair of atoms given twice");
-            slot = (slot + 1) & self->pairs_mask;
-        }
-        self->pairs[slot].key = key;
-        self->pairs[slot].index = (int32_t)i;
-    }
+    for (Py_ssize_t i = 0; i < first->size; i++)
+        if (table_put(&self->pairs, pair_key(first->data[i], second->data[i]), (int32_t)i,
+                      "a pair of atoms") < 0)
+            return -1;
     return 0;
 }
 
 static int build_trie(Engine *self, const Ints *parent, const Ints *chars) {
     Py_ssize_t count = parent->size; /* transitions: child node i + 1 */
-    uint64_t size = 1024;
-    while (size < (uint64_t)count * 2)
-        size *= 2;
-    self->trie = PyMem_Calloc(size, sizeof(TrieSlot));
-    if (self->trie == NULL) {
-        PyErr_NoMemory();
+    if (table_init(&self->trie, count) < 0)
         return -1;
-    }
-    self->trie_mask = size - 1;
     self->root_children = PyMem_Malloc(0x10000 * sizeof(int32_t));
     if (self->root_children == NULL) {
         PyErr_NoMemory();
@@ -1088,14 +1075,8 @@ static int build_trie(Engine *self, const Ints *parent, const Ints *chars) {
         if (node < 0 || node > i || cp < 0 || cp > 0x10FFFF)
             return bad("trie transition out of range");
         uint64_t key = (((uint64_t)node << CP_BITS) | (uint64_t)cp) + 1;
-        uint64_t slot = trie_slot(key, self->trie_mask);
-        while (self->trie[slot].key != 0) {
-            if (self->trie[slot].key == key)
-                return bad("trie transition given twice");
-            slot = (slot + 1) & self->trie_mask;
-        }
-        self->trie[slot].key = key;
-        self->trie[slot].child = (int32_t)(i + 1);
+        if (table_put(&self->trie, key, (int32_t)(i + 1), "a trie transition") < 0)
+            return -1;
         if (node == 0 && cp < 0x10000)
             self->root_children[cp] = (int32_t)(i + 1);
     }
@@ -1390,8 +1371,8 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
 }
 
 static void Engine_dealloc(Engine *self) {
-    PyMem_Free(self->trie);
-    PyMem_Free(self->pairs);
+    PyMem_Free(self->trie.slots);
+    PyMem_Free(self->pairs.slots);
     PyMem_Free(self->blocks);
     PyMem_Free(self->root_children);
     for (int k = 0; k < 4; k++)
