@@ -15,7 +15,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --disable-pip-version-check -q pip==$(PIP_VERSION)
 
 # The stamps make a second `make` instant and a changed pin reinstall.
+# The C matcher is rebuilt in place: the old module goes first, so that a build that fails
+# (no compiler) leaves the Python engine rather than a module of older source.
 $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py constraints.txt watcher/rules/_native.c
+	rm -f watcher/rules/_native.*.so
 	$(PIP_INSTALL) -e .
 	touch $@
 

@@ -68,15 +68,22 @@ ROOT = Path(__file__).resolve().parent.parent
 NATIVE = pytest.mark.skipif(not available(), reason="built without a C compiler")
 
 
-def _compiler_present() -> bool:
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(compiler) is not None
+def _can_build() -> bool:
+    """Whether setup.py can build the C engine here: a C compiler (the one setuptools
+    takes: $CC, else Python's own) and Python's headers."""
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return shutil.which(compiler) is not None and headers.is_file()
 
 
-def test_the_c_engine_is_built_wherever_a_c_compiler_is() -> None:
+def test_the_c_engine_is_built_wherever_it_can_be() -> None:
     rules = [RuleDef("r", "Karabakh")]
-    if _compiler_present():
-        assert available(), "setup.py should have built watcher.rules._native"
+    if _can_build():
+        assert available(), (
+            "a C compiler and Python's headers are here, but watcher.rules._native was not "
+            "built (or is of other source): `rm .venv/.installed && make install`, with -v "
+            "added to its pip line to see the compiler's error"
+        )
         assert compile_rules(rules, {}).native
     else:  # the Python engine alone, with the same answers
         assert not available()
@@ -84,6 +91,13 @@ def test_the_c_engine_is_built_wherever_a_c_compiler_is() -> None:
     assert compile_rules(rules, {}).match("Karabakh", "") == [
         Hit("r", (Span("title", 0, 8, "Karabakh"),))
     ]
+
+
+def test_a_matcher_without_rules_says_which_engine_would_match() -> None:
+    # The daemon's start line names the engine even before any rule is configured.
+    assert compile_rules([], {}).native is available()
+    assert compile_rules([], {}).match("Karabakh", "") == []
+    assert not compile_rules([], {}, native=False).native
 
 
 @pytest.mark.parametrize(
@@ -95,6 +109,14 @@ def test_watcher_matcher_python_turns_the_c_engine_off(
     monkeypatch.setenv("WATCHER_MATCHER", setting)
     settings = load_config(ROOT / "config" / "watcher.toml")
     assert compiled_rules(settings).native is (native and available())
+    assert not [warning for warning in settings.warnings if "WATCHER_MATCHER" in warning]
+
+
+def test_a_misspelt_watcher_matcher_is_a_config_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHER_MATCHER", "pyhton")
+    settings = load_config(ROOT / "config" / "watcher.toml")
+    assert compiled_rules(settings).native is available()
+    assert any("WATCHER_MATCHER='pyhton'" in warning for warning in settings.warnings)
     assert not compile_rules([RuleDef("r", "Karabakh")], {}, native=False).native
 
 

@@ -613,9 +613,10 @@ class Daemon:
         added = sorted(set(self._feeds) - {feed.name for feed in old.feeds})
         removed = sorted({feed.name for feed in old.feeds} - set(self._feeds))
         log.info(
-            "config reloaded feeds=%d rules=%d added_feeds=%s removed_feeds=%s",
+            "config reloaded feeds=%d rules=%d matcher=%s added_feeds=%s removed_feeds=%s",
             len(new.feeds),
             len(new.rules),
+            "c" if self._ruleset.matcher.native else "python",
             ",".join(added) or "-",
             ",".join(removed) or "-",
         )

@@ -186,10 +186,14 @@ def parse_duration(value: object) -> int:
 # --------------------------------------------------------------------------- loading
 
 
+def _matcher_setting() -> str:
+    return os.environ.get("WATCHER_MATCHER", "").strip().lower()
+
+
 def native_matching() -> bool:
     """Whether rules are matched by the C engine where it was built: unless the environment
     says WATCHER_MATCHER=python (an operator's way out, should the C engine misbehave)."""
-    return os.environ.get("WATCHER_MATCHER", "").strip().lower() != "python"
+    return _matcher_setting() != "python"
 
 
 def compiled_rules(settings: Settings) -> Matcher:
@@ -455,6 +459,11 @@ def _build(main: Path, sources: list[_Source], previous: Settings | None = None)
             f"({stories.window}s): later reports of a story edit the message the outbox keeps"
         )
     warnings: list[str] = []
+    if _matcher_setting() not in ("", "c", "python"):
+        warnings.append(
+            f"WATCHER_MATCHER={os.environ['WATCHER_MATCHER']!r} is neither 'c' nor 'python': "
+            "the C engine matches where it was built"
+        )
     feeds = _feeds(sources, polling, warnings)
     actors = _actors(sources)
     rules, rule_places = _rules(sources, {feed.name for feed in feeds})

@@ -14,6 +14,7 @@ import pytest
 from tests.e2e.daemon import DaemonProcess, news_feed, wait_for_polls
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram
+from watcher.rules.native import available
 
 pytestmark = pytest.mark.e2e
 
@@ -199,7 +200,10 @@ async def test_reload_outlives_odd_edits_and_a_poll_of_the_old_url(
             )
             await daemon.wait_for_log("more.toml", timeout=5)
             replace_file(extra, WEATHER_RULE)
-            await daemon.wait_for_log("config reloaded feeds=1 rules=1", timeout=5)
+            engine = "c" if available() else "python"  # the reload compiled the C engine too
+            await daemon.wait_for_log(
+                f"config reloaded feeds=1 rules=1 matcher={engine}", timeout=5
+            )
 
             # The URL edited while a poll of the old one hangs: the new one is polled at
             # once, and the old poll's timeout does not put it off.

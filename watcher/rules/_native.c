@@ -93,7 +93,7 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *owned;  /* the tuple of table bytes objects and names (kept alive) */
+    PyObject *owned;  /* the tuple of table bytes objects (kept alive: pointers into them) */
     Ints char_table;  /* 65536 entries */
     const uint32_t *fold_pool;
     Py_ssize_t fold_pool_size;
@@ -982,7 +982,7 @@ done:
  * construction: read the tables and check every index they hold
  */
 
-/* Table arguments, in order (see watcher/rules/native.py, NativeTables). */
+/* Table arguments, in order (see TABLE_NAMES in watcher/rules/native.py). */
 enum {
     T_CHAR_TABLE, T_FOLD_POOL, T_ASTRAL, T_TRIE_PARENT, T_TRIE_CHAR, T_NODE_FORM, T_NODE_PREFIX,
     T_ATOMS, T_SINGLE_START, T_SINGLE, T_PAIR_FIRST, T_PAIR_SECOND, T_PAIR_START,

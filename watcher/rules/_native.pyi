@@ -1,5 +1,5 @@
 # The C part of the rule matcher (watcher/rules/_native.c); built by setup.py where a C
-# compiler is present. Tables come from watcher.rules.native.build_engine.
+# compiler and Python's headers are present. Tables come from watcher.rules.native.build_engine.
 from typing import Any
 
 from watcher.model import Hit
@@ -8,8 +8,10 @@ TABLES: int
 VERSION: int
 
 class Engine:
-    tables: tuple[bytes, ...]
-    names: tuple[str, ...]
+    @property
+    def tables(self) -> tuple[bytes, ...]: ...
+    @property
+    def names(self) -> tuple[str, ...]: ...
     def __init__(
         self,
         tables: tuple[bytes, ...],

@@ -49,7 +49,7 @@ import ahocorasick
 
 from watcher.errors import RuleError
 from watcher.model import Hit, RuleDef, Span
-from watcher.rules.native import NativeEngine, available, build_engine
+from watcher.rules.native import CEngine, available, build_engine
 from watcher.rules.russian import inflections
 from watcher.rules.syntax import (
     FIELDS,
@@ -496,7 +496,7 @@ class Matcher:
         selection: _Selection,
         phrases: tuple[_Verifiable, ...],
         automaton: Any,
-        native: tuple[NativeEngine, dict[str, int], dict[str, int]] | None = None,
+        native: CEngine | None = None,
     ) -> None:
         self._names = names  # in configuration order
         self._rules = rules  # by the position of its spare bit, in the order of hits
@@ -504,11 +504,9 @@ class Matcher:
         self._phrases = phrases  # by pattern id (only those keys ask to verify matter)
         self._automaton = automaton  # None if no rule has a term
         # The C engine (watcher.rules.native), with the ids of feeds and languages it takes
-        self._native: NativeEngine | None = None
-        self._feed_ids: dict[str, int] = {}
-        self._language_ids: dict[str, int] = {}
-        if native is not None:
-            self._native, self._feed_ids, self._language_ids = native
+        self._native = native.engine if native is not None else None
+        self._feed_ids = native.feed_ids if native is not None else {}
+        self._language_ids = native.language_ids if native is not None else {}
 
     @property
     def native(self) -> bool:
@@ -872,7 +870,7 @@ class _Compiler:
         )
         automaton = self.automaton(event_bits)
         engine = None
-        if native and automaton is not None and available():
+        if native and available():
             engine = build_engine(
                 self.patterns,
                 self.field_events(),

@@ -22,8 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import accumulate, chain
-from types import ModuleType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple
 
 from watcher.model import Hit, Span
 from watcher.rules.syntax import FIELDS
@@ -36,22 +35,22 @@ from watcher.text import (
 )
 
 if TYPE_CHECKING:
+    from watcher.rules._native import Engine
     from watcher.rules.matcher import _CompiledRule, _Expr
 
 # The version of the tables' meaning this module builds (ENGINE_VERSION in _native.c).
 ENGINE_VERSION = 3
 
-_native: ModuleType | None
 try:
     from watcher.rules import _native
 except ImportError:  # built without a C compiler: the Python engine does the work
-    _native = None
+    _native = None  # type: ignore[assignment]
 if _native is not None and getattr(_native, "VERSION", None) != ENGINE_VERSION:
-    _native = None  # built from other source (not rebuilt after an update): unused
+    _native = None  # type: ignore[assignment]  # built from other source: unused
 
 __all__ = [
     "TABLE_NAMES",
-    "NativeEngine",
+    "CEngine",
     "available",
     "build_engine",
     "character_tables",
@@ -83,9 +82,13 @@ _HANGUL = (range(0x1100, 0x1200), range(0x3130, 0x3190), range(0xA960, 0xA980),
            range(0xAC00, 0xD7B0), range(0xD7B0, 0xD800))  # fmt: skip
 
 
-class NativeEngine(Protocol):
-    def match(self, title: str, summary: str, feed: int, language: int, /) -> list[Hit] | None:
-        """The hits, or None where the Python engine must match the entry."""
+class CEngine(NamedTuple):
+    """The C engine for a set of rules, and the ids its `match` takes for feeds and
+    languages (-1 for any other)."""
+
+    engine: Engine
+    feed_ids: dict[str, int]
+    language_ids: dict[str, int]
 
 
 def available() -> bool:
@@ -274,11 +277,10 @@ def build_engine(
     events: int,
     rules: Sequence[_CompiledRule],
     candidate_clauses: Sequence[frozenset[int]],
-) -> tuple[NativeEngine, dict[str, int], dict[str, int]]:
+) -> CEngine:
     """The C engine for compiled phrases (per phrase id: its words, each its forms and
     prefix as `_WordSpec`), the events of each phrase per field, and rules in hit order,
-    each with one clause an event of which occurs wherever it holds. Also the feed ids and
-    language ids its `match` takes (-1 for any other)."""
+    each with one clause an event of which occurs wherever it holds."""
     assert _native is not None
     form_ids: dict[str, int] = {}
     prefix_ids: dict[str, int] = {}
@@ -375,4 +377,4 @@ def build_engine(
     )
     assert len(tables) == len(TABLE_NAMES) == _native.TABLES
     engine = _native.Engine(tables, tuple(rule.rule.name for rule in rules), FIELDS, Span, Hit)
-    return engine, feed_ids, language_ids
+    return CEngine(engine, feed_ids, language_ids)
