@@ -148,7 +148,7 @@ def character_tables() -> tuple[bytes, bytes]:
     bidi marks) and separators are marked so. Every other word character is COMPLEX and
     sends its entry to the Python engine: combining marks NFKC may move or compose, Hangul,
     characters that decompose to such a mark first, and the few that fold to more than
-    seven. Built once per process (~0.2 s)."""
+    seven. Built once per process (~0.1 s)."""
     joining = _joining()
     # characters `fold` may change even where NFKC and casefolding keep them
     changed = frozenset(_AFTER_NFKC_TABLE).union(map(ord, _ARMENIAN_YEV[0]))
