@@ -5,8 +5,8 @@
  * Python matcher's own compilation (the same phrases, events and expression trees), so the
  * two engines cannot disagree on what a rule says; tests/test_native_matcher.py checks
  * that they agree on what an entry contains. An entry with a character these tables cannot
- * fold one by one (a combining mark, anything outside the BMP, Hangul) is answered None:
- * the Python engine matches it.
+ * fold one by one (a combining mark NFKC may move or compose, Hangul, a letter beyond the
+ * BMP; emoji are separators) is answered None: the Python engine matches it.
  *
  * Nothing here is global or mutable after construction, and every per-entry buffer is
  * allocated per call: match() may run in any thread. The tables are checked once, when the
@@ -28,8 +28,8 @@
 enum { NODE_ATOM = 0, NODE_NOT = 1, NODE_ALL = 2, NODE_ANY = 3, NODE_NEAR = 4 };
 enum { FILTER_FEEDS = 1, FILTER_LANGUAGES = 2 };
 
-/* What the tables mean: watcher/rules/native.py must ask for this version, or a module
- * built from older source (an in-place build not redone after an update) goes unused. */
+/* What the tables mean, raised whenever that changes: watcher/rules/native.py goes without
+ * a module of another version (an in-place build not redone after an update). */
 #define ENGINE_VERSION 3
 
 #define CP_BITS 21
