@@ -25,7 +25,6 @@ from watcher.config import compiled_rules, load_config
 from watcher.errors import RuleError
 from watcher.model import Hit, RuleDef, Span
 from watcher.rules import Matcher, compile_rules
-from watcher.rules.matcher import _language_code
 from watcher.rules.native import (
     COMPLEX,
     ENGINE_VERSION,
@@ -296,14 +295,7 @@ def test_the_engines_agree_and_the_c_engine_answers_itself(
         expected = python.match(title, summary, feed=feed, language=language)
         assert native.match(title, summary, feed=feed, language=language) == expected
         # Text of the region's scripts never needs the Python engine.
-        engine = native._native
-        assert engine is not None
-        answered = engine.match(
-            title,
-            summary,
-            native._feed_ids.get(feed, -1) if feed is not None else -1,
-            native._language_ids.get(_language_code(language) or "", -1),
-        )
+        answered = native.native_answer(title, summary, feed=feed, language=language)
         assert answered == expected
 
 
@@ -336,8 +328,7 @@ def test_the_engines_agree_on_text_the_c_engine_leaves_to_python(
 )
 def test_which_entries_the_c_engine_leaves_to_python(title: str, answered: bool) -> None:
     matcher = compile_rules([RuleDef("r", "Karabakh")], {}, native=True)
-    assert matcher._native is not None
-    result = matcher._native.match(title, "", -1, -1)
+    result = matcher.native_answer(title, "")
     assert (result is not None) is answered
     assert matcher.match(title, "") == compile_rules(
         [RuleDef("r", "Karabakh")], {}, native=False
@@ -347,7 +338,7 @@ def test_which_entries_the_c_engine_leaves_to_python(title: str, answered: bool)
 @NATIVE
 def test_the_c_engine_builds_spans_and_hits_that_are_the_model_classes() -> None:
     matcher = compile_rules([RuleDef("r", '"peacekeeping contingent" OR Lachin')], {}, native=True)
-    assert matcher._native is not None and matcher._native.builds_directly()
+    assert matcher._native is not None and matcher._native.engine.builds_directly()
     [hit] = matcher.match("Lachin: the peacekeeping contingent", "via Lachin")
     assert type(hit) is Hit and all(type(span) is Span for span in hit.spans)
     assert hit == Hit(
@@ -379,8 +370,9 @@ class _PlainSpan:
 @NATIVE
 @pytest.mark.parametrize("span_type", [_CheckedSpan, _PlainSpan, os.DirEntry])
 def test_a_span_class_that_is_not_a_plain_slotted_dataclass_is_called(span_type: type) -> None:
-    engine = compile_rules([RuleDef("r", "Lachin")], {}, native=True)._native
-    assert engine is not None
+    native = compile_rules([RuleDef("r", "Lachin")], {}, native=True)._native
+    assert native is not None
+    engine = native.engine
     other = type(engine)(engine.tables, engine.names, FIELDS, span_type, Hit)
     assert not other.builds_directly()
     if span_type is os.DirEntry:  # cannot be instantiated: an error, not a crash
@@ -400,11 +392,10 @@ def test_a_span_class_that_is_not_a_plain_slotted_dataclass_is_called(span_type:
 def test_a_word_starting_more_rule_prefixes_than_the_c_engine_takes_goes_to_python() -> None:
     rules = [RuleDef(f"p{k}", "a" * k + "*") for k in range(3, 71)]  # aaa*, aaaa*, ... a{70}*
     python, native = _both(rules)
-    assert native._native is not None
-    assert native._native.match("a" * 80, "", -1, -1) is None
+    assert native.native_answer("a" * 80, "") is None
     assert len(native.match("a" * 80, "")) == 68
     assert native.match("a" * 80, "") == python.match("a" * 80, "")
-    assert native._native.match("a" * 40, "", -1, -1) == python.match("a" * 40, "")
+    assert native.native_answer("a" * 40, "") == python.match("a" * 40, "")
 
 
 @NATIVE
@@ -504,8 +495,8 @@ def test_malformed_tables_are_refused(table: str, corrupt: object) -> None:
         ACTORS,
         native=True,
     )
-    engine = matcher._native
-    assert engine is not None
+    assert matcher._native is not None
+    engine = matcher._native.engine
     tables = list(engine.tables)
     engine_type = type(engine)
     engine_type(tuple(tables), engine.names, FIELDS, Span, Hit)  # as built: accepted

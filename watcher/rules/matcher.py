@@ -478,16 +478,7 @@ class _Selection:
 class Matcher:
     """All rules, compiled once. `match` is pure and safe to call from any thread."""
 
-    __slots__ = (
-        "_automaton",
-        "_feed_ids",
-        "_language_ids",
-        "_names",
-        "_native",
-        "_phrases",
-        "_rules",
-        "_selection",
-    )
+    __slots__ = ("_automaton", "_names", "_native", "_phrases", "_rules", "_selection")
 
     def __init__(
         self,
@@ -503,15 +494,27 @@ class Matcher:
         self._selection = selection
         self._phrases = phrases  # by pattern id (only those keys ask to verify matter)
         self._automaton = automaton  # None if no rule has a term
-        # The C engine (watcher.rules.native), with the ids of feeds and languages it takes
-        self._native = native.engine if native is not None else None
-        self._feed_ids = native.feed_ids if native is not None else {}
-        self._language_ids = native.language_ids if native is not None else {}
+        self._native = native  # the C engine (watcher.rules.native), if built and wanted
 
     @property
     def native(self) -> bool:
         """Whether the C engine matches entries (the Python engine those it cannot)."""
         return self._native is not None
+
+    def native_answer(
+        self, title: str, summary: str, *, feed: str | None = None, language: str | None = None
+    ) -> list[Hit] | None:
+        """What the C engine answers for an entry, as `match`; None if it leaves the entry
+        to the Python engine (or there is no C engine)."""
+        native = self._native
+        if native is None:
+            return None
+        return native.engine.match(
+            title,
+            summary,
+            -1 if feed is None else native.feed_ids.get(feed, -1),
+            native.language_ids.get(_language_code(language) or "", -1),
+        )
 
     @property
     def rule_names(self) -> tuple[str, ...]:
@@ -535,15 +538,9 @@ class Matcher:
         automaton = self._automaton
         if automaton is None:
             return []
-        if self._native is not None:
-            answer = self._native.match(
-                title,
-                summary,
-                -1 if feed is None else self._feed_ids.get(feed, -1),
-                self._language_ids.get(_language_code(language) or "", -1),
-            )
-            if answer is not None:
-                return answer
+        answer = self.native_answer(title, summary, feed=feed, language=language)
+        if answer is not None:
+            return answer
         line = scan_line(title, summary)
         scanned = list(automaton.iter(line.line))
         if not scanned:
