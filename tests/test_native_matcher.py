@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import sysconfig
 import threading
+import time
 import unicodedata
 from array import array
 from dataclasses import dataclass
@@ -427,33 +429,58 @@ def test_a_huge_entry_full_of_near_pairs_gets_the_same_thousands_of_spans() -> N
     assert hits == python.match("", summary)
 
 
+@dataclass(frozen=True)
+class _YieldingSpan:
+    """A span whose construction hands the GIL to another thread: matches interleave."""
+
+    field: str
+    start: int
+    end: int
+    text: str
+
+    def __post_init__(self) -> None:
+        time.sleep(0)
+
+
 @NATIVE
-def test_matching_from_several_threads_gives_the_same_hits() -> None:
+def test_matching_from_several_threads_at_once_gives_the_same_hits() -> None:
     rules = [
         RuleDef("a", "@peacekeepers NEAR/5 @city"),
         RuleDef("b", '"трёхсторонним заявлением" OR sülhməramlı*'),
-        RuleDef("c", "Putin NOT путинизм", priority=2),
+        RuleDef("c", "(Putin OR Путин) NOT путинизм", priority=2),
     ]
-    matcher = compile_rules(rules, ACTORS, native=True)
+    native = compile_rules(rules, ACTORS, native=True)._native
+    assert native is not None
+    # The same tables, with spans built by calling a class that lets other threads in
+    # between two spans of one entry: each thread's matching state must be its own.
+    engine = type(native.engine)(
+        native.engine.tables, native.engine.names, FIELDS, _YieldingSpan, Hit
+    )
+    assert not engine.builds_directly()
     entries = [
         (f"Russian peacekeepers {i} Stepanakert", f"Путин трехстороннее sülhməramlıların {i}")
         for i in range(300)
     ]
-    expected = [matcher.match(title, summary) for title, summary in entries]
+    expected = [engine.match(title, summary, -1, -1) for title, summary in entries]
+    assert all(hits and len(hits) == 3 for hits in expected)
     failures: list[int] = []
+    switches = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
 
-    def work() -> None:
-        for i, (title, summary) in enumerate(entries):
-            if matcher.match(title, summary) != expected[i]:
-                failures.append(i)
+        def work() -> None:
+            for i, (title, summary) in enumerate(entries):
+                if engine.match(title, summary, -1, -1) != expected[i]:
+                    failures.append(i)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switches)
     assert not failures
-    assert all(expected)
 
 
 # --- malformed tables are refused ---------------------------------------------------------
