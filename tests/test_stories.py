@@ -598,3 +598,51 @@ def test_place_returns_the_story_and_keeps_the_index_to_one_window() -> None:
     # Three days on, both are forgotten: the same words start a new story.
     assert index.place(3, "report", T0 + timedelta(days=3), *same) == 3
     assert len(index) == 1
+
+
+@pytest.mark.parametrize(
+    ("title", "attribution"),
+    [
+        ("Peskov: Kremlin will ask Yerevan to explain", {"pesk"}),
+        ("ლევან მახაშვილი: ტრამპის წერილის შემდეგ", {"ლევა", "მახა"}),
+        ("  CEC : Georgian Dream leads", {"cec"}),
+        ("Live updates: Karabakh", {"live", "upda"}),
+        ("<b>Песков</b>: Кремль свяжется с Ереваном", {"песк"}),
+        # Not an attribution: a time, a colon deeper in the title, one with no space after it,
+        # an opening of more than five words.
+        ("Tremor at 03:14 felt in Baku", set()),
+        ("Aliyev and Putin met in Dushanbe and said: talks went well", set()),
+        ("Note:no space", set()),
+        ("One two three four five six: seven", set()),
+        ("No colon at all", set()),
+    ],
+)
+def test_a_title_s_attribution(title: str, attribution: set[str]) -> None:
+    sig = signature(title, "Summary: words of a summary have no attribution")
+    assert sig.attribution == attribution
+    assert sig.attribution <= sig.terms
+
+
+def test_two_statements_of_one_speaker_are_two_events() -> None:
+    """Titles that share nothing but who speaks (the Georgian set's two statements of
+    Levan Makhashvili, one on Germany, one on the opposition) are not one story; what the
+    speaker says about one event still is."""
+    germany = signature(
+        "ლევან მახაშვილი: გერმანია-საქართველოს ურთიერთობა სხვა რეჟიმში გადავიდა", ""
+    )
+    opposition = signature("ლევან მახაშვილი: ტრამპის წერილის შემდეგ ოპოზიციას ძილი გაუქრა", "")
+    index = fresh_index()
+    assert index.similarity(germany, opposition) == 0.0
+    words_alone = index.similarity(Signature(germany.terms), Signature(opposition.terms))
+    assert words_alone >= index.settings.threshold  # the speaker's name alone would join them
+    assert index.add(1, "imedi", T0, germany) is None
+    assert index.add(2, "on.ge", T0 + timedelta(minutes=10), opposition) is None
+    # The same statement in another outlet's words joins the first.
+    again = signature("ლევან მახაშვილი: გერმანიასთან ურთიერთობა სხვა რეჟიმში გადავიდა", "")
+    assert index.add(3, "formula", T0 + timedelta(minutes=20), again) == 1
+    # So does a twin whose every term is its attribution's.
+    only_speaker = signature("Peskov: peacekeepers", "", ignore=["peacekeepers"])
+    assert only_speaker.terms == only_speaker.attribution
+    assert index.add(4, "tass", T0, only_speaker) is None
+    assert index.add(5, "ria", T0, signature("Peskov: peacekeepers", "")) is None
+    assert index.add(6, "interfax", T0, only_speaker) == 4

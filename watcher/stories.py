@@ -15,7 +15,9 @@ document frequency) among the entries the index holds, less `number_penalty` whe
 carry numbers and share none of them: "5.1-magnitude earthquake strikes Shamakhi" and "4.3
 magnitude earthquake recorded in Lori", or "1 billion cubic metres" and "13 billion", are two
 events however alike the words (only titles: a summary's dates and times are written
-differently by every outlet). Those are the window's entries, and in
+differently by every outlet). Two titles that open with the same attribution ("Peskov: ...",
+"ლევან მახაშვილი: ...") and share no other term are two statements of one speaker, not one
+event: their similarity is 0. Those are the window's entries, and in
 the daemon the entries that alerted, so the words the rules look for weigh little and the
 names, places and numbers that tell one event from another weigh much. The index counts the
 frequencies again whenever a tenth of its entries have come or gone since it last did. From
@@ -63,21 +65,34 @@ FeedKey = int | str  # the feed's id in the store, or its name
 _DIGIT_GROUPING = re.compile(r"(?<=\d)[ \u00a0\u202f,.](?=\d{3}(?!\d))")
 # Not the digits of a word like "G20" or "Su35"; a suffix may follow ("5th", "100-მდე").
 _NUMBER = re.compile(r"(?<![^\W_])\d+(?:[.,]\d+)?")
+# A title's attribution: a few words and a colon that a space follows, at its start ("Peskov:",
+# "CEC:", "ფოთის მერი:"); not a time ("03:14") or a colon deeper in the headline.
+_ATTRIBUTION = re.compile(r"\s*([^:\n]{1,60}?)\s*:\s")
+ATTRIBUTION_WORDS = 5
+_NONE: frozenset[str] = frozenset()  # one object for the many entries without attribution
 
 
 @dataclass(frozen=True, slots=True)
 class Signature:
     """The terms of an entry (see the module doc). Empty for an entry without words: such an
     entry is similar to nothing, itself included, and always starts a story of its own.
-    `numbers` are the numbers of its title, written alike ("5,1" and "5.1", "03" and "3")."""
+    `numbers` are the numbers of its title, written alike ("5,1" and "5.1", "03" and "3");
+    `attribution` the terms of the title's opening "Speaker:", if it has one."""
 
     terms: frozenset[str]
     numbers: frozenset[str] = frozenset()
+    attribution: frozenset[str] = frozenset()
 
 
 def _numbers_differ(a: frozenset[str], b: frozenset[str]) -> bool:
     """Whether both titles carry numbers and none of them is the same."""
     return bool(a and b and a.isdisjoint(b))
+
+
+def _only_attribution_shared(shared: frozenset[str], a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether the terms two entries share are all in the attribution both titles open with:
+    what one speaker said twice, about two events as often as one."""
+    return bool(a and b and shared <= (a & b))
 
 
 def _terms(text: str, limit: int | None = None) -> list[str]:
@@ -99,6 +114,16 @@ def _numbers(title: str) -> frozenset[str]:
     )
 
 
+def _attribution(title: str) -> list[str]:
+    if "<" in title or "&" in title:
+        title = html_to_text(title)
+    found = _ATTRIBUTION.match(title)
+    if found is None:
+        return []
+    terms = _terms(found.group(1))
+    return terms if len(terms) <= ATTRIBUTION_WORDS else []
+
+
 def hit_texts(hits: Iterable[Hit]) -> list[str]:
     """The texts rules matched, for `signature(..., ignore=...)`."""
     return [span.text for hit in hits for span in hit.spans]
@@ -114,7 +139,12 @@ def signature(title: str, summary: str, *, ignore: Iterable[str] = ()) -> Signat
     story (the weights cannot discount them while the index holds few entries)."""
     terms = frozenset(_terms(title) + _terms(summary, SUMMARY_WORDS))
     ignored = {term for text in ignore for term in _terms(text)}
-    return Signature(terms - ignored if ignored else terms, _numbers(title))
+    if ignored:
+        terms -= ignored
+    attribution = _attribution(title)
+    return Signature(
+        terms, _numbers(title), terms.intersection(attribution) if attribution else _NONE
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +173,7 @@ class _Item:
     at: float  # `published` as a POSIX timestamp: the candidate search's arithmetic
     terms: tuple[str, ...]  # a tuple takes a sixth of a frozenset's memory
     numbers: frozenset[str]  # of the title
+    attribution: frozenset[str]  # of the title
     story: int
     norm: float = 0.0  # |terms| under the index's weights
 
@@ -205,11 +236,10 @@ class StoryIndex:
     def similarity(self, a: Signature, b: Signature) -> float:
         """Cosine similarity in [0, 1] of two signatures, each term weighted by its rarity
         among the entries the index holds, less the number penalty if their titles' numbers
-        differ (so it may be negative). Symmetric; 1.0 for equal non-empty ones."""
+        differ (so it may be negative); 0 (less that penalty) when they share nothing but
+        their titles' attribution. Symmetric; 1.0 for equal non-empty ones."""
         self._update_weights()
-        cosine = self._cosine(a.terms, b.terms, self._norm(a.terms), self._norm(b.terms))
-        differ = _numbers_differ(a.numbers, b.numbers)
-        return cosine - self.settings.number_penalty if differ else cosine
+        return self._similarity(a, self._norm(a.terms), b.terms, b.numbers, b.attribution)
 
     def add(self, entry_id: int, feed: FeedKey, published: datetime, sig: Signature) -> int | None:
         """Record a new entry; return the story it joined, or None if it starts a new one
@@ -293,23 +323,47 @@ class StoryIndex:
         squares, unseen = self._squares, self._unseen
         return math.sqrt(math.fsum(squares.get(term, unseen) for term in terms))
 
-    def _cosine(self, a: frozenset[str], b: Collection[str], norm_a: float, norm_b: float) -> float:
-        """The cosine of `a` and `b` (a collection of distinct terms)."""
-        shared = a.intersection(b)
+    def _similarity(
+        self,
+        sig: Signature,
+        norm: float,
+        terms: Collection[str],
+        numbers: frozenset[str],
+        attribution: frozenset[str],
+        other_norm: float | None = None,
+    ) -> float:
+        """The similarity of `sig` (whose norm is `norm`) and another entry's distinct
+        `terms`, title `numbers` and `attribution` (see `similarity`)."""
+        shared = sig.terms.intersection(terms)
         if not shared:
-            return 0.0
-        if len(shared) == len(a) == len(b):
-            return 1.0
-        squares, unseen = self._squares, self._unseen
-        dot = math.fsum(squares.get(term, unseen) for term in shared)
-        return min(1.0, dot / (norm_a * norm_b))
+            cosine = 0.0
+        elif len(shared) == len(sig.terms) == len(terms):
+            cosine = 1.0
+        elif _only_attribution_shared(shared, sig.attribution, attribution):
+            cosine = 0.0
+        else:
+            squares, unseen = self._squares, self._unseen
+            dot = math.fsum(squares.get(term, unseen) for term in shared)
+            if other_norm is None:
+                other_norm = self._norm(terms)
+            cosine = min(1.0, dot / (norm * other_norm))
+        if _numbers_differ(sig.numbers, numbers):
+            return cosine - self.settings.number_penalty
+        return cosine
 
     def _insert(
         self, entry_id: int, feed: FeedKey, published: datetime, sig: Signature, story: int
     ) -> None:
         terms = tuple(sig.terms)
         self._items[entry_id] = _Item(
-            feed, published, published.timestamp(), terms, sig.numbers, story, self._norm(terms)
+            feed,
+            published,
+            published.timestamp(),
+            terms,
+            sig.numbers,
+            sig.attribution,
+            story,
+            self._norm(terms),
         )
         for term in sig.terms:
             self._postings.setdefault(term, set()).add(entry_id)
@@ -339,9 +393,9 @@ class StoryIndex:
                 item = self._items[member]
                 apart = published - item.published
                 if abs(apart) <= settings.window:
-                    similarity = self._cosine(sig.terms, item.terms, norm, item.norm)
-                    if _numbers_differ(sig.numbers, item.numbers):
-                        similarity -= settings.number_penalty
+                    similarity = self._similarity(
+                        sig, norm, item.terms, item.numbers, item.attribution, item.norm
+                    )
                     scores.append(settings.score(similarity, apart))
             if not scores:
                 # The candidate search allows a millisecond for rounding: a story whose
