@@ -21,8 +21,11 @@ of the two signatures less the time penalty. Printed:
 Then throughput and memory: 10,000 generated entries (50 feeds, 48 hours, a third of them
 retellings of an earlier entry) added to one index, and the RSS that index holds.
 Ends with one line:
-RESULT georgian_precision=… georgian_recall=… own_precision=… own_recall=… add_per_s=… rss_mb=…
-(the pairwise figures at the default settings).
+RESULT georgian_precision=… georgian_recall=… georgian_cross_precision=… … add_per_s=… rss_mb=…
+for each set: the pairwise figures at the default settings (`<set>_precision`, `_recall`),
+the same over the pairs of two different feeds (`<set>_cross_…`: a story never joins two
+entries of one feed, so only those pairs are decided by similarity), and the index's own
+decisions over every pair (`<set>_index_…`).
 
     .venv/bin/python bench/stories.py [--entries 10000] [--seed 6]
 """
@@ -245,7 +248,14 @@ def index_decisions(pairs: Sequence[Pair], settings: StorySettings) -> Counts:
 # --- reports -------------------------------------------------------------------------------
 
 
-def report_set(name: str, pairs: list[Pair], defaults: StorySettings) -> Counts:
+@dataclass(frozen=True, slots=True)
+class SetFigures:
+    pairwise: Counts  # at the default settings, every pair
+    cross: Counts  # the same, pairs of two different feeds (the only ones a story joins)
+    index: Counts  # the index's own decisions, every pair
+
+
+def report_set(name: str, pairs: list[Pair], defaults: StorySettings) -> SetFigures:
     scored = score_pairs(pairs)
     same = sum(p.same for p in pairs)
     print(f"\n== {name}: {len(pairs)} pairs ({same} same), {len(items_of(pairs))} entries")
@@ -286,14 +296,13 @@ def report_set(name: str, pairs: list[Pair], defaults: StorySettings) -> Counts:
         f"{cross_validated(scored, [0.0]).text()}"
     )
     said = index_said(pairs, defaults)
-    print(
-        f"the index's own decisions (entries added in time order):     "
-        f"{count(zip(said, (p.same for p in pairs), strict=True)).text()}"
-    )
+    index = count(zip(said, (p.same for p in pairs), strict=True))
+    print(f"the index's own decisions (entries added in time order):     {index.text()}")
     for kind in kinds:
         chosen = [(s, p.same) for s, p in zip(said, pairs, strict=True) if p.kind == kind]
         print(f"  {kind:24} ({len(chosen):3} pairs): {count(chosen).text()}")
-    return at_default
+    cross = judge([s for s, p in zip(scored, pairs, strict=True) if p.a.feed != p.b.feed], defaults)
+    return SetFigures(at_default, cross, index)
 
 
 def transfer(sets: dict[str, list[Pair]]) -> None:
@@ -399,17 +408,14 @@ def main() -> None:
     add_per_s, held = throughput(args.entries, args.seed)
     print(f"\n(took {time.monotonic() - started:.1f} s)")
 
-    def figure(name: str, which: str) -> str:
-        if name not in results:
-            return "skipped"
-        counts = results[name]
-        return f"{counts.precision if which == 'p' else counts.recall:.3f}"
-
-    print(
-        f"RESULT georgian_precision={figure('georgian', 'p')} "
-        f"georgian_recall={figure('georgian', 'r')} own_precision={figure('own', 'p')} "
-        f"own_recall={figure('own', 'r')} add_per_s={add_per_s:.0f} rss_mb={held:.1f}"
-    )
+    figures = []
+    for name in ("georgian", "own"):
+        for label, kind in (("", "pairwise"), ("cross_", "cross"), ("index_", "index")):
+            counts = getattr(results[name], kind) if name in results else None
+            for which in ("precision", "recall"):
+                value = "skipped" if counts is None else f"{getattr(counts, which):.3f}"
+                figures.append(f"{name}_{label}{which}={value}")
+    print(f"RESULT {' '.join(figures)} add_per_s={add_per_s:.0f} rss_mb={held:.1f}")
 
 
 if __name__ == "__main__":
