@@ -15,9 +15,11 @@ document frequency) among the entries the index holds, less `number_penalty` whe
 carry numbers and share none of them: "5.1-magnitude earthquake strikes Shamakhi" and "4.3
 magnitude earthquake recorded in Lori", or "1 billion cubic metres" and "13 billion", are two
 events however alike the words (only titles: a summary's dates and times are written
-differently by every outlet). Two titles that open with the same attribution ("Peskov: ...",
-"ლევან მახაშვილი: ...") and share no other term are two statements of one speaker, not one
-event: their similarity is 0. Those are the window's entries, and in
+differently by every outlet). Two entries whose titles open with the same name-sized
+attribution ("Peskov: ...", "ლევან მახაშვილი: ...") and that share no other term are two
+statements of one speaker, not one event: their similarity is 0. An opening of three words or
+more is as often an event ("Взрыв в порту Баку: есть пострадавшие") and counts as any other
+words do. Those are the window's entries, and in
 the daemon the entries that alerted, so the words the rules look for weigh little and the
 names, places and numbers that tell one event from another weigh much. The index counts the
 frequencies again whenever a tenth of its entries have come or gone since it last did. From
@@ -65,10 +67,12 @@ FeedKey = int | str  # the feed's id in the store, or its name
 _DIGIT_GROUPING = re.compile(r"(?<=\d)[ \u00a0\u202f,.](?=\d{3}(?!\d))")
 # Not the digits of a word like "G20" or "Su35"; a suffix may follow ("5th", "100-მდე").
 _NUMBER = re.compile(r"(?<![^\W_])\d+(?:[.,]\d+)?")
-# A title's attribution: a few words and a colon that a space follows, at its start ("Peskov:",
-# "CEC:", "ფოთის მერი:"); not a time ("03:14") or a colon deeper in the headline.
+# A title's attribution: a name of one or two words and a colon that a space follows, at its
+# start ("Peskov:", "CEC:", "ფოთის მერი:"); not a time ("03:14") or a colon deeper in the
+# headline. Three words or more before the colon are as often what happened ("Землетрясение в
+# Шамахы: ..."), which two reports of one event share.
 _ATTRIBUTION = re.compile(r"\s*([^:\n]{1,60}?)\s*:\s")
-ATTRIBUTION_WORDS = 5
+ATTRIBUTION_WORDS = 2
 _NONE: frozenset[str] = frozenset()  # one object for the many entries without attribution
 
 
@@ -89,10 +93,22 @@ def _numbers_differ(a: frozenset[str], b: frozenset[str]) -> bool:
     return bool(a and b and a.isdisjoint(b))
 
 
-def _only_attribution_shared(shared: frozenset[str], a: frozenset[str], b: frozenset[str]) -> bool:
-    """Whether the terms two entries share are all in the attribution both titles open with:
-    what one speaker said twice, about two events as often as one."""
-    return bool(a and b and shared <= (a & b))
+def _only_attribution_shared(
+    shared: Collection[str],
+    a: Collection[str],
+    a_attribution: Collection[str],
+    b: Collection[str],
+    b_attribution: Collection[str],
+) -> bool:
+    """Whether entries with the terms `a` and `b` share only terms of the attribution both
+    titles open with: what one speaker said twice, about two events as often as one. Not
+    when an entry has no term besides its attribution (its other words were a rule's):
+    then nothing says what it is about."""
+    return (
+        len(a) > len(a_attribution) > 0
+        and len(b) > len(b_attribution) > 0
+        and all(term in a_attribution and term in b_attribution for term in shared)
+    )
 
 
 def _terms(text: str, limit: int | None = None) -> list[str]:
@@ -142,9 +158,7 @@ def signature(title: str, summary: str, *, ignore: Iterable[str] = ()) -> Signat
     if ignored:
         terms -= ignored
     attribution = _attribution(title)
-    return Signature(
-        terms, _numbers(title), terms.intersection(attribution) if attribution else _NONE
-    )
+    return Signature(terms, _numbers(title), terms.intersection(attribution) or _NONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +187,7 @@ class _Item:
     at: float  # `published` as a POSIX timestamp: the candidate search's arithmetic
     terms: tuple[str, ...]  # a tuple takes a sixth of a frozenset's memory
     numbers: frozenset[str]  # of the title
-    attribution: frozenset[str]  # of the title
+    attribution: tuple[str, ...]  # of the title: at most two terms
     story: int
     norm: float = 0.0  # |terms| under the index's weights
 
@@ -329,7 +343,7 @@ class StoryIndex:
         norm: float,
         terms: Collection[str],
         numbers: frozenset[str],
-        attribution: frozenset[str],
+        attribution: Collection[str],
         other_norm: float | None = None,
     ) -> float:
         """The similarity of `sig` (whose norm is `norm`) and another entry's distinct
@@ -339,7 +353,7 @@ class StoryIndex:
             cosine = 0.0
         elif len(shared) == len(sig.terms) == len(terms):
             cosine = 1.0
-        elif _only_attribution_shared(shared, sig.attribution, attribution):
+        elif _only_attribution_shared(shared, sig.terms, sig.attribution, terms, attribution):
             cosine = 0.0
         else:
             squares, unseen = self._squares, self._unseen
@@ -361,7 +375,7 @@ class StoryIndex:
             published.timestamp(),
             terms,
             sig.numbers,
-            sig.attribution,
+            tuple(sig.attribution),
             story,
             self._norm(terms),
         )
