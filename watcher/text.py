@@ -29,13 +29,19 @@ from functools import cache, lru_cache
 from html.parser import HTMLParser
 from typing import Any, NamedTuple
 
+# AFTER_NFKC_TABLE, ARMENIAN_YEV, IGNORABLE_CHARS and is_word_char are how `fold` and
+# `words` decide; watcher.rules.native builds the C engine's character table from them.
 __all__ = [
+    "AFTER_NFKC_TABLE",
+    "ARMENIAN_YEV",
     "FIELD_BREAK",
+    "IGNORABLE_CHARS",
     "ScanLine",
     "Word",
     "WordLine",
     "fold",
     "html_to_text",
+    "is_word_char",
     "scan_line",
     "word_line",
     "words",
@@ -133,7 +139,7 @@ def html_to_text(markup: str) -> str:
 # BOM, the bidirectional marks and embeddings that editors of mixed-script text leave
 # behind, and Armenian's emphasis, exclamation and question marks, written over a vowel of
 # the word they mark ("Պուտի՞նը" is "Պուտինը" asked about).
-_IGNORABLE = (
+IGNORABLE_CHARS = (
     "\u00ad\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
     "\u2060\u2066\u2067\u2068\u2069\ufeff\u055b\u055c\u055e"
 )
@@ -143,7 +149,7 @@ _APOSTROPHES = "\u2019\u2018\u02bc`\u00b4\u201a\u201b\u2032\u2039\u203a"
 _DOUBLE_QUOTES = "\u201c\u201d\u00ab\u00bb\u201e\u201f\u2033"
 
 _FOLD_TABLE: dict[int, str | None] = {
-    **dict.fromkeys(map(ord, _IGNORABLE)),
+    **dict.fromkeys(map(ord, IGNORABLE_CHARS)),
     **dict.fromkeys(map(ord, _SPACES), " "),
     **dict.fromkeys(map(ord, _APOSTROPHES), "'"),
     **dict.fromkeys(map(ord, _DOUBLE_QUOTES), '"'),
@@ -158,22 +164,22 @@ _FOLD_TABLE: dict[int, str | None] = {
 # After NFKC has composed what it can, an acute (U+0301) or a dot above (U+0307) that is
 # still loose is a Russian stress mark or the dot of a decomposed "İ": neither tells words
 # apart. Dropping them before NFKC would turn a decomposed "é" into "e".
-_AFTER_NFKC_TABLE: dict[int, str | None] = {**_FOLD_TABLE, 0x0301: None, 0x0307: None}
+AFTER_NFKC_TABLE: dict[int, str | None] = {**_FOLD_TABLE, 0x0301: None, 0x0307: None}
 
 
 # Armenian "և" (yev) is written "ԵՎ"/"Եվ"/"եվ" in the reformed spelling of Armenia and
 # "եւ" in the classical one, and Unicode folds the ligature to "եւ": all become "եվ" (the
 # pair "եւ" occurs in no other word: "ւ" is otherwise only the second letter of "ու").
-_ARMENIAN_YEV = ("\u0565\u0582", "\u0565\u057e")
+ARMENIAN_YEV = ("\u0565\u0582", "\u0565\u057e")
 
 
 def _fold_once(text: str) -> str:
     # Translate before NFKC too: NFKC turns "´" into " " + U+0301, and dropping a soft
     # hyphen can join a letter to a combining mark that NFKC must then compose.
     folded = unicodedata.normalize("NFKC", text.translate(_FOLD_TABLE)).casefold()
-    folded = folded.translate(_AFTER_NFKC_TABLE)
+    folded = folded.translate(AFTER_NFKC_TABLE)
     if "\u0582" in folded:
-        folded = folded.replace(*_ARMENIAN_YEV)
+        folded = folded.replace(*ARMENIAN_YEV)
     return folded
 
 
@@ -236,17 +242,17 @@ _BMP_MARKS, _ASTRAL_MARKS = _mark_ranges()
 _WORD_CHARS_SPLITTING = "_\u02bc"
 
 
-def _is_word_char(ch: str) -> bool:
+def is_word_char(ch: str) -> bool:
     """A letter or digit of any script, or a combining mark ("е" + U+0308 is "ё")."""
     return (ch.isalnum() or _is_mark(ch)) and ch not in _WORD_CHARS_SPLITTING
 
 
 def _word_pattern(letter: str) -> re.Pattern[str]:
     # Ignorables only between letters, so a span never starts or ends on one.
-    return re.compile(f"{letter}+(?:[{_IGNORABLE}]+{letter}+)*")
+    return re.compile(f"{letter}+(?:[{IGNORABLE_CHARS}]+{letter}+)*")
 
 
-# The exact definition of a word character, as _is_word_char: a letter or digit of any
+# The exact definition of a word character, as is_word_char: a letter or digit of any
 # script (\w without the splitting characters) or a combining mark (which \w lacks).
 _WORD_EXACT = _word_pattern(f"(?:[^\\W{_WORD_CHARS_SPLITTING}]|[{_BMP_MARKS}{_ASTRAL_MARKS}])")
 # Three times faster, and the same on text with no astral character and none of the
@@ -494,18 +500,18 @@ def _fold_fast(joined: str) -> str | None:
     if "\u0131" in folded:
         folded = folded.replace("\u0131", "i")
     if "\u0582" in folded:
-        folded = folded.replace(*_ARMENIAN_YEV)
+        folded = folded.replace(*ARMENIAN_YEV)
     return folded
 
 
 def _fast_fold_letter(ch: str) -> str:
     folded = ("I" if ch == "\u0130" else ch).casefold()
-    return folded.replace("\u0451", "\u0435").replace("\u0131", "i").replace(*_ARMENIAN_YEV)
+    return folded.replace("\u0451", "\u0435").replace("\u0131", "i").replace(*ARMENIAN_YEV)
 
 
 @lru_cache(maxsize=4096)
 def _is_separator(ch: str) -> bool:
-    return not _is_word_char(ch) and ch not in _IGNORABLE
+    return not is_word_char(ch) and ch not in IGNORABLE_CHARS
 
 
 class _FastTables(NamedTuple):
@@ -529,11 +535,11 @@ def _fast_tables() -> _FastTables:
     added: dict[str, int] = {}
     for code in range(_FAST_LIMIT):
         ch = chr(code)
-        if code in _HANGUL_JAMO or not _is_word_char(ch) or _is_mark(ch):
+        if code in _HANGUL_JAMO or not is_word_char(ch) or _is_mark(ch):
             continue
         image = _fast_fold_letter(ch)
         if image != fold(ch).replace(" ", "") or not all(
-            _is_word_char(part) and not _is_mark(part) for part in image
+            is_word_char(part) and not _is_mark(part) for part in image
         ):
             continue
         safe.append(code)
@@ -691,8 +697,8 @@ def _codecs() -> tuple[tuple[_Codec, ...], dict[str, int]]:
             for trigger, old, new in (
                 ("ß", "ß", "ss"),
                 ("և", "և", "եվ"),
-                ("ւ", *_ARMENIAN_YEV),
-                ("Ւ", *_ARMENIAN_YEV),
+                ("ւ", *ARMENIAN_YEV),
+                ("Ւ", *ARMENIAN_YEV),
             )
             if trigger in byte
         )
@@ -706,10 +712,10 @@ def _codec_image(ch: str) -> str | None:
     """What a codec decodes `ch` to, or None if a codec cannot take it."""
     if _is_separator(ch):
         return " "
-    if ch in _IGNORABLE or _is_mark(ch) or not _is_word_char(ch):
+    if ch in IGNORABLE_CHARS or _is_mark(ch) or not is_word_char(ch):
         return None
     image = _fast_fold_letter(ch)
-    if image != fold(ch) or not all(_is_word_char(c) and not _is_mark(c) for c in image):
+    if image != fold(ch) or not all(is_word_char(c) and not _is_mark(c) for c in image):
         return None
     if len(image) == 1:
         return image

@@ -49,6 +49,8 @@ import ahocorasick
 
 from watcher.errors import RuleError
 from watcher.model import Hit, RuleDef, Span
+from watcher.rules import expressions as exprs
+from watcher.rules.expressions import Occurrence
 from watcher.rules.native import CEngine, available, build_engine
 from watcher.rules.russian import inflections
 from watcher.rules.syntax import (
@@ -87,9 +89,8 @@ _BITS = (itemgetter(0), itemgetter(1))  # of a value, per field
 _EVENTS = (itemgetter(2), itemgetter(3))
 _ASKED_OF = itemgetter(_ASKED)
 
-# Where a pattern occurred: (field index, line position of its first letter, line
-# position just after its last letter).
-_Occurrence = tuple[int, int, int]
+# Where a pattern occurred is an `Occurrence`: (field index, line position of its first
+# letter, line position just after its last letter).
 # Where it is shown: (field index, start, end) in the field's displayed text.
 _Place = tuple[int, int, int]
 # A phrase word: its folded forms, or (if a prefix) no forms and the prefix.
@@ -181,7 +182,7 @@ class _Entry:
         self.matches = matches  # per field
         # Verified phrases: (field, events, first letter, end of last word)
         self._verified: list[tuple[int, tuple[int, ...], int, int]] = []
-        self.found: dict[int, list[_Occurrence]] = {}  # by event, once `index` ran
+        self.found: dict[int, list[Occurrence]] = {}  # by event, once `index` ran
         self._places: dict[int, list[_Place]] = {}  # by event
         self.known_spans: dict[int | frozenset[int], tuple[Span, ...]] = {}  # by event(s)
         self._span_at: dict[_Place, Span] = {}
@@ -216,7 +217,7 @@ class _Entry:
                         self._verified.append((field, phrase.events[field], start, stop))
         return bits
 
-    def index(self) -> dict[int, list[_Occurrence]]:
+    def index(self) -> dict[int, list[Occurrence]]:
         """`found`: where each event that occurred did, in line order."""
         found = self.found
         line = self.line.line
@@ -241,14 +242,12 @@ class _Entry:
                 found[event].sort()
         return found
 
-    def occurrences(self, events: Iterable[int]) -> list[_Occurrence]:
+    def occurrences(self, events: Iterable[int]) -> list[Occurrence]:
         """Where these events occurred, each place once, in line order."""
         found = self.found
         return sorted({place for event in found.keys() & events for place in found[event]})
 
-    def spans(
-        self, present: AbstractSet[int], more: Iterable[_Occurrence] = ()
-    ) -> tuple[Span, ...]:
+    def spans(self, present: AbstractSet[int], more: Iterable[Occurrence] = ()) -> tuple[Span, ...]:
         """Spans of where these events (that occurred) and `more` did, overlapping ones of a
         field merged, in field order. Rules hitting one entry often share terms."""
         if more:
@@ -279,7 +278,7 @@ class _Entry:
             places = self._places[event] = self._displayed(self.found[event])
         return places
 
-    def _displayed(self, occurrences: Iterable[_Occurrence]) -> list[_Place]:
+    def _displayed(self, occurrences: Iterable[Occurrence]) -> list[_Place]:
         displayed = self.line.displayed
         return [displayed(start, stop) for _, start, stop in occurrences]
 
@@ -309,146 +308,13 @@ class _Entry:
         return span
 
 
-# --- compiled expressions (for the rules clauses cannot decide) ---------------------------
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Atom:
-    """Terms (a phrase, an actor's aliases, an OR of them): true if one of its events
-    occurred."""
-
-    events: frozenset[int]
-
-    def holds(self, entry: _Entry) -> bool:
-        return not entry.found.keys().isdisjoint(self.events)
-
-    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
-        out.extend(entry.occurrences(self.events))
-
-
-@dataclass(frozen=True, slots=True)
-class _Not:
-    child: _Expr
-
-    def holds(self, entry: _Entry) -> bool:
-        return not self.child.holds(entry)
-
-    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
-        pass  # what is absent has no place
-
-
-@dataclass(frozen=True, slots=True)
-class _All:
-    children: tuple[_Expr, ...]
-
-    def holds(self, entry: _Entry) -> bool:
-        return all(child.holds(entry) for child in self.children)
-
-    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
-        for child in self.children:
-            child.collect(entry, out)
-
-
-@dataclass(frozen=True, slots=True)
-class _Any:
-    children: tuple[_Expr, ...]
-
-    def holds(self, entry: _Entry) -> bool:
-        return any(child.holds(entry) for child in self.children)
-
-    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
-        for child in self.children:  # only the branches that made it true
-            if child.holds(entry):
-                child.collect(entry, out)
-
-
-@dataclass(frozen=True, slots=True)
-class _Near:
-    left: _Atom
-    right: _Atom
-    distance: int
-
-    def pairs(self, entry: _Entry) -> Iterable[tuple[_Occurrence, _Occurrence]]:
-        """The pairs of an occurrence of each side, in one field, with at most `distance`
-        words between them (either order; overlapping ones have none between).
-
-        By word numbers: A's words i0..i1 and B's j0..j1 have at most d words between
-        them exactly when j0 <= i1 + d + 1 and i0 <= j1 + d + 1. With B's occurrences by
-        j0, each of A's looks only at those that can be that near: linear in the
-        occurrences and the pairs, where comparing each with each, with the line between
-        them split, took minutes on a long summary full of both terms."""
-        reach = self.distance + 1
-        number = entry.word_number
-        by_field: dict[int, list[tuple[int, int, _Occurrence]]] = {}
-        for b in entry.occurrences(self.right.events):  # in line order: by j0 in a field
-            by_field.setdefault(b[0], []).append((number(b[1]), number(b[2]) - 1, b))
-        if not by_field:
-            return
-        longest = max(j1 - j0 for group in by_field.values() for j0, j1, _ in group)
-        firsts = {field: [j0 for j0, _, _ in group] for field, group in by_field.items()}
-        for a in entry.occurrences(self.left.events):
-            group = by_field.get(a[0])
-            if group is None:
-                continue
-            i0, i1 = number(a[1]), number(a[2]) - 1
-            k = bisect_left(firsts[a[0]], i0 - reach - longest)
-            while k < len(group) and group[k][0] <= i1 + reach:
-                _, j1, b = group[k]
-                if j1 >= i0 - reach and b != a:  # two matches, not one twice
-                    yield a, b
-                k += 1
-
-    def holds(self, entry: _Entry) -> bool:
-        if not (self.left.holds(entry) and self.right.holds(entry)):
-            return False
-        return next(iter(self.pairs(entry)), None) is not None
-
-    def collect(self, entry: _Entry, out: list[_Occurrence]) -> None:
-        for a, b in self.pairs(entry):
-            out.append(a)
-            out.append(b)
-
-
-_Expr = _Atom | _Not | _All | _Any | _Near
-
-
-def _any_of(children: tuple[_Expr, ...]) -> _Expr:
-    # "a OR b OR @actor" is one atom rather than one test per term.
-    events = frozenset().union(*(c.events for c in children if isinstance(c, _Atom)))
-    rest = tuple(child for child in children if not isinstance(child, _Atom))
-    if not events:
-        return _Any(rest)
-    if not rest:
-        return _Atom(events)
-    return _Any((_Atom(events), *rest))
-
-
-def _negated(expr: _Expr) -> _Expr:
-    """NOT expr, with the NOT pushed down to terms and NEARs (De Morgan): then every rule
-    `parse_query` accepts has clauses (`_Compiler.requirements`), and
-    `NOT (NOT a OR NOT b)` reports the spans of a and b."""
-    if isinstance(expr, _Not):
-        return expr.child
-    if isinstance(expr, _All):
-        return _any_of(tuple(_negated(child) for child in expr.children))
-    if isinstance(expr, _Any):
-        return _All(tuple(_negated(child) for child in expr.children))
-    return _Not(expr)
-
-
-def _conjuncts(expr: _Expr) -> list[_Expr]:
-    if isinstance(expr, _All):
-        return [c for child in expr.children for c in _conjuncts(child)]
-    return [expr]
-
-
 @dataclass(frozen=True, slots=True)
 class _Rule:
     name: str
     # Its terms outside NOT that clauses alone decide: their events make its spans.
     events: frozenset[int]
     # The rest, if any: true, given the clauses, only if these hold too.
-    rest: tuple[_Expr, ...]
+    rest: tuple[exprs.Expr, ...]
 
 
 @lru_cache(maxsize=256)
@@ -582,7 +448,7 @@ class Matcher:
                 if spans is None:
                     spans = entry.spans(present)
             elif all(expr.holds(entry) for expr in rule.rest):
-                more: list[_Occurrence] = []
+                more: list[Occurrence] = []
                 for expr in rule.rest:
                     expr.collect(entry, more)
                 spans = entry.spans(present, more)
@@ -598,7 +464,7 @@ class Matcher:
 @dataclass(slots=True)
 class _CompiledRule:
     rule: _Rule
-    expr: _Expr  # the whole query: true exactly where the rule holds, filters aside
+    expr: exprs.Expr  # the whole query: true exactly where the rule holds, filters aside
     clauses: list[frozenset[int]]  # event sets; filters are added as bits
     forbidden: frozenset[int]  # events that must not occur
     feeds: frozenset[str] | None
@@ -707,12 +573,12 @@ class _Compiler:
         positive: set[int] = set()
         clauses: list[frozenset[int]] = []
         forbidden: set[int] = set()
-        rest: list[_Expr] = []
-        for conjunct in _conjuncts(expr):
-            if isinstance(conjunct, _Atom):
+        rest: list[exprs.Expr] = []
+        for conjunct in exprs.conjuncts(expr):
+            if isinstance(conjunct, exprs.Atom):
                 positive |= conjunct.events
                 clauses.append(conjunct.events)
-            elif isinstance(conjunct, _Not) and isinstance(conjunct.child, _Atom):
+            elif isinstance(conjunct, exprs.Not) and isinstance(conjunct.child, exprs.Atom):
                 forbidden |= conjunct.child.events
             else:
                 rest.append(conjunct)
@@ -732,39 +598,39 @@ class _Compiler:
             rule.priority,
         )
 
-    def expr(self, node: Node, fields: int, rule: str) -> _Expr:
+    def expr(self, node: Node, fields: int, rule: str) -> exprs.Expr:
         if isinstance(node, Phrase):
-            return _Atom(frozenset((self.event(self.pattern(node.words), fields),)))
+            return exprs.Atom(frozenset((self.event(self.pattern(node.words), fields),)))
         if isinstance(node, Actor):
-            return _Atom(frozenset(self.event(pid, fields) for pid in self.actor(node, rule)))
+            return exprs.Atom(frozenset(self.event(pid, fields) for pid in self.actor(node, rule)))
         if isinstance(node, Scope):
             return self.expr(node.child, fields & _FIELD_BIT[node.field], rule)
         if isinstance(node, Not):
-            return _negated(self.expr(node.child, fields, rule))
+            return exprs.negated(self.expr(node.child, fields, rule))
         if isinstance(node, Near):
             left = self.expr(node.left, fields, rule)
             right = self.expr(node.right, fields, rule)
             # The parser allows only terms, actors and OR-groups of them: atoms.
-            assert isinstance(left, _Atom) and isinstance(right, _Atom)
-            return _Near(left, right, node.distance)
+            assert isinstance(left, exprs.Atom) and isinstance(right, exprs.Atom)
+            return exprs.Near(left, right, node.distance)
         children = tuple(self.expr(child, fields, rule) for child in node.children)
         if isinstance(node, And):
-            return _All(children)
-        return _any_of(children)
+            return exprs.All(children)
+        return exprs.any_of(children)
 
-    def requirements(self, expr: _Expr) -> list[frozenset[int]]:
+    def requirements(self, expr: exprs.Expr) -> list[frozenset[int]]:
         """Sets of events such that, in every entry `expr` is true of, one event of each
         set occurred. None from under NOT: what must be absent names nothing to look for."""
-        if isinstance(expr, _Atom):
+        if isinstance(expr, exprs.Atom):
             return [expr.events]
-        if isinstance(expr, _Not):
+        if isinstance(expr, exprs.Not):
             return []
-        if isinstance(expr, _Any):
+        if isinstance(expr, exprs.AnyOf):
             options = [self.requirements(child) for child in expr.children]
             if not all(options):
                 return []
             return [frozenset().union(*(min(option, key=self.cost) for option in options))]
-        if isinstance(expr, _Near):
+        if isinstance(expr, exprs.Near):
             return [expr.left.events, expr.right.events]
         return [required for child in expr.children for required in self.requirements(child)]
 

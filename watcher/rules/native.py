@@ -25,18 +25,19 @@ from itertools import accumulate, chain
 from typing import TYPE_CHECKING, NamedTuple
 
 from watcher.model import Hit, Span
+from watcher.rules.expressions import All, AnyOf, Atom, Expr, Near, Not
 from watcher.rules.syntax import FIELDS
 from watcher.text import (
-    _AFTER_NFKC_TABLE,
-    _ARMENIAN_YEV,
-    _IGNORABLE,
-    _is_word_char,
+    AFTER_NFKC_TABLE,
+    ARMENIAN_YEV,
+    IGNORABLE_CHARS,
     fold,
+    is_word_char,
 )
 
 if TYPE_CHECKING:
     from watcher.rules._native import Engine
-    from watcher.rules.matcher import _CompiledRule, _Expr
+    from watcher.rules.matcher import _CompiledRule
 
 # The version of the tables' meaning this module builds (ENGINE_VERSION in _native.c).
 ENGINE_VERSION = 3
@@ -125,7 +126,7 @@ def _folds_alone(ch: str, folded: str, joining: frozenset[int]) -> bool:
     if ord(ch) in joining or ord(unicodedata.normalize("NFKD", ch)[0]) in joining:
         return False
     return folded == ch or not any(
-        ord(part) in joining or not _is_word_char(part) for part in folded
+        ord(part) in joining or not is_word_char(part) for part in folded
     )
 
 
@@ -151,8 +152,8 @@ def character_tables() -> tuple[bytes, bytes]:
     seven. Built once per process (~0.1 s)."""
     joining = _joining()
     # characters `fold` may change even where NFKC and casefolding keep them
-    changed = frozenset(_AFTER_NFKC_TABLE).union(map(ord, _ARMENIAN_YEV[0]))
-    ignorable = frozenset(map(ord, _IGNORABLE))
+    changed = frozenset(AFTER_NFKC_TABLE).union(map(ord, ARMENIAN_YEV[0]))
+    ignorable = frozenset(map(ord, IGNORABLE_CHARS))
     table = array("i", [SEPARATOR]) * 0x10000
     pool = array("I")
     images: dict[str, int] = {}
@@ -161,7 +162,7 @@ def character_tables() -> tuple[bytes, bytes]:
         if code in ignorable:
             table[code] = IGNORABLE
             continue
-        if 0xD800 <= code < 0xE000 or not _is_word_char(ch):
+        if 0xD800 <= code < 0xE000 or not is_word_char(ch):
             continue
         folded = _fold_alone(ch, changed)
         if len(folded) > _MAX_FOLDED or not _folds_alone(ch, folded, joining):
@@ -189,7 +190,7 @@ def astral_table() -> bytes:
     to the Python engine; every other character beyond the BMP does."""
     table = array("i", [_ASTRAL.start])
     for code in _ASTRAL:
-        table.append(COMPLEX if _is_word_char(chr(code)) else SEPARATOR)
+        table.append(COMPLEX if is_word_char(chr(code)) else SEPARATOR)
     return table.tobytes()
 
 
@@ -240,27 +241,25 @@ class _Expressions:
         self.c = array("i")
         self.pool = array("i")
 
-    def add(self, expr: _Expr) -> int:
-        from watcher.rules.matcher import _All, _Any, _Atom, _Near, _Not
-
+    def add(self, expr: Expr) -> int:
         index = len(self.kind)
         self.kind.append(0)
         self.a.append(0)
         self.b.append(0)
         self.c.append(0)
-        if isinstance(expr, _Atom):
+        if isinstance(expr, Atom):
             events = sorted(expr.events)
             self.kind[index], self.a[index], self.b[index] = _ATOM, len(self.pool), len(events)
             self.pool.extend(events)
-        elif isinstance(expr, _Not):
+        elif isinstance(expr, Not):
             self.kind[index], self.a[index] = _NOT, self.add(expr.child)
-        elif isinstance(expr, _All | _Any):
+        elif isinstance(expr, All | AnyOf):
             children = [self.add(child) for child in expr.children]
-            kind = _ALL if isinstance(expr, _All) else _ANY
+            kind = _ALL if isinstance(expr, All) else _ANY
             self.kind[index], self.a[index], self.b[index] = kind, len(self.pool), len(children)
             self.pool.extend(children)
         else:
-            assert isinstance(expr, _Near)
+            assert isinstance(expr, Near)
             left, right = self.add(expr.left), self.add(expr.right)
             self.kind[index], self.a[index], self.b[index] = _NEAR, left, right
             self.c[index] = expr.distance
