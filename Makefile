@@ -22,8 +22,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py constraints.txt watche
 	$(PIP_INSTALL) -e .
 	touch $@
 
+# The test tools alone (the [test] extra's list), not the package again: reinstalling it
+# would build the C matcher a second time.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP_INSTALL) -e '.[test]'
+	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['test']))" > $(VENV)/test-requirements.txt
+	$(PIP_INSTALL) -r $(VENV)/test-requirements.txt
 	touch $@
 
 install: $(VENV)/.installed
