@@ -486,6 +486,55 @@ async def test_after_a_migration_the_edit_sent_as_a_message_is_the_one_edited(
     assert edited is not None and edited.visible_text.endswith("\nAlso: Trend, Report")
 
 
+@pytest.mark.parametrize("missed", ["migrated", "given up"])
+async def test_edits_queued_for_a_message_the_chat_never_got_make_one_message(
+    tmp_path: Path, missed: str
+) -> None:
+    """Two outlets join the story before delivery reaches the chat again, and the chat
+    never gets the story's message (the group migrated, or Telegram refused the message):
+    the first edit goes out as a message and the second edits it; not two messages."""
+    old, new = -100, -1009
+    chat = new if missed == "migrated" else old
+    clock = Clock(START)
+    rules = [RuleDef("quakes", "earthquake OR quake", (old,))]
+    async with (
+        poll_parts(tmp_path / "w.db", rules, clock=clock, stories=StoryTracker()) as (
+            server,
+            context,
+        ),
+        FakeTelegram(TOKEN) as fake,
+    ):
+        feeds = {
+            name: FeedDef(name, server.url(f"/{name}"), 300) for name in ("APA", "Trend", "Report")
+        }
+        await context.store.sync_feeds(list(feeds.values()), clock.now)
+        parts = Parts(server, context, clock, feeds)
+        for name in feeds:
+            await parts.poll(name)
+        sender = TelegramSender(TOKEN, api_base_url=fake.base_url, timeout_s=3)
+        delivery = Delivery(parts.store, sender, clock=parts.clock)
+        try:
+            clock.now = minutes(10)
+            await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+            if missed == "migrated":
+                await delivery.drain()
+                fake.migrate_chat(old, new)
+            clock.now = minutes(30)
+            await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+            clock.now = minutes(40)
+            await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(35)))
+            if missed == "given up":
+                fake.fail_next(1, 400)  # APA's message is refused for good
+            for _ in range(4):
+                await delivery.drain()
+        finally:
+            await sender.close()
+    (message,) = [m for m in fake.sent if m.chat_id == chat]
+    assert message.visible_text.endswith("\nAlso: Trend")
+    edited = fake.message(chat, message.message_id)
+    assert edited is not None and edited.visible_text.endswith("\nAlso: Trend, Report")
+
+
 async def daemon_and_replay(parts: Parts) -> tuple[dict[str, str | None], dict[str, str]]:
     """Each entry's story (named by its first entry's guid) as the daemon recorded it, and
     as `watcher replay` groups the same database."""

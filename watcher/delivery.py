@@ -270,6 +270,7 @@ class Delivery:
         so that nothing overtakes it. Waiting for the chat's own limit happens here, so a
         slow chat holds only itself."""
         delivered = 0
+        edits = dict(edits)  # an edit sent as a message becomes the one later edits edit
         try:
             for item in items:
                 if (stop is not None and stop.is_set()) or self._paused_until is not None:
@@ -292,10 +293,14 @@ class Delivery:
                     if message_id == "send":
                         # The chat never got the message: this row is its only news of
                         # the story, and its text (that message and "Also: …") goes out
-                        # as a message of its own.
+                        # as a message of its own, which the chat's later edits of the
+                        # story edit.
                         async with self._chat_limiter(chat_id), self._overall, self._in_flight:
-                            if not await self._deliver(item):
+                            if not await self._deliver(item, instead_of=target_id):
                                 break
+                        for later, target in edits.items():
+                            if target == target_id and later != item.id:
+                                edits[later] = item.id
                         delivered += 1
                         continue
                     async with self._chat_limiter(chat_id), self._overall, self._in_flight:
@@ -324,10 +329,13 @@ class Delivery:
             self.wake()  # its later rows, if any, can go now
         return delivered
 
-    async def _deliver(self, item: OutboxItem) -> bool:
+    async def _deliver(self, item: OutboxItem, *, instead_of: int | None = None) -> bool:
+        """Send a row as a message (`instead_of`: see `Store.mark_sent`)."""
         assert self._telegram is not None
         if item.id in self._unrecorded:
-            await self._store.mark_sent(item.id, self._unrecorded[item.id], self._clock())
+            await self._store.mark_sent(
+                item.id, self._unrecorded[item.id], self._clock(), instead_of=instead_of
+            )
             del self._unrecorded[item.id]
             log.info("recorded outbox=%d as sent at last", item.id)
             return True
@@ -336,7 +344,7 @@ class Delivery:
         match outcome:
             case Sent(message_id=message_id, plain_text=plain_text):
                 self._unrecorded[item.id] = message_id
-                await self._store.mark_sent(item.id, message_id, now)
+                await self._store.mark_sent(item.id, message_id, now, instead_of=instead_of)
                 del self._unrecorded[item.id]
                 self._observe("sent_plain_text" if plain_text else "sent")
                 # One line a message is too many at INFO (2,000 subscribers: tens of thousands

@@ -503,13 +503,26 @@ class Store(SubscriberQueries, StoryQueries):
         counts = {"pending": pending, "sent": total - pending - dead, "dead": dead}
         return {status: count for status, count in counts.items() if count}
 
-    async def mark_sent(self, item_id: int, message_id: int | None, now: datetime) -> None:
+    async def mark_sent(
+        self, item_id: int, message_id: int | None, now: datetime, *, instead_of: int | None = None
+    ) -> None:
+        """Record a row as delivered. `instead_of`: the row was an edit of message row
+        `instead_of` sent as a message of its own (the chat never got that one); the chat's
+        later pending edits of that message edit this one instead, in the same transaction,
+        or each would go out as a message too."""
         async with self.write() as tx:
             await tx.db.execute(
                 """UPDATE outbox SET status = 'sent', sent_at = ?, message_id = ?,
                    attempts = attempts + 1, last_error = NULL WHERE id = ?""",
                 (_ts(now), message_id, item_id),
             )
+            if instead_of is not None:
+                await tx.db.execute(
+                    """UPDATE outbox SET edit_of = ?
+                       WHERE edit_of = ? AND status = 'pending' AND id != ?
+                         AND chat_id = (SELECT chat_id FROM outbox WHERE id = ?)""",
+                    (item_id, instead_of, item_id, item_id),
+                )
 
     async def mark_retry(self, item_id: int, error: str, next_attempt_at: datetime) -> None:
         async with self.write() as tx:
