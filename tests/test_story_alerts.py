@@ -284,8 +284,9 @@ async def test_an_outlets_next_item_about_a_story_it_is_named_in_is_a_message(
 ) -> None:
     # APA starts a story and Trend joins it; two days later APA's first item has left the
     # window, so its next item about the story joins it again. The chat's message names
-    # APA already: no edit can add anything, and the item must not be lost.
-    apa, trend, apa_later = (
+    # APA already: no edit can add anything, and the item must not be lost. The next
+    # outlet edits that newest message, not the one of two days ago.
+    apa, trend, apa_later, report = (
         Report(
             "Magnitude 5.1 earthquake strikes Shamakhi, houses damaged in Shamakhi villages",
             "A magnitude 5.1 earthquake struck Shamakhi district; houses in Shamakhi villages "
@@ -300,6 +301,11 @@ async def test_an_outlets_next_item_about_a_story_it_is_named_in_is_a_message(
             "Shamakhi earthquake: houses damaged in Shamakhi villages after magnitude 5.1 quake",
             "After the magnitude 5.1 earthquake in Shamakhi district, houses in Shamakhi "
             "villages remain damaged, the seismology centre said. Residents evacuated.",
+        ),
+        Report(
+            "Shamakhi villages: residents evacuated after magnitude 5.1 earthquake damaged houses",
+            "Residents of Shamakhi villages whose houses the magnitude 5.1 earthquake damaged "
+            "were evacuated, the seismology centre and Shamakhi district officials said.",
         ),
     )
     parts.clock.now = minutes(10)
@@ -316,6 +322,12 @@ async def test_an_outlets_next_item_about_a_story_it_is_named_in_is_a_message(
         (True, False),  # the edit adding Trend
         (False, True),  # APA's next item, a message of its own
     ]
+    parts.clock.now = minutes(50 * 60)
+    await parts.poll("Report", ("report-1", report, parts.clock.now))
+    assert (await parts.story_ids())["report-1"] == stories["apa-1"]
+    rows = [row for row in await parts.outbox() if row[2] == 42]
+    assert rows[-1][3] == rows[2][0]  # Report's edit edits APA's next item
+    assert rows[-1][4].endswith("<i>Also: Report</i>")
 
 
 async def test_entries_older_than_the_window_are_not_loaded(parts: Parts) -> None:

@@ -42,8 +42,8 @@ class StoryEntry:
 
 @dataclass(frozen=True, slots=True)
 class StoryMessage:
-    """The message a chat got about a story (the first one that was not given up), with the
-    feeds its edit rows added so far, in order (repeats included)."""
+    """The message a chat got about a story (the latest one that was not given up), with
+    the feeds its edit rows added so far, in order (repeats included)."""
 
     outbox_id: int
     story_id: int
@@ -140,8 +140,11 @@ class StoryQueries:
     async def story_messages(
         self, stories: Collection[int], chat_ids: Collection[int]
     ) -> dict[tuple[int, int], StoryMessage]:
-        """For each (story, chat) of `stories` × `chat_ids` that has one, the chat's first
-        message about the story that was not given up, with the feeds its edits added.
+        """For each (story, chat) of `stories` × `chat_ids` that has one, the chat's latest
+        message about the story that was not given up, with the feeds its edits added. The
+        latest: a chat has two when an outlet's next item came after its first had left
+        the window, and the next outlet is news to edit into the one the chat just got,
+        not into one of days ago.
 
         An edit row goes out as a message when the message it edits never reached its chat
         (given up, or sent to the chat's id before a migration): for the chat, that row is
@@ -163,13 +166,13 @@ class StoryQueries:
                   AND o.status != 'dead'
                   AND (o.edit_of IS NULL
                        OR t.chat_id != o.chat_id OR t.status = 'dead')
-                ORDER BY o.id""",
+                ORDER BY o.id DESC""",
             (*story_list, *chat_list),
         )
         messages: dict[tuple[int, int], StoryMessage] = {}
         for row in rows:
             key = (int(row[1]), int(row[2]))
-            if key not in messages:  # the first one
+            if key not in messages:  # the latest one
                 messages[key] = StoryMessage(
                     outbox_id=row[0],
                     story_id=row[1],
