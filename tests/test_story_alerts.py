@@ -330,6 +330,24 @@ async def test_an_outlets_next_item_about_a_story_it_is_named_in_is_a_message(
     assert rows[-1][4].endswith("<i>Also: Report</i>")
 
 
+async def test_an_update_past_the_window_is_a_message_not_an_edit(parts: Parts) -> None:
+    # APA's and Trend's reports made one story. Five days later APA rewrites its item to name
+    # Baku, which a rule of chat 7 follows: that is news to chat 7, not a silent edit of the
+    # message about the story it got five days ago.
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    parts.clock.now = minutes(30)
+    await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+    before = await parts.outbox()
+    assert [row[2] for row in before if row[3] is None] == [42, 7]
+    parts.clock.now = minutes(30) + timedelta(days=5)
+    updated = Report(QUAKE_APA.title, QUAKE_APA.summary + " It was also felt in Baku.")
+    await parts.poll("APA", ("apa-1", updated, minutes(5)))
+    ((_, _, chat, edit_of, text),) = (await parts.outbox())[len(before) :]
+    assert (chat, edit_of) == (7, None)
+    assert text.startswith("<i>Updated:") and "also felt in <b>Baku</b>" in text
+
+
 async def test_entries_older_than_the_window_are_not_loaded(parts: Parts) -> None:
     parts.clock.now = minutes(10)
     await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))

@@ -505,7 +505,9 @@ async def _updates_in_stories(
     """The alerts about updated entries once stories are taken into account: the messages
     to queue, and the edits queued. An entry that alerted nobody before has no
     story: it is placed in one now, as a new entry would be. One that has a story already
-    keeps it; a chat with a message about that story gets an edit, not a message."""
+    keeps it; while it is within the story window, a chat with a message about that story
+    gets an edit, not a message. Past the window its update is news of its own: a
+    message, not a silent edit of one days old."""
     stories = await ctx.store.stories_of([item.new.id for item in matched])
     unplaced = [item.new for item in matched if stories.get(item.new.id) is None]
     unplaced_ids = {new.id for new in unplaced}
@@ -519,14 +521,21 @@ async def _updates_in_stories(
         now,
         matched=matched_texts(matched),
     )
-    in_story = {entry: story for entry, story in stories.items() if story is not None}
+    in_story = tracker.within_window(
+        {entry: story for entry, story in stories.items() if story is not None}, now
+    )
     storied = [alert for alert in alerts if alert.entry_id in in_story]
+    past = [
+        alert
+        for alert in alerts
+        if alert.entry_id not in unplaced_ids and alert.entry_id not in in_story
+    ]
     messages = await ctx.store.story_messages(
         set(in_story.values()), {alert.chat_id for alert in storied}
     )
     plan = tracker.plan(storied, in_story, messages, feed.name)
     await ctx.store.enqueue_edits(tx, plan.edits, now)
-    return [*placed.messages, *plan.messages], [*placed.edits, *plan.edits]
+    return [*placed.messages, *plan.messages, *past], [*placed.edits, *plan.edits]
 
 
 async def _interval(

@@ -137,6 +137,12 @@ class StoryTracker:
             log.info("entry=%d feed=%s joins story=%d", new.id, feed, story)
         return story, when
 
+    def within_window(self, stories: Mapping[int, int], now: datetime) -> dict[int, int]:
+        """Those of `stories` (entry id → its recorded story) whose entry the index still
+        holds at `now`: within the window, the story's edits may still name outlets."""
+        self.index.expire(now - self.settings.window)
+        return {entry: story for entry, story in stories.items() if entry in self.index}
+
     def plan(
         self,
         alerts: Sequence[Alert],
