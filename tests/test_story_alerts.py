@@ -441,6 +441,14 @@ def test_the_also_line_is_escaped_and_the_rest_left_alone() -> None:
     assert add_sources(base, []) == base
 
 
+def test_one_long_source_name_does_not_hide_the_others() -> None:
+    base = alert_text("An earthquake of magnitude 5.1 was recorded.")
+    long_name = "Agency " * 100
+    shown = parse_telegram_html(add_sources(base, [long_name, "Trend", "Report"])).text
+    also = shown.rsplit("\n", 1)[1]
+    assert also.startswith("Also: Agency Agency") and also.endswith("…, Trend, Report")
+
+
 def test_a_long_list_and_a_full_message_stay_within_telegram_limit() -> None:
     base = alert_text("word " * 2000, rules=400)  # a long snippet and tags up to the limit
     assert utf16_len(parse_telegram_html(base).text) > MESSAGE_LIMIT - 200

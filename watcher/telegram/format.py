@@ -199,7 +199,9 @@ def _visible(fragment: str) -> str:
 
 
 def _also_line(sources: Sequence[str]) -> str:
-    """ "Also: A, B" as visible text, naming as many sources as fit in ALSO_LIMIT."""
+    """ "Also: A, B" as visible text, naming as many sources as fit in ALSO_LIMIT, each name
+    cut to NAME_LIMIT as under an alert (one long name must not hide the others)."""
+    sources = [_shorten(source, NAME_LIMIT) for source in sources]
     shown: list[str] = []
     for count, source in enumerate(sources):
         rest = len(sources) - count - 1
