@@ -468,7 +468,7 @@ def test_a_long_list_and_a_full_message_stay_within_telegram_limit() -> None:
 def test_the_snippet_gives_way_first() -> None:
     base = alert_text("Shamakhi " * 2000, rules=400)  # tags fill the message to the limit
     before = parse_telegram_html(base).text.split("\n\n")
-    names = [f"Outlet {n} " + "x" * 100 for n in range(2)]
+    names = [f"Outlet {n} " + "x" * 80 for n in range(2)]  # within the name limit
     edited = add_sources(base, names)
 
     shown = parse_telegram_html(edited).text
