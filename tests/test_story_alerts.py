@@ -348,6 +348,55 @@ async def test_an_update_past_the_window_is_a_message_not_an_edit(parts: Parts) 
     assert text.startswith("<i>Updated:") and "also felt in <b>Baku</b>" in text
 
 
+@pytest.mark.parametrize("quiet", ["muted", "digest"])
+async def test_a_quiet_chat_with_the_story_gets_an_edit_not_a_held_alert(
+    parts: Parts, quiet: str
+) -> None:
+    # Chat 555 got APA's report, then muted the bot (or chose a daily digest). Trend's report
+    # of the same story edits that message, which makes no sound, rather than coming back
+    # in the digest as a second alert about the story. A report of another story is held.
+    chat = 555
+    await parts.store.add_subscriber(chat, parts.clock.now)
+    await parts.store.follow(chat, "quakes", parts.clock.now)
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    if quiet == "muted":
+        await parts.store.set_muted_until(chat, minutes(120))
+    else:
+        await parts.store.set_digest(chat, "daily", "18:00")
+    parts.clock.now = minutes(30)
+    other = Report("Checkpoint opens on the Georgian border", "Traffic resumed at Sadakhlo.")
+    report = await parts.poll(
+        "Trend", ("trend-1", QUAKE_TREND, minutes(25)), ("trend-2", other, minutes(26))
+    )
+    assert report.held == 1
+    rows = [row for row in await parts.outbox() if row[2] == chat]
+    assert [row[3] for row in rows] == [None, rows[0][0]]  # the message, and its edit
+    assert rows[1][4].endswith("<i>Also: Trend</i>")
+    assert [held.title for held in await parts.store.held_alerts(chat)] == [other.title]
+
+
+async def test_an_update_for_a_muted_chat_with_the_story_is_an_edit(parts: Parts) -> None:
+    # Chat 555 follows Baku: Trend's report names it, APA's does not. Muted, the chat then
+    # sees APA's item rewritten to name Baku: an edit of its message, not a held alert.
+    chat = 555
+    await parts.store.add_subscriber(chat, parts.clock.now)
+    await parts.store.follow(chat, "baku", parts.clock.now)
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    parts.clock.now = minutes(30)
+    await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+    await parts.store.set_muted_until(chat, minutes(240))
+    parts.clock.now = minutes(60)
+    updated = Report(QUAKE_APA.title, QUAKE_APA.summary + " It was also felt in Baku.")
+    report = await parts.poll("APA", ("apa-1", updated, minutes(5)))
+    assert (report.updated, report.held) == (1, 0)
+    rows = [row for row in await parts.outbox() if row[2] == chat]
+    assert [row[3] for row in rows] == [None, rows[0][0]]
+    assert rows[1][4].endswith("<i>Also: APA</i>")
+    assert await parts.store.held_alerts(chat) == []
+
+
 async def test_entries_older_than_the_window_are_not_loaded(parts: Parts) -> None:
     parts.clock.now = minutes(10)
     await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol, TypeVar
@@ -426,6 +426,10 @@ async def _queue(
             matched=matched_texts(matched),
         )
         plan.alerts, edits = stories.messages, stories.edits
+        plan.held, quiet_edits = await ctx.stories.held_as_edits(
+            plan.held, stories.stories, feed.name, ctx.store, tx, now
+        )
+        edits = [*edits, *quiet_edits]
     # An edit is the alert of its entry to its chat, in the form of an edit: counted, and
     # told, too.
     report.alerts = await tx.enqueue(plan.alerts, now) + len(edits)
@@ -481,8 +485,8 @@ async def _queue_updates(
     ]
     edits: list[StoryEdit] = []
     if ctx.stories is not None:
-        alerts, edits = await _updates_in_stories(
-            ctx.stories, matched, alerts, {entry_id for _, entry_id, _ in held}, feed, ctx, tx, now
+        alerts, edits, held = await _updates_in_stories(
+            ctx.stories, matched, alerts, held, feed, ctx, tx, now
         )
     realerts = [replace(alert, entry_id=None) for alert in told_again]
     report.alerts += await tx.enqueue([*alerts, *realerts], now) + len(edits)
@@ -496,25 +500,27 @@ async def _updates_in_stories(
     tracker: StoryTracker,
     matched: Sequence[Matched],
     alerts: Sequence[Alert],
-    held: Collection[int],
+    held: Sequence[tuple[int, int, tuple[str, ...]]],
     feed: FeedDef,
     ctx: PollContext,
     tx: WriteTransaction,
     now: datetime,
-) -> tuple[list[Alert], list[StoryEdit]]:
+) -> tuple[list[Alert], list[StoryEdit], list[tuple[int, int, tuple[str, ...]]]]:
     """The alerts about updated entries once stories are taken into account: the messages
     to queue, and the edits queued. An entry that alerted nobody before has no
     story: it is placed in one now, as a new entry would be. One that has a story already
     keeps it; while it is within the story window, a chat with a message about that story
     gets an edit, not a message. Past the window its update is news of its own: a
-    message, not a silent edit of one days old."""
+    message, not a silent edit of one days old. Alerts held for muted or digest chats
+    (`held`: chat, entry, rules) become edits where the chat has a message about the story;
+    the rest are returned to hold."""
     stories = await ctx.store.stories_of([item.new.id for item in matched])
     unplaced = [item.new for item in matched if stories.get(item.new.id) is None]
     unplaced_ids = {new.id for new in unplaced}
     placed = await tracker.apply(
         unplaced,
         [alert for alert in alerts if alert.entry_id in unplaced_ids],
-        [entry_id for entry_id in held if entry_id in unplaced_ids],
+        [entry_id for _, entry_id, _ in held if entry_id in unplaced_ids],
         feed.name,
         ctx.store,
         tx,
@@ -535,7 +541,14 @@ async def _updates_in_stories(
     )
     plan = tracker.plan(storied, in_story, messages, feed.name)
     await ctx.store.enqueue_edits(tx, plan.edits, now)
-    return [*placed.messages, *plan.messages, *past], [*placed.edits, *plan.edits]
+    still_held, quiet_edits = await tracker.held_as_edits(
+        held, {**placed.stories, **in_story}, feed.name, ctx.store, tx, now
+    )
+    return (
+        [*placed.messages, *plan.messages, *past],
+        [*placed.edits, *plan.edits, *quiet_edits],
+        still_held,
+    )
 
 
 async def _interval(

@@ -9,7 +9,9 @@ messages into edits for the chats that already have one about the story. At star
 rebuilt from what the store recorded (`load`), so a restart decides nothing anew and a story
 begun before it carries on after it.
 
-Held alerts (muted chats, digests) are left as they are: a digest is a message of its own.
+An alert held for a muted or digest chat (`held_as_edits`) becomes an edit too when the chat
+has a message about the story already: an edit makes no sound, so it keeps the mute, and the
+chat hears of the story once. Otherwise it stays held: a digest is a message of its own.
 """
 
 from __future__ import annotations
@@ -227,6 +229,34 @@ class StoryTracker:
         plan = self.plan(alerts, stories, messages, feed)
         await store.enqueue_edits(tx, plan.edits, now)
         return plan
+
+    async def held_as_edits(
+        self,
+        held: Sequence[tuple[int, int, tuple[str, ...]]],
+        stories: Mapping[int, int],
+        feed: str,
+        store: Store,
+        tx: WriteTransaction,
+        now: datetime,
+    ) -> tuple[list[tuple[int, int, tuple[str, ...]]], list[StoryEdit]]:
+        """Inside the poll's write transaction: of the alerts held for muted or digest chats
+        ((chat, entry, rules), entries placed in `stories`), those whose chat has a message
+        about the entry's story become edits of it, queued; return the ones still to hold
+        and the edits."""
+        in_story = {entry: stories[entry] for _, entry, _ in held if entry in stories}
+        chats = {chat for chat, entry, _ in held if entry in in_story}
+        messages = await store.story_messages(set(in_story.values()), chats) if chats else {}
+        if not messages:
+            return list(held), []
+        # Held alerts have no text yet (a digest renders its own): an edit's text is the
+        # message's, with the outlet added.
+        candidates = [
+            Alert(entry, chat, "", rules) for chat, entry, rules in held if entry in in_story
+        ]
+        edits = self.plan(candidates, in_story, messages, feed).edits
+        await store.enqueue_edits(tx, edits, now)
+        edited = {(edit.chat_id, edit.entry_id) for edit in edits}
+        return [item for item in held if (item[0], item[1]) not in edited], edits
 
     async def _confirm(self, store: Store, now: datetime, tx: WriteTransaction) -> None:
         """Rebuild the index if an earlier transaction that placed entries in it did not
