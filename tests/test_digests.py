@@ -6,9 +6,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from tests.fakes.telegram_api import telegram_length
-from watcher.digests import digest_due, send_digest, send_due_digests
+from watcher.digests import digest_due, digest_lines, send_digest, send_due_digests
 from watcher.model import Entry, FeedDef, Subscriber
-from watcher.store import Store
+from watcher.store import HeldAlert, Store
 from watcher.store.subscribers import OLDEST_HELD_SQL
 from watcher.telegram.format import MESSAGE_LIMIT, DigestLine, render_digest
 
@@ -104,6 +104,31 @@ def test_a_long_digest_is_split_within_the_limit() -> None:
     assert len(messages) > 1
     assert all(telegram_length(m) <= MESSAGE_LIMIT for m in messages)
     assert sum(m.count("• ") for m in messages) == 100
+
+
+def test_a_digest_has_one_line_per_story_naming_the_other_outlets() -> None:
+    def held(entry: int, feed: str, story: int | None, rules: tuple[str, ...]) -> HeldAlert:
+        return HeldAlert(1, entry, rules, f"title {entry}", None, feed, NOW, story)
+
+    lines = digest_lines(
+        [
+            held(1, "APA", 1, ("quakes",)),
+            held(2, "Trend", 1, ("baku",)),
+            held(3, "APA", 3, ("quakes",)),
+            held(4, "Report", 1, ("quakes",)),
+            held(5, "APA", 1, ("quakes",)),  # APA's next item about story 1
+            held(6, "Turan", None, ("quakes",)),  # stories off: a line of its own
+            held(7, "Turan", None, ("quakes",)),
+        ]
+    )
+    assert [(line.title, line.feed, line.also, line.rules) for line in lines] == [
+        ("title 1", "APA", ("Trend", "Report"), ("quakes", "baku")),
+        ("title 3", "APA", (), ("quakes",)),
+        ("title 6", "Turan", (), ("quakes",)),
+        ("title 7", "Turan", (), ("quakes",)),
+    ]
+    (message,) = render_digest(lines, "Digest (4 alerts)")
+    assert "title 1 — APA (also: Trend, Report) #quakes #baku" in message
 
 
 async def hold(store: Store, chat_id: int, count: int) -> None:

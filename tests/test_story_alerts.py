@@ -14,6 +14,7 @@ from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, parse_telegram_html, utf16_len
 from tests.poll_harness import Clock, poll_parts
 from watcher.delivery import Delivery
+from watcher.digests import send_digest
 from watcher.model import Alert, Entry, FeedDef, Hit, RuleDef
 from watcher.pipeline import PollContext, PollReport, poll_feed
 from watcher.replay_command import replay_entries
@@ -374,6 +375,23 @@ async def test_a_quiet_chat_with_the_story_gets_an_edit_not_a_held_alert(
     assert [row[3] for row in rows] == [None, rows[0][0]]  # the message, and its edit
     assert rows[1][4].endswith("<i>Also: Trend</i>")
     assert [held.title for held in await parts.store.held_alerts(chat)] == [other.title]
+
+
+async def test_a_digest_tells_of_a_story_once(parts: Parts) -> None:
+    # Chat 555 is muted before the story breaks: both reports are held, and its digest has
+    # one line for the story, naming the second outlet.
+    chat = 555
+    await parts.store.add_subscriber(chat, parts.clock.now)
+    await parts.store.follow(chat, "quakes", parts.clock.now)
+    await parts.store.set_muted_until(chat, minutes(120))
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+    parts.clock.now = minutes(30)
+    assert (await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))).held == 1
+    assert await send_digest(parts.store, chat, minutes(121), "While you were muted") == 2
+    ((_, _, _, _, text),) = [row for row in await parts.outbox() if row[2] == chat]
+    assert text.startswith("While you were muted (1 alert)\n")
+    assert text.count("• ") == 1 and "— APA (also: Trend) #quakes" in text
 
 
 async def test_an_update_for_a_muted_chat_with_the_story_is_an_edit(parts: Parts) -> None:

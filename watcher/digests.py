@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from watcher.model import Subscriber
-from watcher.store import Store
+from watcher.store import HeldAlert, Store
 from watcher.telegram.format import DigestLine, render_digest
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,26 @@ def _wall_clock_instant(wall: datetime, tz: tzinfo) -> datetime:
 _RELEASE_ATTEMPTS = 3
 
 
+def digest_lines(held: Sequence[HeldAlert]) -> list[DigestLine]:
+    """PURE: one line per story: the first entry held about it, with the other outlets that
+    reported it named after it and every rule that hit; an entry without a story (stories
+    off) is a line of its own."""
+    lines: list[DigestLine] = []
+    by_story: dict[int, int] = {}  # story → its line's index
+    for alert in held:
+        at = by_story.get(alert.story_id) if alert.story_id is not None else None
+        if at is None:
+            if alert.story_id is not None:
+                by_story[alert.story_id] = len(lines)
+            lines.append(DigestLine(alert.title, alert.link, alert.feed, alert.rules))
+            continue
+        line = lines[at]
+        also = line.also if alert.feed in (line.feed, *line.also) else (*line.also, alert.feed)
+        rules = tuple(dict.fromkeys((*line.rules, *alert.rules)))
+        lines[at] = replace(line, also=also, rules=rules)
+    return lines
+
+
 async def send_digest(store: Store, chat_id: int, now: datetime, heading: str) -> int:
     """Move a chat's held alerts into the outbox as digest messages; return how many
     alerts they carry."""
@@ -76,8 +97,9 @@ async def send_digest(store: Store, chat_id: int, now: datetime, heading: str) -
         held = await store.held_alerts(chat_id)
         if not held:
             return 0
-        lines = [DigestLine(h.title, h.link, h.feed, h.rules) for h in held]
-        messages = render_digest(lines, f"{heading} ({len(held)} alerts)")
+        lines = digest_lines(held)
+        alerts = f"{len(lines)} alert" + ("s" if len(lines) != 1 else "")
+        messages = render_digest(lines, f"{heading} ({alerts})")
         if await store.release_held(chat_id, [h.entry_id for h in held], messages, now):
             log.info(
                 "digest queued chat=%d alerts=%d messages=%d", chat_id, len(held), len(messages)

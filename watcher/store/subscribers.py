@@ -34,6 +34,7 @@ class HeldAlert:
     link: str | None
     feed: str
     created_at: datetime
+    story_id: int | None = None  # the story the entry joined (None: stories off)
 
 
 class SubscriberQueries:
@@ -211,7 +212,8 @@ class SubscriberQueries:
 
     async def held_alerts(self, chat_id: int) -> list[HeldAlert]:
         rows = await self._fetchall(
-            """SELECT h.chat_id, h.entry_id, h.rules, e.title, e.link, f.name, h.created_at
+            """SELECT h.chat_id, h.entry_id, h.rules, e.title, e.link, f.name, h.created_at,
+                      e.story_id
                FROM held_alerts h JOIN entries e ON e.id = h.entry_id
                JOIN feeds f ON f.id = e.feed_id
                WHERE h.chat_id = ? AND h.released_at IS NULL
@@ -227,6 +229,7 @@ class SubscriberQueries:
                 link=row[4],
                 feed=row[5],
                 created_at=_dt(row[6]) or datetime.min.replace(tzinfo=UTC),
+                story_id=row[7],
             )
             for row in rows
         ]

@@ -163,6 +163,7 @@ class DigestLine:
     link: str | None
     feed: str
     rules: tuple[str, ...]
+    also: tuple[str, ...] = ()  # the other outlets that reported the story
 
 
 def render_digest(lines: Sequence[DigestLine], heading: str) -> list[str]:
@@ -177,7 +178,8 @@ def render_digest(lines: Sequence[DigestLine], heading: str) -> list[str]:
         link = line.link if line.link and line.link.startswith(("http://", "https://")) else None
         shown = f'<a href="{escape(link)}">{escape(title)}</a>' if link else escape(title)
         tags = _shorten(" ".join(hashtag(rule) for rule in line.rules), TITLE_LIMIT)
-        tail = f" — {_shorten(line.feed, NAME_LIMIT)} {tags}".rstrip()
+        also = f" ({_also_line(line.also, 'also')})" if line.also else ""
+        tail = f" — {_shorten(line.feed, NAME_LIMIT)}{also} {tags}".rstrip()
         part = _Part(f"\n• {shown}{escape(tail)}", f"\n• {title}{tail}")
         size = visible_length(part.visible)
         if used + size > MESSAGE_LIMIT and len(parts) > 1:
@@ -198,20 +200,21 @@ def _visible(fragment: str) -> str:
     return html.unescape(_TAG.sub("", fragment))
 
 
-def _also_line(sources: Sequence[str]) -> str:
-    """ "Also: A, B" as visible text, naming as many sources as fit in ALSO_LIMIT, each name
-    cut to NAME_LIMIT as under an alert (one long name must not hide the others)."""
+def _also_line(sources: Sequence[str], label: str = "Also") -> str:
+    """ "Also: A, B" (or another `label`) as visible text, naming as many sources as fit in
+    ALSO_LIMIT, each name cut to NAME_LIMIT as under an alert (one long name must not hide
+    the others)."""
     sources = [_shorten(source, NAME_LIMIT) for source in sources]
     shown: list[str] = []
     for count, source in enumerate(sources):
         rest = len(sources) - count - 1
         more = f" and {rest} more" if rest else ""
-        line = "Also: " + ", ".join([*shown, source]) + more
+        line = f"{label}: " + ", ".join([*shown, source]) + more
         if shown and visible_length(line) > ALSO_LIMIT:
             break
         shown.append(source)
     rest = len(sources) - len(shown)
-    line = "Also: " + ", ".join(shown) + (f" and {rest} more" if rest else "")
+    line = f"{label}: " + ", ".join(shown) + (f" and {rest} more" if rest else "")
     return _shorten(line, ALSO_LIMIT)
 
 
