@@ -404,7 +404,7 @@ async def test_a_later_edit_names_every_outlet_and_wins(
     (sent,) = fake.sent
     current = fake.message(42, sent.message_id)
     assert current is not None and current.visible_text.endswith("\nAlso: Trend, Report")
-    assert len(fake.edits) == 2
+    assert len(fake.edits) == 1  # the later edit carries the first: one call, not two
 
 
 async def test_an_edit_waits_behind_its_message_and_follows_it(
@@ -436,9 +436,10 @@ async def test_message_is_not_modified_counts_as_edited(
     # The same text twice: as when an edit went through but the process died before
     # recording it, and it is made again.
     await queue_edit(store, message, 42, "Trend")
-    repeated = await queue_edit(store, message, 42, "Trend")
     delivery = Delivery(store, sender, clock=now, limits=QUICK, metrics=metrics)
-    assert await delivery.drain() == 3
+    assert await delivery.drain() == 2
+    repeated = await queue_edit(store, message, 42, "Trend")
+    assert await delivery.drain() == 1
 
     assert len(fake.calls_to("editMessageText")) == 2 and len(fake.edits) == 1
     assert (await row(store, repeated))[0] == "sent"

@@ -13,8 +13,10 @@ import pytest
 from tests.fakes.feed_server import FeedServer
 from tests.fakes.telegram_api import FakeTelegram, parse_telegram_html, utf16_len
 from tests.poll_harness import Clock, poll_parts
+from tests.test_delivery import sends
 from watcher.delivery import Delivery
 from watcher.digests import send_digest
+from watcher.metrics import Metrics
 from watcher.model import Alert, Entry, FeedDef, Hit, RuleDef
 from watcher.pipeline import PollContext, PollReport, poll_feed
 from watcher.replay_command import replay_entries
@@ -597,7 +599,7 @@ async def test_edits_queued_for_a_message_the_chat_never_got_make_one_message(
 ) -> None:
     """Two outlets join the story before delivery reaches the chat again, and the chat
     never gets the story's message (the group migrated, or Telegram refused the message):
-    the first edit goes out as a message and the second edits it; not two messages."""
+    one message names both outlets; not a message for each."""
     old, new = -100, -1009
     chat = new if missed == "migrated" else old
     clock = Clock(START)
@@ -635,9 +637,54 @@ async def test_edits_queued_for_a_message_the_chat_never_got_make_one_message(
         finally:
             await sender.close()
     (message,) = [m for m in fake.sent if m.chat_id == chat]
-    assert message.visible_text.endswith("\nAlso: Trend")
-    edited = fake.message(chat, message.message_id)
-    assert edited is not None and edited.visible_text.endswith("\nAlso: Trend, Report")
+    shown = fake.message(chat, message.message_id)
+    assert shown is not None and shown.visible_text.endswith("\nAlso: Trend, Report")
+
+
+async def test_of_the_edits_of_one_message_due_at_once_only_the_latest_is_sent(
+    tmp_path: Path,
+) -> None:
+    # Telegram was down while two more outlets joined the story: one edit call names both
+    # (a group allows 20 messages a minute), and the other edit is settled as carried.
+    clock = Clock(START)
+    metrics = Metrics(process_metrics=False)
+    rules = [RuleDef("quakes", "earthquake OR quake", (42,))]
+    async with (
+        poll_parts(tmp_path / "w.db", rules, clock=clock, stories=StoryTracker()) as (
+            server,
+            context,
+        ),
+        FakeTelegram(TOKEN) as fake,
+    ):
+        feeds = {
+            name: FeedDef(name, server.url(f"/{name}"), 300) for name in ("APA", "Trend", "Report")
+        }
+        await context.store.sync_feeds(list(feeds.values()), clock.now)
+        parts = Parts(server, context, clock, feeds)
+        for name in feeds:
+            await parts.poll(name)
+        sender = TelegramSender(TOKEN, api_base_url=fake.base_url, timeout_s=3)
+        delivery = Delivery(parts.store, sender, clock=parts.clock, metrics=metrics)
+        try:
+            clock.now = minutes(10)
+            await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+            await delivery.drain()
+            clock.now = minutes(30)
+            await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+            clock.now = minutes(40)
+            await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(35)))
+            await delivery.drain()
+            await delivery.drain()
+        finally:
+            await sender.close()
+        pending = await parts.store.due_outbox(clock.now)
+    (message,) = fake.sent
+    (edit,) = fake.edits
+    assert edit.message_id == message.message_id
+    assert edit.visible_text.endswith("\nAlso: Trend, Report")
+    assert pending == []
+    outcomes = sends(metrics)
+    assert (outcomes["sent"], outcomes["edited"], outcomes["edit_superseded"]) == (1, 1, 1)
 
 
 async def daemon_and_replay(parts: Parts) -> tuple[dict[str, str | None], dict[str, str]]:

@@ -59,6 +59,7 @@ SendOutcome = Literal[
     "migrated",  # the group became a supergroup: resent to its new id
     "edited",  # a message edited to name another outlet of its story (or already so)
     "edit_dropped",  # an edit whose message is gone (deleted, given up): nothing to edit
+    "edit_superseded",  # an edit a later one of the same message carries: not sent
 ]
 FEED_STATES: Final = ("ok", "new", "failing", "disabled")
 OUTBOX_STATUSES: Final = ("pending", "sent", "dead")

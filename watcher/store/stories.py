@@ -239,8 +239,9 @@ class StoryQueries:
         return EditTarget(outbox_id=row[0], chat_id=row[1], status=row[2], message_id=row[3])
 
     async def drop_edit(self, item_id: int, reason: str, now: datetime) -> None:
-        """Settle an edit that cannot apply (its message is gone, or was never delivered):
-        not a failure to report, so it is recorded as done, with the reason."""
+        """Settle an edit that cannot apply (its message is gone) or need not (a later edit
+        of the message carries it): not a failure to report, so it is recorded as done,
+        with the reason."""
         async with self.write() as tx:
             await tx.db.execute(
                 """UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,
