@@ -16,7 +16,11 @@ from tests.poll_harness import Clock, poll_parts
 from watcher.digests import send_digest
 from watcher.model import Entry, FeedDef, FeedState, Hit, RuleDef, Span
 from watcher.pipeline import PollContext, PollReport, poll_feed
+from watcher.replay_command import replay_entries
+from watcher.rules import compile_rules
 from watcher.store import prune
+from watcher.store.history import EntryHistory
+from watcher.stories import StorySettings
 from watcher.story_alerts import StoryTracker
 from watcher.telegram.format import MESSAGE_LIMIT, render_alert
 
@@ -410,3 +414,100 @@ async def test_a_chat_that_had_an_entry_longer_ago_than_outbox_retention_is_not_
     report = await parts.poll(OLD, escorted)
     assert report.updated == 1
     assert [chat for chat, _ in parts.outbox()] == [-100]  # news to the peacekeepers chat only
+
+
+# -- `watcher replay` shows what the daemon alerted, not what it took for history ----------
+
+
+def replayed(parts: Parts, since: datetime) -> list[list[str]]:
+    """The guids of each story `watcher replay` shows for the database, by story."""
+    with EntryHistory.open(parts.store.path) as history:
+        result = replay_entries(
+            history.entries_since(since),
+            compile_rules(RULES, {}),
+            feeds={},
+            stories=StorySettings(),
+        )
+    guids = guids_of(parts)
+    return [[guids[entry.id] for entry in story.entries] for story in result.stories]
+
+
+def guids_of(parts: Parts) -> dict[int, str]:
+    """Each entry's guid as the test's feed wrote it (the store keeps it resolved)."""
+    with sqlite3.connect(parts.store.path) as db:
+        return {
+            row[0]: row[1].rsplit("/", 1)[-1] for row in db.execute("SELECT id, guid FROM entries")
+        }
+
+
+async def test_replay_leaves_out_what_the_daemon_took_for_history(parts: Parts) -> None:
+    parts.context.retention_s = 90 * 86400
+    start = parts.clock.now
+    # A new feed's first document is its backlog; an item dated 200 days ago is before the
+    # retention horizon. The daemon alerted neither, and replay shows neither.
+    backlog = [
+        item(
+            f"b{n}",
+            f"Karabakh backlog item {n}",
+            link=f"https://news.example/b{n}",
+            published=start - timedelta(days=20 + n),
+        )
+        for n in range(3)
+    ]
+    await parts.start(*backlog, OLD)
+    ancient = item(
+        "old",
+        "Karabakh archive piece resurfaces",
+        link="https://news.example/old",
+        published=start - timedelta(days=200),
+    )
+    fresh = item("new", "Karabakh road reopens", link="https://news.example/new")
+    report = await parts.poll(ancient, fresh, *backlog, OLD)
+    assert (report.new, report.alerts) == (2, 1)
+    assert replayed(parts, start - timedelta(days=7)) == [["new"]]
+
+
+async def test_replay_places_one_polls_entries_in_the_daemons_order(parts: Parts) -> None:
+    # Trend lists two items about APA's story, newest first. The daemon places the older
+    # first, which joins APA's story (a story takes one entry per feed); replay agrees.
+    parts.context.stories = StoryTracker()
+    apa = FeedDef("apa", parts.server.url("/apa"), 300)
+    trend = FeedDef("trend", parts.server.url("/trend"), 300)
+    await parts.store.sync_feeds([apa, trend], parts.clock.now)
+    for feed in (apa, trend):
+        assert (await parts.poll(OLD, feed=feed)).primed
+    start = parts.clock.now
+    summary = "The Russian peacekeeping contingent left the road between Khankendi and Khalfali."
+    first = item(
+        "a1",
+        "Russian peacekeepers leave the Khankendi road",
+        summary,
+        link="https://apa.az/1",
+        published=start,
+    )
+    await parts.poll(first, OLD, feed=apa)
+    newer = item(
+        "t2",
+        "Russian peacekeepers leave Khalfali as the Khankendi road empties",
+        summary,
+        link="https://trend.az/2",
+        published=start + timedelta(minutes=20),
+    )
+    older = item(
+        "t1",
+        "Russian peacekeepers leave the Khankendi road, convoy seen",
+        summary,
+        link="https://trend.az/1",
+        published=start + timedelta(minutes=10),
+    )
+    await parts.poll(newer, older, OLD, feed=trend)
+    guid = guids_of(parts)
+    with sqlite3.connect(parts.store.path) as db:
+        daemon: dict[str, list[str]] = {}
+        for entry, story in db.execute(
+            "SELECT id, story_id FROM entries WHERE story_id IS NOT NULL ORDER BY id"
+        ):
+            daemon.setdefault(guid[story], []).append(guid[entry])
+    assert sorted(map(sorted, daemon.values())) == [["a1", "t1"], ["t2"]]
+    shown = replayed(parts, start - timedelta(days=1))
+    assert sorted(map(sorted, shown)) == [["a1", "t1"], ["t2"]]

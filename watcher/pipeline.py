@@ -325,12 +325,15 @@ async def _poll(
         report.updated = len(recorded.updated)
         if state.last_success_at is None:
             report.primed = True  # a newly added feed: its backlog is history, not news
+            await tx.mark_history([new.id for new in new_entries])
         else:
             recent = published_within(new_entries, ctx.retention_s, now)
             if state.moved_at is not None:
                 # The first document at a URL the config just gave the feed: its backlog
                 # is history; what is dated since the old URL's last success is news.
                 recent = published_since(recent, state.last_success_at)
+            news = {new.id for new in recent}
+            await tx.mark_history([new.id for new in new_entries if new.id not in news])
             matched = match_new_entries(recent, feed, rules)
             hit_rules = [hit.rule for item in matched for hit in item.hits]
             report.hits = len(hit_rules)

@@ -97,8 +97,10 @@ class EntryHistory:
         return self._db.total_changes
 
     def entries_since(self, since: datetime) -> Generator[StoredEntry, None, None]:
-        """The entries first seen at or after `since`, in the order the daemon saw them
-        (first seen, then id), a few hundred rows at a time.
+        """The entries first seen at or after `since` that the daemon took for news (not a
+        new feed's backlog, nor items dated before the retention horizon: schema v20), in
+        the order the daemon placed them: by poll, and within a poll's document oldest first
+        (`in_daemon_order`), a few hundred rows at a time.
 
         One read transaction spans the whole iteration: it sees one consistent state however
         much the daemon records meanwhile. Close the iterator (or exhaust it) to end it."""
@@ -112,18 +114,39 @@ class EntryHistory:
                               coalesce(min(e.published_at, e.first_seen_at), e.first_seen_at)
                                   AS at
                        FROM entries AS e JOIN feeds AS f ON f.id = e.feed_id
-                       WHERE e.first_seen_at >= ?
+                       WHERE e.first_seen_at >= ? AND e.history = 0
                        ORDER BY e.first_seen_at, e.id""",
                     (to_db(since),),
                 )
+                # One poll's entries: one feed, one first-seen time, ids in document order.
+                poll: list[StoredEntry] = []
                 while rows := cursor.fetchmany():
                     for row in rows:
-                        yield _stored_entry(row)
+                        entry = _stored_entry(row)
+                        if poll and (entry.first_seen, entry.feed) != (
+                            poll[0].first_seen,
+                            poll[0].feed,
+                        ):
+                            yield from in_daemon_order(poll)
+                            poll = []
+                        poll.append(entry)
+                yield from in_daemon_order(poll)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot read the entries of {self.path}: {exc}") from exc
             finally:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+
+
+def in_daemon_order(poll: list[StoredEntry]) -> list[StoredEntry]:
+    """PURE: one poll's entries (in document order) in the order the daemon placed them in
+    stories (`watcher.pipeline._chronological`): by publication time, ties and all when
+    one is undated in reversed document order, the usual newest-first listing turned
+    around. The order decides which of a feed's entries joins a story (one per feed)."""
+    reversed_entries = poll[::-1]
+    if any(entry.published is None for entry in reversed_entries):
+        return reversed_entries
+    return sorted(reversed_entries, key=lambda entry: entry.published or entry.at)
 
 
 def _stored_entry(row: Any) -> StoredEntry:

@@ -406,6 +406,19 @@ def _v19_moved_feeds(db: sqlite3.Connection) -> None:
     )
 
 
+def _v20_history_entries(db: sqlite3.Connection) -> None:
+    _execute_script(
+        db,
+        """
+        -- An entry the daemon took for history, not news, when it first saw it: a new
+        -- feed's backlog, the old items of a feed's first document at a new URL, anything
+        -- dated before the retention horizon. `watcher replay` leaves them out, as the
+        -- daemon did. Entries recorded before this version count as news.
+        ALTER TABLE entries ADD COLUMN history INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_feed_moves_and_health,
@@ -426,6 +439,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v17_waiting_held_alerts,
     _v18_given_up_outbox,
     _v19_moved_feeds,
+    _v20_history_entries,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

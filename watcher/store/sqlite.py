@@ -1169,6 +1169,14 @@ class WriteTransaction:
             "UPDATE feeds SET failing_since = ? WHERE id = ?", (_ts(now), feed_id)
         )
 
+    async def mark_history(self, entry_ids: Sequence[int]) -> None:
+        """New entries the daemon does not alert as news (see schema v20)."""
+        for chunk in chunks(list(entry_ids)):
+            await self.db.execute(
+                f"UPDATE entries SET history = 1 WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+
     async def feed_moved(self, feed_id: int, url: str) -> None:
         """A permanent redirect: fetch `url` from now on (until the config URL changes)."""
         await self.db.execute("UPDATE feeds SET url = ? WHERE id = ?", (url, feed_id))
