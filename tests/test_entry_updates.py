@@ -351,13 +351,19 @@ async def test_an_entry_a_digest_carried_or_will_carry_is_not_held_or_sent_again
     ]
 
 
-async def test_with_stories_an_update_that_joins_a_story_edits_its_message(parts: Parts) -> None:
+async def apa_and_trend_with_stories(parts: Parts) -> tuple[FeedDef, FeedDef]:
+    """Stories on, and two feeds, "apa" and "trend", primed."""
     parts.context.stories = StoryTracker()
     apa = FeedDef("apa", parts.server.url("/apa"), 300)
     trend = FeedDef("trend", parts.server.url("/trend"), 300)
     await parts.store.sync_feeds([apa, trend], parts.clock.now)
     for feed in (apa, trend):
         assert (await parts.poll(OLD, feed=feed)).primed
+    return apa, trend
+
+
+async def test_with_stories_an_update_that_joins_a_story_edits_its_message(parts: Parts) -> None:
+    apa, trend = await apa_and_trend_with_stories(parts)
     story = (
         "Russian peacekeepers leave the Khankendi road",
         "The Russian peacekeeping contingent left the road between Khankendi and Khalfali.",
@@ -470,12 +476,7 @@ async def test_replay_leaves_out_what_the_daemon_took_for_history(parts: Parts) 
 async def test_replay_places_one_polls_entries_in_the_daemons_order(parts: Parts) -> None:
     # Trend lists two items about APA's story, newest first. The daemon places the older
     # first, which joins APA's story (a story takes one entry per feed); replay agrees.
-    parts.context.stories = StoryTracker()
-    apa = FeedDef("apa", parts.server.url("/apa"), 300)
-    trend = FeedDef("trend", parts.server.url("/trend"), 300)
-    await parts.store.sync_feeds([apa, trend], parts.clock.now)
-    for feed in (apa, trend):
-        assert (await parts.poll(OLD, feed=feed)).primed
+    apa, trend = await apa_and_trend_with_stories(parts)
     start = parts.clock.now
     summary = "The Russian peacekeeping contingent left the road between Khankendi and Khalfali."
     first = item(

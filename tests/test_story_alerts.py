@@ -2,6 +2,7 @@
 on 127.0.0.1, a SQLite file, the real matcher and story index), and the "Also:" line."""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -550,14 +551,14 @@ def test_the_snippet_gives_way_first() -> None:
     assert also == "Also: " + ", ".join(names)
 
 
-async def test_after_a_migration_the_edit_sent_as_a_message_is_the_one_edited(
-    tmp_path: Path,
-) -> None:
-    # The story's message went to the group's old id; the group became a supergroup; the
-    # next outlet's edit went out at the new id as a message. A third outlet edits that.
-    old, new = -100, -1009
+@asynccontextmanager
+async def outlets_and_telegram(
+    tmp_path: Path, chat: int, metrics: Metrics | None = None
+) -> AsyncIterator[tuple[Parts, FakeTelegram, Delivery]]:
+    """APA, Trend and Report primed, rule "quakes" for `chat`, stories on, and delivery to
+    the fake Bot API."""
     clock = Clock(START)
-    rules = [RuleDef("quakes", "earthquake OR quake", (old,))]
+    rules = [RuleDef("quakes", "earthquake OR quake", (chat,))]
     async with (
         poll_parts(tmp_path / "w.db", rules, clock=clock, stories=StoryTracker()) as (
             server,
@@ -573,21 +574,30 @@ async def test_after_a_migration_the_edit_sent_as_a_message_is_the_one_edited(
         for name in feeds:
             await parts.poll(name)
         sender = TelegramSender(TOKEN, api_base_url=fake.base_url, timeout_s=3)
-        delivery = Delivery(parts.store, sender, clock=parts.clock)
         try:
-            clock.now = minutes(10)
-            await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
-            await delivery.drain()
-            fake.migrate_chat(old, new)
-            clock.now = minutes(30)
-            await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
-            await delivery.drain()  # the edit meets the migration: moved to the new id
-            await delivery.drain()  # and sent there as a message
-            clock.now = minutes(90)
-            await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(80)))
-            await delivery.drain()
+            yield parts, fake, Delivery(parts.store, sender, clock=parts.clock, metrics=metrics)
         finally:
             await sender.close()
+
+
+async def test_after_a_migration_the_edit_sent_as_a_message_is_the_one_edited(
+    tmp_path: Path,
+) -> None:
+    # The story's message went to the group's old id; the group became a supergroup; the
+    # next outlet's edit went out at the new id as a message. A third outlet edits that.
+    old, new = -100, -1009
+    async with outlets_and_telegram(tmp_path, old) as (parts, fake, delivery):
+        parts.clock.now = minutes(10)
+        await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+        await delivery.drain()
+        fake.migrate_chat(old, new)
+        parts.clock.now = minutes(30)
+        await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+        await delivery.drain()  # the edit meets the migration: moved to the new id
+        await delivery.drain()  # and sent there as a message
+        parts.clock.now = minutes(90)
+        await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(80)))
+        await delivery.drain()
     (at_new,) = [m for m in fake.sent if m.chat_id == new]
     edited = fake.message(new, at_new.message_id)
     assert edited is not None and edited.visible_text.endswith("\nAlso: Trend, Report")
@@ -602,40 +612,20 @@ async def test_edits_queued_for_a_message_the_chat_never_got_make_one_message(
     one message names both outlets; not a message for each."""
     old, new = -100, -1009
     chat = new if missed == "migrated" else old
-    clock = Clock(START)
-    rules = [RuleDef("quakes", "earthquake OR quake", (old,))]
-    async with (
-        poll_parts(tmp_path / "w.db", rules, clock=clock, stories=StoryTracker()) as (
-            server,
-            context,
-        ),
-        FakeTelegram(TOKEN) as fake,
-    ):
-        feeds = {
-            name: FeedDef(name, server.url(f"/{name}"), 300) for name in ("APA", "Trend", "Report")
-        }
-        await context.store.sync_feeds(list(feeds.values()), clock.now)
-        parts = Parts(server, context, clock, feeds)
-        for name in feeds:
-            await parts.poll(name)
-        sender = TelegramSender(TOKEN, api_base_url=fake.base_url, timeout_s=3)
-        delivery = Delivery(parts.store, sender, clock=parts.clock)
-        try:
-            clock.now = minutes(10)
-            await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
-            if missed == "migrated":
-                await delivery.drain()
-                fake.migrate_chat(old, new)
-            clock.now = minutes(30)
-            await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
-            clock.now = minutes(40)
-            await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(35)))
-            if missed == "given up":
-                fake.fail_next(1, 400)  # APA's message is refused for good
-            for _ in range(4):
-                await delivery.drain()
-        finally:
-            await sender.close()
+    async with outlets_and_telegram(tmp_path, old) as (parts, fake, delivery):
+        parts.clock.now = minutes(10)
+        await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+        if missed == "migrated":
+            await delivery.drain()
+            fake.migrate_chat(old, new)
+        parts.clock.now = minutes(30)
+        await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+        parts.clock.now = minutes(40)
+        await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(35)))
+        if missed == "given up":
+            fake.fail_next(1, 400)  # APA's message is refused for good
+        for _ in range(4):
+            await delivery.drain()
     (message,) = [m for m in fake.sent if m.chat_id == chat]
     shown = fake.message(chat, message.message_id)
     assert shown is not None and shown.visible_text.endswith("\nAlso: Trend, Report")
@@ -646,38 +636,18 @@ async def test_of_the_edits_of_one_message_due_at_once_only_the_latest_is_sent(
 ) -> None:
     # Telegram was down while two more outlets joined the story: one edit call names both
     # (a group allows 20 messages a minute), and the other edit is settled as carried.
-    clock = Clock(START)
     metrics = Metrics(process_metrics=False)
-    rules = [RuleDef("quakes", "earthquake OR quake", (42,))]
-    async with (
-        poll_parts(tmp_path / "w.db", rules, clock=clock, stories=StoryTracker()) as (
-            server,
-            context,
-        ),
-        FakeTelegram(TOKEN) as fake,
-    ):
-        feeds = {
-            name: FeedDef(name, server.url(f"/{name}"), 300) for name in ("APA", "Trend", "Report")
-        }
-        await context.store.sync_feeds(list(feeds.values()), clock.now)
-        parts = Parts(server, context, clock, feeds)
-        for name in feeds:
-            await parts.poll(name)
-        sender = TelegramSender(TOKEN, api_base_url=fake.base_url, timeout_s=3)
-        delivery = Delivery(parts.store, sender, clock=parts.clock, metrics=metrics)
-        try:
-            clock.now = minutes(10)
-            await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
-            await delivery.drain()
-            clock.now = minutes(30)
-            await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
-            clock.now = minutes(40)
-            await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(35)))
-            await delivery.drain()
-            await delivery.drain()
-        finally:
-            await sender.close()
-        pending = await parts.store.due_outbox(clock.now)
+    async with outlets_and_telegram(tmp_path, 42, metrics) as (parts, fake, delivery):
+        parts.clock.now = minutes(10)
+        await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+        await delivery.drain()
+        parts.clock.now = minutes(30)
+        await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+        parts.clock.now = minutes(40)
+        await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(35)))
+        await delivery.drain()
+        await delivery.drain()
+        pending = await parts.store.due_outbox(parts.clock.now)
     (message,) = fake.sent
     (edit,) = fake.edits
     assert edit.message_id == message.message_id
