@@ -116,7 +116,9 @@ def test_a_digest_has_one_line_per_story_naming_the_other_outlets() -> None:
             held(2, "Trend", 1, ("baku",)),
             held(3, "APA", 3, ("quakes",)),
             held(4, "Report", 1, ("quakes",)),
-            held(5, "APA", 1, ("quakes",)),  # APA's next item about story 1
+            held(5, "APA", 1, ("quakes",)),  # APA's next item about story 1: a line
+            held(8, "Trend", 1, ("quakes",)),  # news to the story's latest line, as live
+            held(9, "Turan", 1, ("baku",)),  # (an edit of the chat's latest message)
             held(6, "Turan", None, ("quakes",)),  # stories off: a line of its own
             held(7, "Turan", None, ("quakes",)),
         ]
@@ -124,10 +126,11 @@ def test_a_digest_has_one_line_per_story_naming_the_other_outlets() -> None:
     assert [(line.title, line.feed, line.also, line.rules) for line in lines] == [
         ("title 1", "APA", ("Trend", "Report"), ("quakes", "baku")),
         ("title 3", "APA", (), ("quakes",)),
+        ("title 5", "APA", ("Trend", "Turan"), ("quakes", "baku")),
         ("title 6", "Turan", (), ("quakes",)),
         ("title 7", "Turan", (), ("quakes",)),
     ]
-    (message,) = render_digest(lines, "Digest (4 alerts)")
+    (message,) = render_digest(lines, "Digest (5 alerts)")
     assert "title 1 — APA (also: Trend, Report) #quakes #baku" in message
 
 

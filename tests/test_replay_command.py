@@ -14,11 +14,12 @@ import pytest
 
 from watcher.cli import main
 from watcher.config import load_config
-from watcher.model import Entry, FeedDef, RuleDef
+from watcher.model import Entry, FeedDef, NewEntry, RuleDef
+from watcher.pipeline import _chronological
 from watcher.replay_command import replay_entries
 from watcher.rules import compile_rules
 from watcher.store import Store
-from watcher.store.history import EntryHistory, StoredEntry
+from watcher.store.history import EntryHistory, StoredEntry, in_daemon_order
 from watcher.stories import StorySettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -462,3 +463,25 @@ def test_reading_the_history_beside_a_stopped_daemon_leaves_no_files_behind(
     with EntryHistory.open(tmp_path / "w.db") as history:
         assert list(history.entries_since(datetime.now(UTC) - timedelta(days=1))) == []
     assert sorted(path.name for path in tmp_path.iterdir()) == before
+
+
+def test_one_polls_entries_are_replayed_in_the_daemons_order() -> None:
+    """As `watcher.pipeline._chronological`: by date, ties in reversed document order; all
+    in reversed document order when one is undated."""
+    seen = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+    def stored(entry_id: int, published: datetime | None) -> StoredEntry:
+        at = published or seen
+        return StoredEntry(entry_id, "apa", None, f"t{entry_id}", "", published, seen, at)
+
+    dated = [
+        stored(1, seen - timedelta(minutes=5)),
+        stored(2, seen - timedelta(minutes=30)),
+        stored(3, seen - timedelta(minutes=5)),
+        stored(4, seen - timedelta(minutes=10)),
+    ]
+    undated = [*dated[:2], stored(5, None), dated[3]]
+    for poll, expected in ((dated, [2, 4, 3, 1]), (undated, [4, 5, 2, 1])):
+        assert [entry.id for entry in in_daemon_order(poll)] == expected
+        as_new = [NewEntry(e.id, Entry(f"g{e.id}", None, e.title, "", e.published)) for e in poll]
+        assert [new.id for new in _chronological(as_new)] == expected

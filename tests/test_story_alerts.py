@@ -51,6 +51,7 @@ def reports(pair_id: str) -> tuple[Report, Report]:
 
 QUAKE_APA, QUAKE_TREND = reports("24")  # one earthquake, two outlets
 _, QUAKE_REPORT = reports("25")  # the same earthquake, a third outlet
+QUAKE_FOURTH = Report(QUAKE_TREND.title, QUAKE_REPORT.summary)  # and a fourth
 CHECKPOINT, _ = reports("7")  # another event altogether
 
 RULES = [
@@ -418,6 +419,28 @@ async def test_an_update_for_a_muted_chat_with_the_story_is_an_edit(parts: Parts
     assert await parts.store.held_alerts(chat) == []
 
 
+async def test_an_update_while_its_story_goes_on_is_an_edit(parts: Parts) -> None:
+    # APA's item is dated 47 h before it is first seen (a late feed); Trend's report of the
+    # quake names Baku, and chat 7 gets it. Two hours later APA's item is rewritten to name
+    # Baku too: APA's own date is past the window, but the story goes on through Trend's
+    # report, so chat 7's message is edited, without a sound, not sent again.
+    late = minutes(10) - timedelta(hours=47)
+    parts.clock.now = minutes(10)
+    await parts.poll("APA", ("apa-1", QUAKE_APA, late))
+    baku = Report(QUAKE_APA.title, QUAKE_APA.summary + " It was also felt in Baku.")
+    parts.clock.now = minutes(20)
+    await parts.poll("Trend", ("trend-1", baku, minutes(15)))
+    stories = await parts.story_ids()
+    assert stories["trend-1"] == stories["apa-1"]
+    before = await parts.outbox()
+    parts.clock.now = minutes(20) + timedelta(hours=2)
+    await parts.poll("APA", ("apa-1", baku, late))
+    ((_, _, chat, edit_of, text),) = (await parts.outbox())[len(before) :]
+    message = next(row for row in before if row[2] == 7 and row[3] is None)
+    assert (chat, edit_of) == (7, message[0])
+    assert text.endswith("<i>Also: APA</i>")
+
+
 async def test_entries_older_than_the_window_are_not_loaded(parts: Parts) -> None:
     parts.clock.now = minutes(10)
     await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
@@ -555,8 +578,8 @@ def test_the_snippet_gives_way_first() -> None:
 async def outlets_and_telegram(
     tmp_path: Path, chat: int, metrics: Metrics | None = None
 ) -> AsyncIterator[tuple[Parts, FakeTelegram, Delivery]]:
-    """APA, Trend and Report primed, rule "quakes" for `chat`, stories on, and delivery to
-    the fake Bot API."""
+    """APA, Trend, Report and Turan primed, rule "quakes" for `chat`, stories on, and
+    delivery to the fake Bot API."""
     clock = Clock(START)
     rules = [RuleDef("quakes", "earthquake OR quake", (chat,))]
     async with (
@@ -566,9 +589,8 @@ async def outlets_and_telegram(
         ),
         FakeTelegram(TOKEN) as fake,
     ):
-        feeds = {
-            name: FeedDef(name, server.url(f"/{name}"), 300) for name in ("APA", "Trend", "Report")
-        }
+        names = ("APA", "Trend", "Report", "Turan")
+        feeds = {name: FeedDef(name, server.url(f"/{name}"), 300) for name in names}
         await context.store.sync_feeds(list(feeds.values()), clock.now)
         parts = Parts(server, context, clock, feeds)
         for name in feeds:
@@ -626,8 +648,42 @@ async def test_edits_queued_for_a_message_the_chat_never_got_make_one_message(
             fake.fail_next(1, 400)  # APA's message is refused for good
         for _ in range(4):
             await delivery.drain()
+        (message,) = [m for m in fake.sent if m.chat_id == chat]
+        shown = fake.message(chat, message.message_id)
+        assert shown is not None and shown.visible_text.endswith("\nAlso: Trend, Report")
+        # A fourth outlet edits that message, naming every outlet the chat was told of.
+        parts.clock.now = minutes(60)
+        await parts.poll("Turan", ("turan-1", QUAKE_FOURTH, minutes(55)))
+        await delivery.drain()
     (message,) = [m for m in fake.sent if m.chat_id == chat]
     shown = fake.message(chat, message.message_id)
+    assert shown is not None and shown.visible_text.endswith("\nAlso: Trend, Report, Turan")
+
+
+async def test_a_later_edit_retried_edits_the_edit_that_went_out_as_a_message(
+    tmp_path: Path,
+) -> None:
+    # APA's message is refused; Trend's edit goes out as a message in its place; Report's
+    # edit, due with it, fails once and is retried in a later round, where it edits that
+    # message (the store points it there), not sent as another one.
+    async with outlets_and_telegram(tmp_path, 42) as (parts, fake, delivery):
+        parts.clock.now = minutes(10)
+        await parts.poll("APA", ("apa-1", QUAKE_APA, minutes(5)))
+        parts.clock.now = minutes(30)
+        await parts.poll("Trend", ("trend-1", QUAKE_TREND, minutes(25)))
+        parts.clock.now = minutes(40)
+        await parts.poll("Report", ("report-1", QUAKE_REPORT, minutes(35)))
+        fake.fail_next(1, 400, methods=["sendMessage"])  # APA's message, for good
+        fake.fail_next(1, 502, methods=["editMessageText"])  # Report's edit, once
+        for _ in range(2):
+            await delivery.drain()
+        rows = await parts.outbox()
+        assert rows[-1][3] == rows[-2][0]  # Report's edit now edits Trend's row
+        assert len(fake.sent) == 1 and fake.edits == []
+        parts.clock.now = minutes(45)
+        await delivery.drain()
+    (message,) = fake.sent
+    shown = fake.message(42, message.message_id)
     assert shown is not None and shown.visible_text.endswith("\nAlso: Trend, Report")
 
 

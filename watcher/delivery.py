@@ -287,13 +287,6 @@ class Delivery:
                     delivered += 1
                     continue
                 target_id = edits.get(item.id)
-                if target_id is not None and latest_edit.get(target_id, item.id) > item.id:
-                    await self._store.drop_edit(
-                        item.id, "a later edit of the same message names its outlet", self._clock()
-                    )
-                    self._observe("edit_superseded")
-                    delivered += 1
-                    continue
                 if target_id is not None:
                     message_id = await self._edit_target(item, target_id)
                     if message_id == "wait":
@@ -305,13 +298,25 @@ class Delivery:
                         # The chat never got the message: this row is its only news of
                         # the story, and its text (that message and "Also: …") goes out
                         # as a message of its own, which the chat's later edits of the
-                        # story edit.
+                        # story edit (the store counts their outlets as that message's).
                         async with self._chat_limiter(chat_id), self._overall, self._in_flight:
                             if not await self._deliver(item, instead_of=target_id):
                                 break
                         for later, target in edits.items():
                             if target == target_id and later != item.id:
                                 edits[later] = item.id
+                        if target_id in latest_edit:
+                            latest_edit[item.id] = latest_edit[target_id]
+                        delivered += 1
+                        continue
+                    if latest_edit[target_id] > item.id and item.id not in self._unrecorded:
+                        # A message the chat has: the later edit names this one's outlet.
+                        await self._store.drop_edit(
+                            item.id,
+                            "a later edit of the same message names its outlet",
+                            self._clock(),
+                        )
+                        self._observe("edit_superseded")
                         delivered += 1
                         continue
                     async with self._chat_limiter(chat_id), self._overall, self._in_flight:

@@ -71,22 +71,22 @@ _RELEASE_ATTEMPTS = 3
 
 
 def digest_lines(held: Sequence[HeldAlert]) -> list[DigestLine]:
-    """PURE: one line per story: the first entry held about it, with the other outlets that
-    reported it named after it and every rule that hit; an entry without a story (stories
-    off) is a line of its own."""
+    """PURE: one line per story and outlet: the first entry held about a story, with the
+    other outlets that reported it named after it and every rule that hit. An outlet's next
+    item about a story it is named in already is a line of its own (a development, as it
+    would be a message of its own), and so is an entry without a story (stories off)."""
     lines: list[DigestLine] = []
-    by_story: dict[int, int] = {}  # story → its line's index
+    by_story: dict[int, int] = {}  # story → the index of its latest line
     for alert in held:
         at = by_story.get(alert.story_id) if alert.story_id is not None else None
-        if at is None:
+        if at is None or alert.feed in (lines[at].feed, *lines[at].also):
             if alert.story_id is not None:
                 by_story[alert.story_id] = len(lines)
             lines.append(DigestLine(alert.title, alert.link, alert.feed, alert.rules))
             continue
         line = lines[at]
-        also = line.also if alert.feed in (line.feed, *line.also) else (*line.also, alert.feed)
         rules = tuple(dict.fromkeys((*line.rules, *alert.rules)))
-        lines[at] = replace(line, also=also, rules=rules)
+        lines[at] = replace(line, also=(*line.also, alert.feed), rules=rules)
     return lines
 
 

@@ -512,11 +512,11 @@ async def _updates_in_stories(
     """The alerts about updated entries once stories are taken into account: the messages
     to queue, and the edits queued. An entry that alerted nobody before has no
     story: it is placed in one now, as a new entry would be. One that has a story already
-    keeps it; while it is within the story window, a chat with a message about that story
-    gets an edit, not a message. Past the window its update is news of its own: a
-    message, not a silent edit of one days old. Alerts held for muted or digest chats
-    (`held`: chat, entry, rules) become edits where the chat has a message about the story;
-    the rest are returned to hold."""
+    keeps it; while the story goes on (one of its entries is within the window), a chat with
+    a message about it gets an edit, not a message. Once the story's window has passed, the
+    update is news of its own: a message, not a silent edit of one days old. Alerts held
+    for muted or digest chats (`held`: chat, entry, rules) become edits where the chat has a
+    message about the story; the rest are returned to hold."""
     stories = await ctx.store.stories_of([item.new.id for item in matched])
     unplaced = [item.new for item in matched if stories.get(item.new.id) is None]
     unplaced_ids = {new.id for new in unplaced}

@@ -230,6 +230,10 @@ class StoryIndex:
     def __contains__(self, entry_id: object) -> bool:
         return entry_id in self._items
 
+    def holds_story(self, story: int) -> bool:
+        """Whether the index holds an entry of `story` (of the window, once expired)."""
+        return story in self._stories
+
     def story_of(self, entry_id: int) -> int:
         """The story of an entry the index holds (KeyError if it holds no such entry)."""
         return self._items[entry_id].story

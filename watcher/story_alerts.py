@@ -140,10 +140,11 @@ class StoryTracker:
         return story, when
 
     def within_window(self, stories: Mapping[int, int], now: datetime) -> dict[int, int]:
-        """Those of `stories` (entry id → its recorded story) whose entry the index still
-        holds at `now`: within the window, the story's edits may still name outlets."""
+        """Those of `stories` (entry id → its recorded story) whose story the index still
+        holds an entry of at `now`: while one of its reports is within the window, the
+        story goes on, and its message may still name outlets."""
         self.index.expire(now - self.settings.window)
-        return {entry: story for entry, story in stories.items() if entry in self.index}
+        return {entry: story for entry, story in stories.items() if self.index.holds_story(story)}
 
     def plan(
         self,

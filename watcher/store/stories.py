@@ -148,14 +148,15 @@ class StoryQueries:
 
         An edit row goes out as a message when the message it edits never reached its chat
         (given up, or sent to the chat's id before a migration): for the chat, that row is
-        the story's message, the one it edits with the row's own feed added."""
+        the story's message, the one it edits with the outlets of that message's edit rows
+        up to this one (its text names them all, those settled as superseded too)."""
         if not stories or not chat_ids:
             return {}
         story_list, chat_list = list(stories), list(chat_ids)
         rows = await self._fetchall(
             f"""SELECT o.id, e.story_id, o.chat_id,
                        coalesce(t.entry_id, o.entry_id), coalesce(tf.name, f.name),
-                       coalesce(t.text, o.text), CASE WHEN t.id IS NOT NULL THEN f.name END
+                       coalesce(t.text, o.text), t.id
                 FROM outbox o JOIN entries e ON e.id = o.entry_id
                      JOIN feeds f ON f.id = e.feed_id
                      LEFT JOIN outbox t ON t.id = o.edit_of
@@ -170,6 +171,7 @@ class StoryQueries:
             (*story_list, *chat_list),
         )
         messages: dict[tuple[int, int], StoryMessage] = {}
+        instead_of: dict[tuple[int, int], int] = {}  # the message an edit row went out for
         for row in rows:
             key = (int(row[1]), int(row[2]))
             if key not in messages:  # the latest one
@@ -180,23 +182,28 @@ class StoryQueries:
                     entry_id=row[3],
                     feed=row[4],
                     text=row[5],
-                    added_feeds=(row[6],) if row[6] is not None else (),
                 )
+                if row[6] is not None:
+                    instead_of[key] = int(row[6])
         if not messages:
             return messages
-        targets = {message.outbox_id: key for key, message in messages.items()}
-        added: dict[int, list[str]] = {}
+        edited = {message.outbox_id for message in messages.values()} | set(instead_of.values())
+        edits: dict[int, list[tuple[int, str]]] = {}  # edited row → (edit row, feed)
         for row in await self._fetchall(
-            f"""SELECT o.edit_of, f.name FROM outbox o
+            f"""SELECT o.edit_of, o.id, f.name FROM outbox o
                 JOIN entries e ON e.id = o.entry_id JOIN feeds f ON f.id = e.feed_id
-                WHERE o.edit_of IN ({",".join("?" * len(targets))}) ORDER BY o.id""",
-            list(targets),
+                WHERE o.edit_of IN ({",".join("?" * len(edited))}) ORDER BY o.id""",
+            list(edited),
         ):
-            added.setdefault(int(row[0]), []).append(str(row[1]))
-        for outbox_id, feeds in added.items():
-            key = targets[outbox_id]
-            message = messages[key]
-            messages[key] = replace(message, added_feeds=(*message.added_feeds, *feeds))
+            edits.setdefault(int(row[0]), []).append((int(row[1]), str(row[2])))
+        for key, message in messages.items():
+            before = [
+                feed
+                for row, feed in edits.get(instead_of.get(key, -1), ())
+                if row <= message.outbox_id
+            ]
+            own = [feed for _, feed in edits.get(message.outbox_id, ())]
+            messages[key] = replace(message, added_feeds=(*before, *own))
         return messages
 
     async def enqueue_edits(
