@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 # Outbox rows addressed to this chat id are printed on stdout instead of sent: it is the
 # destination the daemon uses when no Telegram token is configured.
@@ -199,6 +202,16 @@ class FeedSuccess:
     body_hash: str | None
     next_check_at: datetime
     ttl_s: int | None = None
+
+
+def oldest_first(items: Sequence[T], published: Callable[[T], datetime | None]) -> list[T]:
+    """One document's items (in document order) in the order the daemon alerts and places
+    them: by publication time; when one is undated, all in reversed document order (the
+    usual newest-first listing turned around), and ties that way too."""
+    reversed_items = list(reversed(items))
+    if any(published(item) is None for item in reversed_items):
+        return reversed_items
+    return sorted(reversed_items, key=lambda item: published(item) or datetime.min)
 
 
 @dataclass(frozen=True, slots=True)

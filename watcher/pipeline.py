@@ -33,6 +33,7 @@ from watcher.model import (
     NewEntry,
     Subscriber,
     UpdatedEntry,
+    oldest_first,
 )
 from watcher.parse_pool import FeedParser
 from watcher.rules import Matcher
@@ -201,12 +202,8 @@ def published_since(new_entries: Sequence[NewEntry], since: datetime) -> list[Ne
 
 
 def _chronological(new_entries: Sequence[NewEntry]) -> list[NewEntry]:
-    """By publication time; undated entries keep their place relative to reversed
-    document order (the usual newest-first listing turned around)."""
-    reversed_entries = list(reversed(new_entries))
-    if any(new.entry.published is None for new in reversed_entries):
-        return reversed_entries
-    return sorted(reversed_entries, key=lambda new: new.entry.published or datetime.min)
+    """Oldest first (`watcher.model.oldest_first`)."""
+    return oldest_first(new_entries, lambda new: new.entry.published)
 
 
 def plan_alerts(

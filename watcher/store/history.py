@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from watcher.errors import StoreError
+from watcher.model import oldest_first
 from watcher.store.reading import reading_uri
 from watcher.store.schema import SCHEMA_VERSION, version_problem
 from watcher.store.timestamps import from_db, to_db
@@ -140,13 +141,9 @@ class EntryHistory:
 
 def in_daemon_order(poll: list[StoredEntry]) -> list[StoredEntry]:
     """PURE: one poll's entries (in document order) in the order the daemon placed them in
-    stories (`watcher.pipeline._chronological`): by publication time, ties and all when
-    one is undated in reversed document order, the usual newest-first listing turned
-    around. The order decides which of a feed's entries joins a story (one per feed)."""
-    reversed_entries = poll[::-1]
-    if any(entry.published is None for entry in reversed_entries):
-        return reversed_entries
-    return sorted(reversed_entries, key=lambda entry: entry.published or entry.at)
+    stories (`watcher.model.oldest_first`, as `watcher.pipeline` does). The order decides
+    which of a feed's entries joins a story (one per feed)."""
+    return oldest_first(poll, lambda entry: entry.published)
 
 
 def _stored_entry(row: Any) -> StoredEntry:
