@@ -263,7 +263,7 @@ class Daemon:
             __version__,
             len(self._feeds),
             len(self.settings.rules),
-            "c" if self._ruleset.matcher.native else "python",
+            self._ruleset.matcher.engine,
             self.settings.storage.path,
             "telegram" if sender is not None else "console",
         )
@@ -616,7 +616,7 @@ class Daemon:
             "config reloaded feeds=%d rules=%d matcher=%s added_feeds=%s removed_feeds=%s",
             len(new.feeds),
             len(new.rules),
-            "c" if self._ruleset.matcher.native else "python",
+            self._ruleset.matcher.engine,
             ",".join(added) or "-",
             ",".join(removed) or "-",
         )

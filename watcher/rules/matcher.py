@@ -367,6 +367,11 @@ class Matcher:
         """Whether the C engine matches entries (the Python engine those it cannot)."""
         return self._native is not None
 
+    @property
+    def engine(self) -> str:
+        """Which engine matches entries, as the logs name it: "c" or "python"."""
+        return "c" if self._native is not None else "python"
+
     def native_answer(
         self, title: str, summary: str, *, feed: str | None = None, language: str | None = None
     ) -> list[Hit] | None:
