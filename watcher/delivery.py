@@ -271,12 +271,8 @@ class Delivery:
         slow chat holds only itself."""
         delivered = 0
         edits = dict(edits)  # an edit sent as a message becomes the one later edits edit
-        # Each edit's text names every outlet of the story so far: of the edits of one
-        # message due now, only the latest need go (one call, where a group allows 20 a
-        # minute), and the others are settled as carried by it.
-        latest_edit = {target: row for row, target in sorted(edits.items())}
         try:
-            for item in items:
+            for position, item in enumerate(items):
                 if (stop is not None and stop.is_set()) or self._paused_until is not None:
                     break
                 if chat_id == CONSOLE_CHAT:
@@ -305,12 +301,15 @@ class Delivery:
                         for later, target in edits.items():
                             if target == target_id and later != item.id:
                                 edits[later] = item.id
-                        if target_id in latest_edit:
-                            latest_edit[item.id] = latest_edit[target_id]
                         delivered += 1
                         continue
-                    if latest_edit[target_id] > item.id and item.id not in self._unrecorded:
-                        # A message the chat has: the later edit names this one's outlet.
+                    # Each edit's text names every outlet of the story so far: of the edits
+                    # of a message the chat has, due now, only the latest need go (one call,
+                    # where a group allows 20 a minute); the others are carried by it.
+                    superseded = any(
+                        edits.get(later.id) == target_id for later in items[position + 1 :]
+                    )
+                    if superseded and item.id not in self._unrecorded:
                         await self._store.drop_edit(
                             item.id,
                             "a later edit of the same message names its outlet",
